@@ -1,0 +1,467 @@
+"""TOML configuration → frozen dataclasses.
+
+Every error names the file, the key and what is wrong, so an installer can fix it without
+reading a traceback. Secrets are never written in the file: the file names the environment
+variable that holds them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.phone import PhoneError, to_e164
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# Kakao documents 14 chars for button labels and nothing for quick replies; we hold
+# quick replies to the same limit so they never get cut off on a phone.
+QUICK_REPLY_LABEL_MAX = 14
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the person editing the file."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+class Secret:
+    """A secret value that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    simulator: bool = False
+    # The Kakao skill must answer within 5 s; we answer well before, whatever the database does.
+    skill_budget_ms: int = 1500
+    max_body_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite+aiosqlite:///var/dangol.db"
+    # FULL: a message is on disk before the customer is told we have it.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    group_commit_max: int = 200
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    tick_seconds: float = 1.0
+    batch_size: int = 50
+    lease_seconds: int = 120
+    max_attempts: int = 8
+    backoff_base_seconds: float = 5.0
+    backoff_max_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class OpeningHours:
+    opens: time
+    closes: time
+
+
+@dataclass(frozen=True)
+class Closure:
+    start: date
+    end: date
+    reason: str
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    id: str
+    label: str
+    keywords: tuple[str, ...]
+    answer: str
+
+
+@dataclass(frozen=True)
+class KakaoConfig:
+    bot_id: str
+    skill_secret: Secret
+    secret_header: str = "X-Dangol-Skill-Secret"
+
+
+@dataclass(frozen=True)
+class OwnerConfig:
+    name: str
+    phone: str | None  # E.164
+    notify_via: tuple[str, ...] = ("console",)
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    slug: str
+    name: str
+    phone: str
+    address: str
+    timezone: ZoneInfo
+    hours: tuple[OpeningHours | None, ...]  # Monday first, None = closed
+    closed_on_public_holidays: bool
+    closures: tuple[Closure, ...]
+    faq: tuple[FaqEntry, ...]
+    kakao: KakaoConfig | None
+    owner: OwnerConfig
+    reply_target_minutes: int = 30
+    complaint_fix_hours: int = 24
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str
+    server: ServerConfig
+    database: DatabaseConfig
+    outbox: OutboxConfig
+    logging: LoggingConfig
+    shops: tuple[ShopConfig, ...]
+    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def shop(self, slug: str) -> ShopConfig | None:
+        return next((s for s in self.shops if s.slug == slug), None)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Table:
+    """A TOML table that remembers where it came from, for error messages."""
+
+    def __init__(self, source: str, path: str, data: Mapping[str, Any]) -> None:
+        self.source, self.path, self.data = source, path, data
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), problem)
+
+    def _get(self, name: str, kind: type | tuple[type, ...], label: str, default: Any) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            if default is _REQUIRED:
+                raise ConfigError(self.source, self.key(name), "is required but missing")
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and kind is not bool and bool not in _as_tuple(kind):
+            raise self.error(name, f"expected {label}, got {value!r}")
+        if not isinstance(value, kind):
+            raise self.error(name, f"expected {label}, got {value!r}")
+        return value
+
+    def str(self, name: str, default: Any = None) -> Any:
+        value = self._get(name, str, "a string", default)
+        if isinstance(value, str) and default is _REQUIRED and not value.strip():
+            raise self.error(name, "must not be empty")
+        return value
+
+    def int(self, name: str, default: Any = None, *, minimum: int = 0) -> Any:
+        value = self._get(name, int, "a whole number", default)
+        if isinstance(value, int) and value < minimum:
+            raise self.error(name, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: Any = None) -> Any:
+        value = self._get(name, (int, float), "a number", default)
+        if isinstance(value, int | float) and value <= 0:
+            raise self.error(name, f"must be greater than 0, got {value}")
+        return None if value is None else float(value)
+
+    def bool(self, name: str, default: Any = None) -> Any:
+        return self._get(name, bool, "true or false", default)
+
+    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
+        value: str = self.str(name, default)
+        if value not in options:
+            raise self.error(name, f"must be one of {', '.join(options)}; got {value!r}")
+        return value
+
+    def strings(self, name: str, default: Any = ()) -> tuple[str, ...]:
+        value = self._get(name, list, "a list of strings", default)
+        if not all(isinstance(v, str) for v in value):
+            raise self.error(name, "expected a list of strings")
+        return tuple(value)
+
+    def table(self, name: str, *, required: bool = False) -> _Table | None:
+        value = self._get(name, dict, "a table", _REQUIRED if required else None)
+        return None if value is None else _Table(self.source, self.key(name), value)
+
+    def tables(self, name: str) -> list[_Table]:
+        value = self._get(name, list, "an array of tables ([[...]])", [])
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise ConfigError(self.source, f"{self.key(name)}[{i}]", "expected a table")
+            out.append(_Table(self.source, f"{self.key(name)}[{i}]", item))
+        return out
+
+    def secret(self, name: str) -> Secret:
+        """`<name>_env` names the environment variable holding the secret."""
+        env_key = f"{name}_env"
+        var = self.str(env_key, _REQUIRED)
+        value = os.environ.get(var)
+        if not value:
+            raise self.error(env_key, f"environment variable {var} is not set")
+        return Secret(value)
+
+    def finish(self) -> None:
+        """Reject keys we do not know: a typo should not silently fall back to a default."""
+        for name in self.data:
+            if name not in self.seen:
+                hint = difflib.get_close_matches(name, sorted(self.seen), n=1)
+                tip = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise self.error(name, f"unknown key{tip}")
+
+
+_REQUIRED: Any = object()
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _parse_hours(t: _Table, name: str, value: str) -> OpeningHours | None:
+    if value.strip().lower() == "closed":
+        return None
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+    if not m:
+        raise t.error(name, f'expected "HH:MM-HH:MM" or "closed", got {value!r}')
+    h1, m1, h2, m2 = (int(x) for x in m.groups())
+    try:
+        opens, closes = time(h1, m1), time(h2, m2)
+    except ValueError:
+        raise t.error(name, f"not a valid time range: {value!r}") from None
+    if closes <= opens:
+        raise t.error(name, f"closing time must be after opening time: {value!r}")
+    return OpeningHours(opens, closes)
+
+
+def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
+    slug = t.str("slug", _REQUIRED)
+    if not SLUG_RE.match(slug):
+        raise t.error("slug", f"use lowercase letters, digits and '-' (max 40), got {slug!r}")
+    tz_name = t.str("timezone", "Asia/Seoul")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise t.error("timezone", f"unknown time zone {tz_name!r}") from None
+
+    hours_t = t.table("hours", required=True)
+    assert hours_t is not None
+    hours = tuple(_parse_hours(hours_t, day, hours_t.str(day, _REQUIRED)) for day in WEEKDAYS)
+    closed_on_holidays = hours_t.bool("closed_on_public_holidays", True)
+    hours_t.finish()
+
+    closures = []
+    for c in t.tables("closures"):
+        start = c._get("start", date, "a date (YYYY-MM-DD)", _REQUIRED)
+        end = c._get("end", date, "a date (YYYY-MM-DD)", start)
+        if end < start:
+            raise c.error("end", "must not be before start")
+        closures.append(Closure(start, end, c.str("reason", "휴무")))
+        c.finish()
+
+    faq = []
+    for f in t.tables("faq"):
+        label = f.str("label", _REQUIRED)
+        if len(label) > QUICK_REPLY_LABEL_MAX:
+            raise f.error("label", f"must be at most {QUICK_REPLY_LABEL_MAX} characters")
+        answer = f.str("answer", _REQUIRED)
+        if len(answer) > 1000:
+            raise f.error("answer", "must be at most 1000 characters (Kakao's limit)")
+        faq.append(FaqEntry(f.str("id", _REQUIRED), label, f.strings("keywords"), answer))
+        f.finish()
+    if len(faq) > 7:
+        raise t.error("faq", "at most 7 entries fit in Kakao's 10 quick replies")
+    ids = [e.id for e in faq]
+    if len(set(ids)) != len(ids):
+        raise t.error("faq", "every entry needs its own id")
+
+    kakao = None
+    if (k := t.table("kakao")) is not None:
+        kakao = KakaoConfig(
+            bot_id=k.str("bot_id", _REQUIRED),
+            skill_secret=k.secret("skill_secret"),
+            secret_header=k.str("secret_header", "X-Dangol-Skill-Secret"),
+        )
+        k.finish()
+
+    o = t.table("owner", required=True)
+    assert o is not None
+    raw_phone = o.str("phone")
+    try:
+        owner_phone = to_e164(raw_phone) if raw_phone else None
+    except PhoneError as exc:
+        raise o.error("phone", str(exc)) from None
+    notify_via = o.strings("notify_via", ("console",))
+    for name in notify_via:
+        if name not in known_providers:
+            raise o.error("notify_via", f"unknown provider {name!r}")
+    owner = OwnerConfig(o.str("name", _REQUIRED), owner_phone, notify_via)
+    o.finish()
+
+    shop = ShopConfig(
+        slug=slug,
+        name=t.str("name", _REQUIRED),
+        phone=t.str("phone", ""),
+        address=t.str("address", ""),
+        timezone=tz,
+        hours=hours,
+        closed_on_public_holidays=closed_on_holidays,
+        closures=tuple(closures),
+        faq=tuple(faq),
+        kakao=kakao,
+        owner=owner,
+        reply_target_minutes=t.int("reply_target_minutes", 30, minimum=1),
+        complaint_fix_hours=t.int("complaint_fix_hours", 24, minimum=1),
+    )
+    t.finish()
+    return shop
+
+
+def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) -> Settings:
+    root = _Table(source, "", data)
+
+    s = root.table("server") or _Table(source, "server", {})
+    server = ServerConfig(
+        host=s.str("host", "127.0.0.1"),
+        port=s.int("port", 8080, minimum=1),
+        public_url=s.str("public_url", "http://127.0.0.1:8080").rstrip("/"),
+        simulator=s.bool("simulator", False),
+        skill_budget_ms=s.int("skill_budget_ms", 1500, minimum=50),
+        max_body_bytes=s.int("max_body_bytes", 256 * 1024, minimum=1024),
+    )
+    if server.skill_budget_ms > 4000:
+        raise s.error("skill_budget_ms", "must stay below Kakao's 5 s limit (at most 4000)")
+    s.finish()
+
+    d = root.table("database") or _Table(source, "database", {})
+    url = _resolve_sqlite_path(d.str("url", "sqlite+aiosqlite:///var/dangol.db"), base_dir)
+    if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise d.error("url", "use sqlite+aiosqlite:///path.db or postgresql+asyncpg://…")
+    database = DatabaseConfig(
+        url=url,
+        sqlite_synchronous=d.choice("sqlite_synchronous", ("FULL", "NORMAL"), "FULL"),  # type: ignore[arg-type]
+        group_commit_max=d.int("group_commit_max", 200, minimum=1),
+    )
+    d.finish()
+
+    ob = root.table("outbox") or _Table(source, "outbox", {})
+    outbox = OutboxConfig(
+        tick_seconds=ob.number("tick_seconds", 1.0),
+        batch_size=ob.int("batch_size", 50, minimum=1),
+        lease_seconds=ob.int("lease_seconds", 120, minimum=5),
+        max_attempts=ob.int("max_attempts", 8, minimum=1),
+        backoff_base_seconds=ob.number("backoff_base_seconds", 5.0),
+        backoff_max_seconds=ob.number("backoff_max_seconds", 3600.0),
+    )
+    ob.finish()
+
+    lg = root.table("logging") or _Table(source, "logging", {})
+    logging_cfg = LoggingConfig(
+        level=lg.choice("level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        format=lg.choice("format", ("text", "json"), "text"),  # type: ignore[arg-type]
+    )
+    lg.finish()
+
+    p = root.table("providers") or _Table(source, "providers", {})
+    providers: dict[str, Mapping[str, Any]] = {"console": {}}
+    for name in list(p.data):
+        sub = p.table(name)
+        providers[name] = dict(sub.data) if sub else {}
+
+    shops = tuple(_shop(t, set(providers)) for t in root.tables("shops"))
+    if not shops:
+        raise ConfigError(source, "shops", "add at least one [[shops]] table")
+    slugs = [x.slug for x in shops]
+    if len(set(slugs)) != len(slugs):
+        raise ConfigError(source, "shops", "every shop needs its own slug")
+    root.finish()
+    return Settings(source, server, database, outbox, logging_cfg, shops, providers)
+
+
+def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:
+    """Relative SQLite paths are relative to the config file, not to wherever we were started."""
+    prefix = "sqlite+aiosqlite:///"
+    if base_dir is None or not url.startswith(prefix):
+        return url
+    path = url[len(prefix) :]
+    if path.startswith("/") or path == ":memory:" or not path:
+        return url
+    return prefix + str((base_dir / path).resolve())
+
+
+def load(path: str | os.PathLike[str]) -> Settings:
+    p = Path(path)
+    source = str(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(source, "", "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "", f"TOML syntax error: {exc}") from None
+    return parse(data, source, p.resolve().parent)
+
+
+def iter_secret_env_names(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Every environment variable the file refers to (used by `dangol demo`)."""
+    data = tomllib.loads(Path(path).read_text("utf-8"))
+
+    def walk(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k.endswith("_env") and isinstance(v, str):
+                    yield v
+                else:
+                    yield from walk(v)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    yield from walk(data)

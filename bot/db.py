@@ -1,0 +1,342 @@
+"""The database: engines, SQLite done right, migrations, and the group-commit writer.
+
+Every write in dangol is a *unit*: a plain function that takes a SQLAlchemy `Connection`
+and does its statements. Units go through one writer per process, which runs whatever
+units are waiting in one transaction and commits them together (group commit). That is
+what lets the Kakao webhook commit every message before answering and still keep up with
+a bare handler: one fsync for many requests instead of one each.
+
+On SQLite the writer owns a single connection in its own thread (`BEGIN IMMEDIATE`, so a
+writer never deadlocks upgrading a read lock) and all other connections are read-only. On
+PostgreSQL the writer runs the same units through asyncpg via `run_sync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Unit = Callable[[Connection], T]
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_path(url: str) -> str:
+    return sa.make_url(url).database or ""
+
+
+def _sqlite_pragmas(synchronous: str, *, read_only: bool) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's implicit one is deferred).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        if read_only:
+            cur.execute("PRAGMA query_only=ON")  # writes go through the writer, nowhere else
+        cur.close()
+
+    return on_connect
+
+
+def _begin_with(statement: str) -> Callable[[Connection], None]:
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(statement)
+
+    return on_begin
+
+
+def _async_engine(
+    url: str, *, synchronous: str = "FULL", read_only: bool, search_path: str | None = None
+) -> AsyncEngine:
+    if is_sqlite(url):
+        path = _sqlite_path(url)
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(
+            engine.sync_engine, "connect", _sqlite_pragmas(synchronous, read_only=read_only)
+        )
+        event.listen(
+            engine.sync_engine, "begin", _begin_with("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        )
+        return engine
+    connect_args: dict[str, Any] = {}
+    if search_path:
+        connect_args["server_settings"] = {"search_path": search_path}
+    return create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args
+    )
+
+
+# --------------------------------------------------------------------------- migrations
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+async def upgrade(url: str, revision: str = "head", *, search_path: str | None = None) -> None:
+    """Bring the schema to `revision` (used by `dangol db upgrade`, `init`, `demo` and tests)."""
+    engine = _async_engine(url, read_only=False, search_path=search_path)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_on, revision)
+    finally:
+        await engine.dispose()
+
+
+def _upgrade_on(conn: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Lost connections and a locked SQLite file pass; constraint violations do not."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | OSError | ConnectionError)
+
+
+@dataclass
+class _Job:
+    unit: Unit[Any]
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+def run_units(conn: Connection, units: list[Unit[Any]]) -> list[Any]:
+    """Run units one after another inside the caller's transaction."""
+    return [unit(conn) for unit in units]
+
+
+class Writer:
+    """Group commit: every unit waiting when a transaction starts shares its commit."""
+
+    def __init__(self, execute: Callable[[list[Unit[Any]]], Any], max_batch: int) -> None:
+        self._execute = execute  # async: runs units in one transaction, returns their results
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.units = 0
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="dangol-writer")
+
+    async def close(self) -> None:
+        """Finish everything already queued, then stop."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        await self._task
+        self._task = None
+
+    async def run(self, unit: Unit[T]) -> T:
+        """Run `unit` in a transaction; returns once it is committed."""
+        if self._task is None:
+            raise RuntimeError("the database writer is not running")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(unit, future))
+        return await future
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            job = await self._queue.get()
+            if job is None:
+                break
+            batch = [job]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        try:
+            results = await self._with_retry([j.unit for j in batch])
+        except Exception:
+            if len(batch) == 1:
+                self._settle(batch[0], exc=_current_exception())
+                return
+            # One bad unit must not fail its neighbours: run each on its own.
+            log.warning("group commit of %d units failed; running them one by one", len(batch))
+            for job in batch:
+                try:
+                    (result,) = await self._with_retry([job.unit])
+                except Exception as exc:
+                    self._settle(job, exc=exc)
+                else:
+                    self._settle(job, result=result)
+            return
+        self.batches += 1
+        self.units += len(batch)
+        for job, result in zip(batch, results, strict=True):
+            self._settle(job, result=result)
+
+    async def _with_retry(self, units: list[Unit[Any]]) -> list[Any]:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_is_transient),
+            wait=wait_exponential(multiplier=0.05, max=2.0),
+            stop=stop_after_delay(60),
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.warning("database write retry #%d", attempt.retry_state.attempt_number)
+                result: list[Any] = await self._execute(units)
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _settle(job: _Job, *, result: Any = None, exc: BaseException | None = None) -> None:
+        if job.future.done():  # the caller gave up waiting; the work is still committed
+            return
+        if exc is not None:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+
+
+def _current_exception() -> BaseException:
+    import sys
+
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    return exc
+
+
+# --------------------------------------------------------------------------- the database
+
+
+class Database:
+    """Engines plus the writer. `read()` for queries, `write(unit)` for everything else."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        group_commit_max: int = 200,
+        search_path: str | None = None,
+    ) -> None:
+        self.url = url
+        self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
+        self.engine = _async_engine(
+            url,
+            synchronous=sqlite_synchronous,
+            read_only=self.dialect == "sqlite",
+            search_path=search_path,
+        )
+        self._sync_engine: Engine | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_conn: Connection | None = None
+        if self.dialect == "sqlite":
+            self._sync_engine = sa.create_engine(
+                "sqlite:///" + _sqlite_path(url),
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                poolclass=sa.pool.StaticPool,
+            )
+            event.listen(
+                self._sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous, read_only=False)
+            )
+            event.listen(self._sync_engine, "begin", _begin_with("BEGIN IMMEDIATE"))
+            self._thread = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="dangol-sqlite-writer"
+            )
+            self.writer = Writer(self._execute_sqlite, group_commit_max)
+        else:
+            self.writer = Writer(self._execute_async, group_commit_max)
+
+    async def start(self) -> None:
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.close()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
+            self._thread.shutdown(wait=True)
+        await self.engine.dispose()
+
+    def _close_sync(self) -> None:
+        if self._sync_conn is not None:
+            self._sync_conn.close()
+            self._sync_conn = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+
+    async def write(self, unit: Unit[T]) -> T:
+        return await self.writer.run(unit)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    # -- executors: run a list of units in one transaction and commit
+
+    async def _execute_async(self, units: list[Unit[Any]]) -> list[Any]:
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(run_units, units)
+
+    async def _execute_sqlite(self, units: list[Unit[Any]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        assert self._thread is not None
+        return await loop.run_in_executor(self._thread, self._execute_sqlite_sync, units)
+
+    def _execute_sqlite_sync(self, units: list[Unit[Any]]) -> list[Any]:
+        if self._sync_conn is None:
+            assert self._sync_engine is not None
+            self._sync_conn = self._sync_engine.connect()
+        conn = self._sync_conn
+        try:
+            with conn.begin():
+                return run_units(conn, units)
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                conn.close()
+                self._sync_conn = None
+            raise

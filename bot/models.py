@@ -1,0 +1,237 @@
+"""The data: SQLAlchemy 2 typed models. Every tenant row carries `shop_id`.
+
+Storage keeps timezone-aware UTC datetimes only; local time (KST) appears at the edges.
+Changing a model means writing an Alembic migration in `bot/migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which has no time zones) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Shop(Base):
+    """A business. Its settings live in the config file; its changing state lives here."""
+
+    __tablename__ = "shops"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # available | on_site | off — what the customer is told about the owner
+    owner_status: Mapped[str] = mapped_column(String(20), default="available")
+    owner_busy_until: Mapped[datetime | None]
+    owner_status_changed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    """A person who logs in to the console: the owner or staff."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), index=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), default="owner")  # owner | staff
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(100))
+    tier: Mapped[str] = mapped_column(String(10), default="bronze")  # bronze | silver | gold
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+
+
+class CustomerIdentity(Base):
+    """One address of a customer on one channel; unique per shop."""
+
+    __tablename__ = "customer_identities"
+    __table_args__ = (UniqueConstraint("shop_id", "kind", "value"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    # kakao_bot_user | kakao_plusfriend | kakao_app_user | phone (E.164)
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class Consent(Base):
+    """A consent event (granted or withdrawn); the latest per scope wins."""
+
+    __tablename__ = "consents"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(20))  # marketing | night
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(40))  # keyword:수신거부, console, provider:1061…
+    created_at: Mapped[datetime]
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        # One conversation is open per customer at a time.
+        Index(
+            "uq_conversations_open_customer",
+            "customer_id",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+        Index("ix_conversations_shop_waiting", "shop_id", "status", "waiting_since"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(20))  # kakao | sms | simulator
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | snoozed | resolved
+    # Set by the first customer message nobody has answered yet; cleared by the owner's reply.
+    waiting_since: Mapped[datetime | None]
+    sla_due_at: Mapped[datetime | None]
+    first_response_at: Mapped[datetime | None]
+    first_response_seconds: Mapped[int | None] = mapped_column(Integer)
+    complaint: Mapped[bool] = mapped_column(Boolean, default=False)
+    complaint_due_at: Mapped[datetime | None]
+    handoff_requested_at: Mapped[datetime | None]
+    unread_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_message_at: Mapped[datetime]
+    # Kakao sends no request id: an identical payload within a short window is a resend.
+    last_inbound_digest: Mapped[str | None] = mapped_column(String(64))
+    last_inbound_at: Mapped[datetime | None]
+    last_inbound_message_id: Mapped[int | None] = mapped_column(Id)
+    created_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "idempotency_key"),
+        Index("ix_messages_conversation", "conversation_id", "id"),
+        Index("ix_messages_mailbox", "customer_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    sender: Mapped[str] = mapped_column(String(10))  # customer | bot | owner | system
+    channel: Mapped[str] = mapped_column(String(20))  # kakao | sms | simulator
+    body: Mapped[str] = mapped_column(Text)
+    # quick replies offered, attachments, the handler that answered…
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # received | queued | held (mailbox) | sent | delivered | failed
+    status: Mapped[str] = mapped_column(String(12))
+    # how it travelled: skill_response | mailbox | event_api | alimtalk | sms | lms | mms …
+    path: Mapped[str | None] = mapped_column(String(20))
+    provider: Mapped[str | None] = mapped_column(String(40))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    in_reply_to_id: Mapped[int | None] = mapped_column(Id)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class OutboxItem(Base):
+    """One message to send, written in the same transaction as whatever caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "idempotency_key"),
+        Index("ix_outbox_due", "status", "not_before"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    purpose: Mapped[str] = mapped_column(String(40))  # owner_notification | reply | journey:…
+    provider: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[dict[str, Any]] = mapped_column()
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    # pending | sending | sent | dead | unknown | cancelled
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    idempotency_key: Mapped[str] = mapped_column(String(160))
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_shop_time", "shop_id", "created_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id"))
+    actor: Mapped[str] = mapped_column(String(60))  # system | user:<id> | customer:<id>
+    action: Mapped[str] = mapped_column(String(60))
+    subject: Mapped[str | None] = mapped_column(String(60))  # conversation:12, customer:7…
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
