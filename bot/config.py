@@ -76,6 +76,7 @@ class DatabaseConfig:
     # FULL: a message is on disk before the customer is told we have it.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     group_commit_max: int = 200
+    schema: str | None = None  # PostgreSQL: keep dangol's tables in their own schema
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class FaqEntry:
 class KakaoConfig:
     bot_id: str
     skill_secret: Secret
-    secret_header: str = "X-Dangol-Skill-Secret"
+    secret_header: str = "X-Dangol-Skill-Secret"  # noqa: S105 (a header name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -189,13 +190,13 @@ class _Table:
             raise self.error(name, f"expected {label}, got {value!r}")
         return value
 
-    def str(self, name: str, default: Any = None) -> Any:
+    def string(self, name: str, default: Any = None) -> Any:
         value = self._get(name, str, "a string", default)
         if isinstance(value, str) and default is _REQUIRED and not value.strip():
             raise self.error(name, "must not be empty")
         return value
 
-    def int(self, name: str, default: Any = None, *, minimum: int = 0) -> Any:
+    def integer(self, name: str, default: Any = None, *, minimum: int = 0) -> Any:
         value = self._get(name, int, "a whole number", default)
         if isinstance(value, int) and value < minimum:
             raise self.error(name, f"must be at least {minimum}, got {value}")
@@ -207,11 +208,11 @@ class _Table:
             raise self.error(name, f"must be greater than 0, got {value}")
         return None if value is None else float(value)
 
-    def bool(self, name: str, default: Any = None) -> Any:
+    def flag(self, name: str, default: Any = None) -> Any:
         return self._get(name, bool, "true or false", default)
 
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
-        value: str = self.str(name, default)
+        value: str = self.string(name, default)
         if value not in options:
             raise self.error(name, f"must be one of {', '.join(options)}; got {value!r}")
         return value
@@ -238,7 +239,7 @@ class _Table:
     def secret(self, name: str) -> Secret:
         """`<name>_env` names the environment variable holding the secret."""
         env_key = f"{name}_env"
-        var = self.str(env_key, _REQUIRED)
+        var = self.string(env_key, _REQUIRED)
         value = os.environ.get(var)
         if not value:
             raise self.error(env_key, f"environment variable {var} is not set")
@@ -277,10 +278,10 @@ def _parse_hours(t: _Table, name: str, value: str) -> OpeningHours | None:
 
 
 def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
-    slug = t.str("slug", _REQUIRED)
+    slug = t.string("slug", _REQUIRED)
     if not SLUG_RE.match(slug):
         raise t.error("slug", f"use lowercase letters, digits and '-' (max 40), got {slug!r}")
-    tz_name = t.str("timezone", "Asia/Seoul")
+    tz_name = t.string("timezone", "Asia/Seoul")
     try:
         tz = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -288,8 +289,8 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
 
     hours_t = t.table("hours", required=True)
     assert hours_t is not None
-    hours = tuple(_parse_hours(hours_t, day, hours_t.str(day, _REQUIRED)) for day in WEEKDAYS)
-    closed_on_holidays = hours_t.bool("closed_on_public_holidays", True)
+    hours = tuple(_parse_hours(hours_t, day, hours_t.string(day, _REQUIRED)) for day in WEEKDAYS)
+    closed_on_holidays = hours_t.flag("closed_on_public_holidays", True)
     hours_t.finish()
 
     closures = []
@@ -298,18 +299,18 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
         end = c._get("end", date, "a date (YYYY-MM-DD)", start)
         if end < start:
             raise c.error("end", "must not be before start")
-        closures.append(Closure(start, end, c.str("reason", "휴무")))
+        closures.append(Closure(start, end, c.string("reason", "휴무")))
         c.finish()
 
     faq = []
     for f in t.tables("faq"):
-        label = f.str("label", _REQUIRED)
+        label = f.string("label", _REQUIRED)
         if len(label) > QUICK_REPLY_LABEL_MAX:
             raise f.error("label", f"must be at most {QUICK_REPLY_LABEL_MAX} characters")
-        answer = f.str("answer", _REQUIRED)
+        answer = f.string("answer", _REQUIRED)
         if len(answer) > 1000:
             raise f.error("answer", "must be at most 1000 characters (Kakao's limit)")
-        faq.append(FaqEntry(f.str("id", _REQUIRED), label, f.strings("keywords"), answer))
+        faq.append(FaqEntry(f.string("id", _REQUIRED), label, f.strings("keywords"), answer))
         f.finish()
     if len(faq) > 7:
         raise t.error("faq", "at most 7 entries fit in Kakao's 10 quick replies")
@@ -320,15 +321,15 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
     kakao = None
     if (k := t.table("kakao")) is not None:
         kakao = KakaoConfig(
-            bot_id=k.str("bot_id", _REQUIRED),
+            bot_id=k.string("bot_id", _REQUIRED),
             skill_secret=k.secret("skill_secret"),
-            secret_header=k.str("secret_header", "X-Dangol-Skill-Secret"),
+            secret_header=k.string("secret_header", "X-Dangol-Skill-Secret"),
         )
         k.finish()
 
     o = t.table("owner", required=True)
     assert o is not None
-    raw_phone = o.str("phone")
+    raw_phone = o.string("phone")
     try:
         owner_phone = to_e164(raw_phone) if raw_phone else None
     except PhoneError as exc:
@@ -337,14 +338,14 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
     for name in notify_via:
         if name not in known_providers:
             raise o.error("notify_via", f"unknown provider {name!r}")
-    owner = OwnerConfig(o.str("name", _REQUIRED), owner_phone, notify_via)
+    owner = OwnerConfig(o.string("name", _REQUIRED), owner_phone, notify_via)
     o.finish()
 
     shop = ShopConfig(
         slug=slug,
-        name=t.str("name", _REQUIRED),
-        phone=t.str("phone", ""),
-        address=t.str("address", ""),
+        name=t.string("name", _REQUIRED),
+        phone=t.string("phone", ""),
+        address=t.string("address", ""),
         timezone=tz,
         hours=hours,
         closed_on_public_holidays=closed_on_holidays,
@@ -352,8 +353,8 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
         faq=tuple(faq),
         kakao=kakao,
         owner=owner,
-        reply_target_minutes=t.int("reply_target_minutes", 30, minimum=1),
-        complaint_fix_hours=t.int("complaint_fix_hours", 24, minimum=1),
+        reply_target_minutes=t.integer("reply_target_minutes", 30, minimum=1),
+        complaint_fix_hours=t.integer("complaint_fix_hours", 24, minimum=1),
     )
     t.finish()
     return shop
@@ -364,34 +365,37 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
 
     s = root.table("server") or _Table(source, "server", {})
     server = ServerConfig(
-        host=s.str("host", "127.0.0.1"),
-        port=s.int("port", 8080, minimum=1),
-        public_url=s.str("public_url", "http://127.0.0.1:8080").rstrip("/"),
-        simulator=s.bool("simulator", False),
-        skill_budget_ms=s.int("skill_budget_ms", 1500, minimum=50),
-        max_body_bytes=s.int("max_body_bytes", 256 * 1024, minimum=1024),
+        host=s.string("host", "127.0.0.1"),
+        port=s.integer("port", 8080, minimum=1),
+        public_url=s.string("public_url", "http://127.0.0.1:8080").rstrip("/"),
+        simulator=s.flag("simulator", False),
+        skill_budget_ms=s.integer("skill_budget_ms", 1500, minimum=50),
+        max_body_bytes=s.integer("max_body_bytes", 256 * 1024, minimum=1024),
     )
     if server.skill_budget_ms > 4000:
         raise s.error("skill_budget_ms", "must stay below Kakao's 5 s limit (at most 4000)")
     s.finish()
 
     d = root.table("database") or _Table(source, "database", {})
-    url = _resolve_sqlite_path(d.str("url", "sqlite+aiosqlite:///var/dangol.db"), base_dir)
+    url = _resolve_sqlite_path(d.string("url", "sqlite+aiosqlite:///var/dangol.db"), base_dir)
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise d.error("url", "use sqlite+aiosqlite:///path.db or postgresql+asyncpg://…")
     database = DatabaseConfig(
         url=url,
         sqlite_synchronous=d.choice("sqlite_synchronous", ("FULL", "NORMAL"), "FULL"),  # type: ignore[arg-type]
-        group_commit_max=d.int("group_commit_max", 200, minimum=1),
+        group_commit_max=d.integer("group_commit_max", 200, minimum=1),
+        schema=d.string("schema"),
     )
+    if database.schema and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database.schema):
+        raise d.error("schema", "use lowercase letters, digits and _")
     d.finish()
 
     ob = root.table("outbox") or _Table(source, "outbox", {})
     outbox = OutboxConfig(
         tick_seconds=ob.number("tick_seconds", 1.0),
-        batch_size=ob.int("batch_size", 50, minimum=1),
-        lease_seconds=ob.int("lease_seconds", 120, minimum=5),
-        max_attempts=ob.int("max_attempts", 8, minimum=1),
+        batch_size=ob.integer("batch_size", 50, minimum=1),
+        lease_seconds=ob.integer("lease_seconds", 120, minimum=5),
+        max_attempts=ob.integer("max_attempts", 8, minimum=1),
         backoff_base_seconds=ob.number("backoff_base_seconds", 5.0),
         backoff_max_seconds=ob.number("backoff_max_seconds", 3600.0),
     )

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -116,6 +118,25 @@ async def upgrade(url: str, revision: str = "head", *, search_path: str | None =
             await conn.run_sync(_upgrade_on, revision)
     finally:
         await engine.dispose()
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+async def check_schema(database: Database) -> None:
+    """Refuse to serve on a schema older (or newer) than this code expects."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    async with database.read() as conn:
+        current = await conn.run_sync(
+            lambda c: MigrationContext.configure(c).get_current_revision()
+        )
+    if current != head:
+        found = current or "empty"
+        raise SchemaOutOfDate(
+            f"database schema is at {found}, this dangol needs {head}: "
+            "run `dangol db upgrade --config …`"
+        )
 
 
 def _upgrade_on(conn: Connection, revision: str) -> None:

@@ -109,12 +109,16 @@ def settings_dict(db_url: str = "sqlite+aiosqlite:///:memory:", **sections: Any)
     return data
 
 
-def make_settings(db_url: str = "sqlite+aiosqlite:///:memory:", **sections: Any) -> config_mod.Settings:
+def make_settings(
+    db_url: str = "sqlite+aiosqlite:///:memory:", **sections: Any
+) -> config_mod.Settings:
     return config_mod.parse(settings_dict(db_url, **sections), "test.toml")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
+async def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[str, str | None]]:
     """A migrated, empty database: (url, search_path)."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'dangol.db'}"

@@ -19,7 +19,8 @@ NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 def _add_shop(slug: str):
     def unit(conn: Connection) -> int:
         row = conn.execute(
-            sa.insert(Shop).values(slug=slug, name=slug, owner_status="available", created_at=NOW)
+            sa.insert(Shop)
+            .values(slug=slug, name=slug, owner_status="available", created_at=NOW)
             .returning(Shop.id)
         ).scalar_one()
         return int(row)
@@ -70,6 +71,8 @@ async def test_sqlite_is_configured_for_a_server(tmp_path: Path) -> None:
         fk = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one()
         busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
         with pytest.raises(sa.exc.OperationalError, match="readonly"):
-            await conn.execute(sa.insert(Shop).values(slug="x", name="x", owner_status="off", created_at=NOW))
+            await conn.execute(
+                sa.insert(Shop).values(slug="x", name="x", owner_status="off", created_at=NOW)
+            )
     await database.close()
     assert (mode, fk, busy) == ("wal", 1, 5000)

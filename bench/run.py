@@ -1,0 +1,270 @@
+"""`make bench`: the Kakao skill endpoint under load, against a bare aiohttp handler.
+
+Same run, same machine, 50 connections from wrk on 127.0.0.1:
+1. flat out: requests/s of the bare handler and of dangol's durable endpoint (every message
+   committed before the answer) on SQLite and on PostgreSQL;
+2. at a fixed offered load of half the bare handler's rate: dangol's latency (p50/p99/max).
+Afterwards the database is counted: every 200 answer must have its message stored.
+Writes bench/RESULTS.md. Needs `wrk` (Debian package) and, for the PostgreSQL row,
+the server in DANGOL_TEST_PG_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PY = sys.executable
+DANGOL = str(Path(PY).parent / "dangol")
+CONNECTIONS = 50
+DURATION = int(os.environ.get("BENCH_SECONDS", "15"))
+WARMUP = 3
+SECRET = "bench-secret"
+PG_URL = os.environ.get("DANGOL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {port}
+simulator = false
+[database]
+url = "{url}"
+{schema}
+[logging]
+level = "WARNING"
+[providers.console]
+[[shops]]
+slug = "bench"
+name = "벤치설비"
+phone = "02-1234-5678"
+[shops.hours]
+mon = "00:00-23:59"
+tue = "00:00-23:59"
+wed = "00:00-23:59"
+thu = "00:00-23:59"
+fri = "00:00-23:59"
+sat = "00:00-23:59"
+sun = "00:00-23:59"
+closed_on_public_holidays = false
+[shops.kakao]
+bot_id = "66a1e9d0e4b0a1b2c3d4e000"
+skill_secret_env = "BENCH_SKILL_SECRET"
+[shops.owner]
+name = "벤치"
+phone = "010-2222-3333"
+notify_via = ["console"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server on {port} did not start")
+
+
+def payload_file(tmp: Path) -> Path:
+    data = json.loads((ROOT / "tests/payloads/kakao/skill-fallback-text.json").read_text("utf-8"))
+    data["userRequest"]["utterance"] = "__TEXT__"
+    data["userRequest"]["user"]["id"] = "__USER__"
+    data["userRequest"]["user"]["properties"]["botUserKey"] = "__USER__"
+    path = tmp / "payload.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), "utf-8")
+    return path
+
+
+def wrk(port: int, payload: Path, tmp: Path, seconds: int, rate: float = 0) -> dict[str, float]:
+    out = tmp / "wrk.json"
+    env = dict(
+        os.environ,
+        BENCH_PAYLOAD=str(payload),
+        BENCH_SECRET=SECRET,
+        BENCH_OUT=str(out),
+        BENCH_RATE=str(rate),
+        BENCH_CONNECTIONS=str(CONNECTIONS),
+    )
+    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s",
+           "-s", str(BENCH / "skill.lua"), f"http://127.0.0.1:{port}/hooks/kakao/bench"]
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    result: dict[str, float] = json.loads(out.read_text())
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["ok"] = result["requests"] - result["errors_status"]
+    return result
+
+
+def run_server(cmd: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(port, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def count_inbound(url: str, schema: str | None) -> int:
+    async def run() -> int:
+        from sqlalchemy import func, select
+
+        from bot.db import Database
+        from bot.models import Message
+
+        db = Database(url, search_path=schema)
+        async with db.read() as conn:
+            n = (await conn.execute(select(func.count()).where(Message.direction == "in"))).scalar_one()
+        await db.close()
+        return int(n)
+
+    return asyncio.run(run())
+
+
+def durable(name: str, url: str, schema: str | None, tmp: Path, payload: Path, rate: float) -> dict[str, object]:
+    port = free_port()
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(CONFIG.format(port=port, url=url, schema=f'schema = "{schema}"' if schema else ""), "utf-8")
+    env = dict(os.environ, BENCH_SKILL_SECRET=SECRET)
+    subprocess.run([DANGOL, "db", "upgrade", "--config", str(cfg)], env=env, check=True, capture_output=True)
+    proc = run_server([DANGOL, "serve", "--config", str(cfg)], port, env)
+    try:
+        wrk(port, payload, tmp, WARMUP)
+        flat = wrk(port, payload, tmp, DURATION)
+        paced = wrk(port, payload, tmp, DURATION, rate=rate) if rate else None
+    finally:
+        stop(proc)
+    stored = count_inbound(url, schema)
+    return {"flat": flat, "paced": paced, "stored": stored}
+
+
+async def pg_schema(create: bool, schema: str) -> bool:
+    try:
+        conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg", "postgresql"), timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"PostgreSQL not reachable ({exc}); skipping its row")
+        return False
+    try:
+        if create:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        else:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+    return True
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install -y wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="dangol-bench-"))
+    payload = payload_file(tmp)
+
+    port = free_port()
+    bare_proc = run_server([PY, str(BENCH / "bare.py"), str(port)], port, dict(os.environ))
+    try:
+        wrk(port, payload, tmp, WARMUP)
+        bare = wrk(port, payload, tmp, DURATION)
+    finally:
+        stop(bare_proc)
+    target = round(bare["rps"] * 0.5)
+    print(f"bare handler: {bare['rps']:.0f} req/s, p99 {bare['p99_us'] / 1000:.1f} ms")
+
+    results: dict[str, dict[str, object]] = {}
+    results["SQLite"] = durable("sqlite", f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None, tmp, payload, target)
+    schema = f"bench_{os.getpid()}"
+    if asyncio.run(pg_schema(True, schema)):
+        try:
+            results["PostgreSQL"] = durable("pg", PG_URL, schema, tmp, payload, target)
+        finally:
+            asyncio.run(pg_schema(False, schema))
+    write_results(bare, target, results)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ms(us: float) -> str:
+    return f"{us / 1000:.1f} ms"
+
+
+def write_results(bare: dict[str, float], target: int, results: dict[str, dict[str, object]]) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    lines = [
+        "# Benchmark results",
+        "",
+        "`make bench` (bench/run.py) writes this file. Kakao skill endpoint, wrk with "
+        f"{CONNECTIONS} connections on 127.0.0.1, {DURATION} s per run after a {WARMUP} s warm-up, "
+        "distinct customers and messages (no resends). The bare handler parses the same JSON and "
+        "returns a fixed SkillResponse; dangol commits the message, the reply and any owner "
+        "notification (group commit, SQLite `synchronous=FULL`) before answering.",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit `{commit}` on "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        "",
+        "## Flat out (closed loop)",
+        "",
+        "| endpoint | req/s | × bare | p50 | p99 | max | non-2xx | messages stored |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| bare aiohttp handler | {bare['rps']:.0f} | 1.00 | {ms(bare['p50_us'])} | {ms(bare['p99_us'])} "
+        f"| {ms(bare['max_us'])} | {bare['errors_status']:.0f} | — |",
+    ]
+    for name, r in results.items():
+        flat = r["flat"]
+        assert isinstance(flat, dict)
+        lines.append(
+            f"| dangol, {name} | {flat['rps']:.0f} | {flat['rps'] / bare['rps']:.2f} | {ms(flat['p50_us'])} "
+            f"| {ms(flat['p99_us'])} | {ms(flat['max_us'])} | {flat['errors_status']:.0f} | {r['stored']} |"
+        )
+    lines += [
+        "",
+        f"## At half the bare handler's rate (offered ≈ {target} req/s)",
+        "",
+        "| endpoint | achieved req/s | p50 | p90 | p99 | max | non-2xx |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        paced = r["paced"]
+        assert isinstance(paced, dict)
+        lines.append(
+            f"| dangol, {name} | {paced['rps']:.0f} | {ms(paced['p50_us'])} | {ms(paced['p90_us'])} "
+            f"| {ms(paced['p99_us'])} | {ms(paced['max_us'])} | {paced['errors_status']:.0f} |"
+        )
+    lines += [
+        "",
+        "Targets (issue #2): durable endpoint ≥ 0.5× the bare handler's req/s on SQLite, "
+        "p99 ≤ 50 ms, no response over 1 s. \"messages stored\" counts inbound rows after all "
+        "runs (warm-up, flat and paced); it must be at least the number of 200 answers.",
+        "",
+    ]
+    (BENCH / "RESULTS.md").write_text("\n".join(lines), "utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""`create_app(settings)`: the whole service as one aiohttp application.
+
+Each resource is set up in a cleanup context, in order, and torn down in reverse — and
+only if its setup succeeded: database → background work → HTTP client → providers →
+ticks. Stopping therefore halts the ticks first and closes the database last, after the
+writer has committed everything it was given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import sqlalchemy as sa
+from aiohttp import web
+from scheduler.loop import Ticks
+from scheduler.outbox import Dispatcher
+
+from bot import keys
+from bot.background import Background
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.db import Database, SchemaOutOfDate, check_schema
+from bot.handlers import build_dispatcher
+from bot.inbound import Services
+from bot.metrics import CONTENT_TYPE, Metrics
+from bot.shops import ReplyStats, sync_shops
+from bot.texts import Texts
+from bot.webhooks import kakao
+from providers.registry import Providers
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[_measure],
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock or SystemClock()
+    app[keys.METRICS] = Metrics()
+    app[keys.REPLY_STATS] = ReplyStats()
+    app[keys.SERVICES] = Services(
+        dispatcher=build_dispatcher(),
+        texts=Texts(),
+        median_reply=app[keys.REPLY_STATS].median,
+    )
+    app.cleanup_ctx.extend([_database, _background, _http, _providers, _ticks])
+
+    app.router.add_post("/hooks/kakao/{shop}", kakao.skill, name="kakao_skill")
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get("/", index, name="index")
+    if settings.server.simulator:
+        from bot.simulator import views as simulator
+
+        simulator.setup(app)
+    return app
+
+
+# --------------------------------------------------------------------------- resources
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[keys.SETTINGS].database
+    database = Database(
+        cfg.url,
+        sqlite_synchronous=cfg.sqlite_synchronous,
+        group_commit_max=cfg.group_commit_max,
+        search_path=cfg.schema,
+    )
+    try:
+        await check_schema(database)
+        await database.start()
+        app[keys.SHOP_IDS] = await database.write(
+            sync_shops(app[keys.SETTINGS], app[keys.CLOCK].now())
+        )
+    except BaseException:
+        await database.close()
+        raise
+    app[keys.DATABASE] = database
+    yield
+    await database.close()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    app[keys.BACKGROUND] = Background()
+    yield
+    await app[keys.BACKGROUND].close()
+
+
+async def _http(app: web.Application) -> AsyncIterator[None]:
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    app[keys.HTTP] = session
+    yield
+    await session.close()
+
+
+async def _providers(app: web.Application) -> AsyncIterator[None]:
+    providers = Providers.from_config(app[keys.SETTINGS].providers, app[keys.HTTP])
+    await providers.start_all()
+    app[keys.PROVIDERS] = providers
+    yield
+    await providers.close_all()
+
+
+async def _ticks(app: web.Application) -> AsyncIterator[None]:
+    settings, database = app[keys.SETTINGS], app[keys.DATABASE]
+    owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    outbox = Dispatcher(
+        database, app[keys.PROVIDERS], app[keys.CLOCK], settings.outbox, owner_id=owner_id
+    )
+    app[keys.OUTBOX] = outbox
+
+    async def refresh_reply_stats() -> None:
+        shop_ids = list(app[keys.SHOP_IDS].values())
+        await app[keys.REPLY_STATS].refresh(database, shop_ids, app[keys.CLOCK].now())
+
+    await refresh_reply_stats()
+    ticks = Ticks.for_app(outbox, settings.outbox)
+    assert ticks.housekeeping is not None
+    ticks.housekeeping.add("reply_stats", refresh_reply_stats)
+    ticks.start()
+    app[keys.TICKS] = ticks
+    yield
+    await ticks.shutdown()
+
+
+# --------------------------------------------------------------------------- small routes
+
+
+@web.middleware
+async def _measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    route = request.match_info.route.name or "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        m = request.app[keys.METRICS]
+        m.requests.labels(route, request.method, str(status)).inc()
+        m.latency.labels(route).observe(time.perf_counter() - started)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    database = request.app[keys.DATABASE]
+    try:
+        async with database.read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except (sa.exc.SQLAlchemyError, OSError, SchemaOutOfDate):
+        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+    return web.json_response(
+        {"status": "ok", "database": "ok", "writer_queue": database.writer.depth}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[keys.METRICS]
+    m.writer_queue.set(request.app[keys.DATABASE].writer.depth)
+    stats = await request.app[keys.OUTBOX].stats()
+    for status, count in stats.items():
+        m.outbox.labels(status).set(count)
+    m.dead_letters.set(stats.get("dead", 0))
+    return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def index(request: web.Request) -> web.Response:
+    if request.app[keys.SETTINGS].server.simulator:
+        raise web.HTTPFound("/simulator")
+    return web.Response(text="dangol is running. Kakao skill URL: /hooks/kakao/<shop>\n")

@@ -1,0 +1,249 @@
+"""The `dangol` command: serve, demo, init, db upgrade, check-config, owner-status.
+
+Mistakes an installer can make (a bad config, a missing secret, an unreachable database)
+end in one line that says what to fix, never in a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import secrets
+import sys
+from collections.abc import Sequence
+from datetime import datetime, time
+from pathlib import Path
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from bot import config as config_mod
+from bot import logs
+from bot.accounts import ensure_owner, new_password
+from bot.clock import SystemClock
+from bot.config import ConfigError, Settings
+from bot.db import Database, SchemaOutOfDate, upgrade
+from bot.shops import OWNER_STATUSES, set_owner_status, sync_shops
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO_ROOT / "config.example.toml"
+
+
+class CliError(Exception):
+    """Something the person at the terminal can fix; printed as one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.run(args)
+        return result
+    except ConfigError as exc:
+        print(f"dangol: config error: {exc}", file=sys.stderr)
+        return 2
+    except (CliError, SchemaOutOfDate) as exc:
+        print(f"dangol: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        print(f"dangol: cannot reach the database or a file: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dangol", description="단골 — KakaoTalk/SMS bot for small shops"
+    )
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", required=True, help="path to config.toml")
+    serve.set_defaults(run=cmd_serve)
+
+    demo = sub.add_parser(
+        "demo", help="run with the example config, SQLite and the console provider"
+    )
+    demo.add_argument("--config", default=str(EXAMPLE), help="default: config.example.toml")
+    demo.add_argument("--port", type=int, help="override server.port")
+    demo.set_defaults(run=cmd_demo)
+
+    init = sub.add_parser(
+        "init", help="write a config from the example, migrate, create the owner account"
+    )
+    init.add_argument(
+        "--config", default="config.toml", help="where to write it (default: config.toml)"
+    )
+    init.set_defaults(run=cmd_init)
+
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(required=True, metavar="ACTION")
+    up = db_sub.add_parser("upgrade", help="migrate the database to this version's schema")
+    up.add_argument("--config", required=True)
+    up.set_defaults(run=cmd_db_upgrade)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("--config", required=True)
+    check.set_defaults(run=cmd_check_config)
+
+    status = sub.add_parser("owner-status", help="set what customers are told about the owner")
+    status.add_argument("--config", required=True)
+    status.add_argument("--shop", required=True, help="shop slug")
+    status.add_argument("status", choices=["available", "on-site", "off"])
+    status.add_argument("--until", help="HH:MM, local time (with on-site)")
+    status.set_defaults(run=cmd_owner_status)
+    return p
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = config_mod.load(args.config)
+    shops = ", ".join(s.slug for s in settings.shops)
+    engine = "SQLite" if settings.database.url.startswith("sqlite") else "PostgreSQL"
+    print(
+        f"{args.config}: OK — {len(settings.shops)} shop(s): {shops}; database: {engine}; "
+        f"providers: {', '.join(settings.providers)}"
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = config_mod.load(args.config)
+    asyncio.run(_upgrade(settings))
+    print("database is up to date")
+    return 0
+
+
+async def _upgrade(settings: Settings) -> None:
+    await upgrade(settings.database.url, search_path=settings.database.schema)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = config_mod.load(args.config)
+    _serve(settings)
+    return 0
+
+
+def _serve(settings: Settings) -> None:
+    from bot.app import create_app  # imported late: check-config should not pay for it
+
+    logs.setup(settings.logging)
+    app = create_app(settings)
+    print(f"dangol: serving on http://{settings.server.host}:{settings.server.port}", flush=True)
+    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    if not path.exists():
+        raise CliError(f"{path} not found; run `make demo` from the repository root")
+    for name in sorted(set(config_mod.iter_secret_env_names(path))):
+        # The demo needs no real secrets: invent any that are not set, for this process only.
+        os.environ.setdefault(name, secrets.token_urlsafe(24))
+    settings = config_mod.load(path)
+    if args.port:
+        from dataclasses import replace
+
+        settings = replace(settings, server=replace(settings.server, port=args.port))
+    asyncio.run(_prepare(settings))
+    if settings.server.simulator:
+        print(
+            f"dangol demo: open http://{settings.server.host}:{settings.server.port}/simulator "
+            "and talk to the shop as a customer would.",
+            flush=True,
+        )
+    _serve(settings)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.config)
+    if target.exists():
+        print(f"{target} exists; leaving it as it is")
+    else:
+        if not EXAMPLE.exists():
+            raise CliError(f"example config not found at {EXAMPLE}")
+        text = EXAMPLE.read_text("utf-8")
+        text = re.sub(r"(?m)^simulator = true", "simulator = false", text)
+        target.write_text(text, "utf-8")
+        print(f"wrote {target} — edit the shop's name, hours, FAQ and Kakao settings")
+    missing = [
+        n for n in dict.fromkeys(config_mod.iter_secret_env_names(target)) if not os.environ.get(n)
+    ]
+    if missing:
+        print("Put these secrets in the service's environment (generated now, shown once):")
+        for name in missing:
+            value = secrets.token_urlsafe(24)
+            os.environ[name] = value
+            print(f"  export {name}={value}")
+    settings = config_mod.load(target)
+    asyncio.run(_prepare(settings))
+    print(f"ready: dangol serve --config {target}")
+    return 0
+
+
+async def _prepare(settings: Settings) -> None:
+    """Migrate, create shop rows and an owner account per shop (password printed once)."""
+    await _upgrade(settings)
+    db = _database(settings)
+    await db.start()
+    try:
+        now = SystemClock().now()
+        ids = await db.write(sync_shops(settings, now))
+        for shop in settings.shops:
+            password = new_password()
+            if await db.write(ensure_owner(ids[shop.slug], shop.slug, password, now)):
+                print(f"owner account for {shop.name}: username {shop.slug}  password {password}")
+    finally:
+        await db.close()
+
+
+def _database(settings: Settings) -> Database:
+    cfg = settings.database
+    return Database(cfg.url, sqlite_synchronous=cfg.sqlite_synchronous, search_path=cfg.schema)
+
+
+def cmd_owner_status(args: argparse.Namespace) -> int:
+    settings = config_mod.load(args.config)
+    shop = settings.shop(args.shop)
+    if shop is None:
+        raise CliError(f"no shop {args.shop!r} in {args.config}")
+    status = args.status.replace("-", "_")
+    assert status in OWNER_STATUSES
+    now = SystemClock().now()
+    until = None
+    if status == "on_site":
+        if not args.until or not re.fullmatch(r"\d{1,2}:\d{2}", args.until):
+            raise CliError("on-site needs --until HH:MM")
+        h, m = (int(x) for x in args.until.split(":"))
+        local = now.astimezone(shop.timezone)
+        until = datetime.combine(local.date(), time(h, m), shop.timezone)
+
+    async def run() -> None:
+        db = _database(settings)
+        await db.start()
+        try:
+            ids = await db.write(sync_shops(settings, now))
+            await db.write(set_owner_status(ids[shop.slug], status, until, now, actor="cli"))
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+    print(f"{shop.name}: owner is now {args.status}" + (f" until {args.until}" if until else ""))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig()
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Typed keys for everything the aiohttp application holds."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from scheduler.loop import Ticks
+from scheduler.outbox import Dispatcher
+
+from bot.background import Background
+from bot.clock import Clock
+from bot.config import Settings
+from bot.db import Database
+from bot.inbound import Services
+from bot.metrics import Metrics
+from bot.shops import ReplyStats
+from providers.registry import Providers
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+DATABASE = web.AppKey("database", Database)
+SHOP_IDS = web.AppKey("shop_ids", dict[str, int])
+METRICS = web.AppKey("metrics", Metrics)
+SERVICES = web.AppKey("services", Services)
+REPLY_STATS = web.AppKey("reply_stats", ReplyStats)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+PROVIDERS = web.AppKey("providers", Providers)
+OUTBOX = web.AppKey("outbox", Dispatcher)
+TICKS = web.AppKey("ticks", Ticks)
+BACKGROUND = web.AppKey("background", Background)

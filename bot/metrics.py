@@ -1,0 +1,47 @@
+"""Prometheus metrics, one registry per app (so tests and several apps never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "dangol_http_requests",
+            "HTTP requests handled",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "dangol_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.skill_replies = Counter(
+            "dangol_kakao_skill_replies",
+            "Kakao skill answers by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.outbox = Gauge(
+            "dangol_outbox_items", "Outbox rows by status", ["status"], registry=self.registry
+        )
+        self.dead_letters = Gauge(
+            "dangol_outbox_dead_letters",
+            "Outbox rows that gave up (need a person)",
+            registry=self.registry,
+        )
+        self.writer_queue = Gauge(
+            "dangol_db_writer_queue",
+            "Units waiting for the database writer",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,175 @@
+"""Routers and the dispatcher: handlers in one ordered list, the first match answers.
+
+Handlers are plain synchronous functions of (message, context) → Reply. They read the
+context, may record *effects* on it (wait for the owner, flag a complaint, record a
+consent) and never do I/O: the caller applies the effects in the same transaction that
+stores the message, so a reply and its consequences are committed together.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from bot.availability import Availability, OwnerState, assess
+from bot.config import ShopConfig
+from bot.kakao import QuickReply
+from bot.texts import Texts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What the customer said, whatever the channel."""
+
+    text: str
+    channel: str  # kakao | simulator | sms
+    extra: Mapping[str, str] = field(default_factory=dict)  # quick-reply payload
+
+    @cached_property
+    def folded(self) -> str:
+        """Lower-cased, width-folded and without spaces: "영업 시간" matches "영업시간"."""
+        return re.sub(r"\s+", "", unicodedata.normalize("NFKC", self.text).casefold())
+
+
+@dataclass(frozen=True)
+class Reply:
+    texts: tuple[str, ...]
+    quick_replies: tuple[QuickReply, ...] = ()
+    handler: str = ""
+
+
+@dataclass
+class Effects:
+    """What the conversation should become once this message is stored."""
+
+    wait_for_owner: bool = False
+    complaint: bool = False
+    handoff: bool = False
+    consent: tuple[str, bool, str] | None = None  # (scope, granted, source)
+
+
+@dataclass
+class Context:
+    shop: ShopConfig
+    now: datetime
+    owner: OwnerState
+    median_reply: timedelta | None
+    texts: Texts
+    customer_id: int
+    conversation_id: int
+    waiting: bool  # the customer is already waiting for the owner
+    complaint_open: bool
+    effects: Effects = field(default_factory=Effects)
+
+    @cached_property
+    def availability(self) -> Availability:
+        return assess(self.shop, self.owner, self.now, self.median_reply)
+
+    def render(self, template: str, **values: Any) -> str:
+        tz = self.shop.timezone
+        return self.texts.render(
+            template,
+            shop=self.shop,
+            availability=self.availability,
+            local_now=self.now.astimezone(tz),
+            reply_from_local=self.availability.reply_from.astimezone(tz),
+            **values,
+        )
+
+    def reply(self, *templates: str, **values: Any) -> Reply:
+        return Reply(
+            tuple(self.render(t, **values) for t in templates), default_quick_replies(self.shop)
+        )
+
+
+def default_quick_replies(shop: ShopConfig) -> tuple[QuickReply, ...]:
+    faq = tuple(QuickReply(e.label, e.label, {"faq": e.id}) for e in shop.faq)
+    return (
+        QuickReply("영업시간", "영업시간", {"faq": "hours"}),
+        QuickReply("위치 안내", "위치 안내", {"faq": "location"}),
+        *faq,
+        QuickReply("상담원 연결", "상담원 연결", {"action": "handoff"}),
+    )
+
+
+Filter = Callable[[Incoming, Context], bool]
+Handler = Callable[[Incoming, Context], Reply]
+
+
+def keywords(*words: str) -> Filter:
+    """Matches when the message contains any of the words (spaces and case ignored)."""
+    folded = tuple(re.sub(r"\s+", "", w.casefold()) for w in words)
+    return lambda msg, _ctx: any(w in msg.folded for w in folded)
+
+
+def exactly(*words: str) -> Filter:
+    """Matches when the whole message is one of the words (for STOP-style commands)."""
+    folded = {re.sub(r"\s+", "", w.casefold()) for w in words}
+    return lambda msg, _ctx: msg.folded.strip(".!") in folded
+
+
+def extra(key: str, value: str | None = None) -> Filter:
+    """Matches a quick reply that carried `extra[key]` (== value when given)."""
+    return lambda msg, _ctx: key in msg.extra and (value is None or msg.extra[key] == value)
+
+
+def any_of(*filters: Filter) -> Filter:
+    return lambda msg, ctx: any(f(msg, ctx) for f in filters)
+
+
+@dataclass
+class Route:
+    filters: tuple[Filter, ...]
+    handler: Handler
+
+
+class Router:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.routes: list[Route] = []
+
+    def message(self, *filters: Filter) -> Callable[[Handler], Handler]:
+        """Register a handler; with several filters all must match, with none it always does."""
+
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(filters, handler))
+            return handler
+
+        return register
+
+
+class Dispatcher:
+    def __init__(self, routers: Sequence[Router], fallback: Handler) -> None:
+        names = [r.name for r in routers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"router names must be unique: {names}")
+        self.routers = tuple(routers)
+        self.fallback = fallback
+
+    def dispatch(self, msg: Incoming, ctx: Context) -> Reply:
+        for router in self.routers:
+            for route in router.routes:
+                if all(f(msg, ctx) for f in route.filters):
+                    return self._call(
+                        f"{router.name}.{route.handler.__name__}", route.handler, msg, ctx
+                    )
+        return self._call("fallback", self.fallback, msg, ctx)
+
+    def _call(self, name: str, handler: Handler, msg: Incoming, ctx: Context) -> Reply:
+        try:
+            reply = handler(msg, ctx)
+        except Exception:
+            # The one error route: a broken handler must not cost the customer an answer.
+            log.exception("handler %s failed; answering with the fallback", name)
+            ctx.effects = Effects()
+            reply = self.fallback(msg, ctx)
+            name = "fallback"
+        return Reply(reply.texts, reply.quick_replies, reply.handler or name)

@@ -1,0 +1,356 @@
+// dangol customer simulator: a KakaoTalk-like chat room that speaks to /simulator/api/say.
+// Every piece of text goes into the page with textContent — customer and bot text alike are
+// untrusted. The Korean UI strings come from data-* attributes on #sim (see index.html).
+(function () {
+  "use strict";
+
+  var FOLD_AT = 500; // Kakao folds a simpleText after 500 characters behind "전체 보기"
+
+  var root = document.getElementById("sim");
+  if (!root) return;
+  var t = root.dataset;
+  var chat = document.getElementById("chat");
+  var form = document.getElementById("composer");
+  var input = document.getElementById("text");
+  var sendButton = document.getElementById("send");
+  var resetButton = document.getElementById("reset");
+  var shopField = document.getElementById("shop");
+  var examples = document.getElementById("examples");
+  var examplesBox = examples; // shown again whenever the room starts over
+
+  var busy = false;
+  var memory = {}; // used when localStorage is unavailable (private mode, file://)
+  var lastDay = "";
+
+  // ------------------------------------------------------------------ identity and shop
+
+  function storageGet(key) {
+    try { return window.localStorage.getItem(key); } catch (e) { return memory[key] || null; }
+  }
+
+  function storageSet(key, value) {
+    memory[key] = value;
+    try { window.localStorage.setItem(key, value); } catch (e) { /* memory copy is enough */ }
+  }
+
+  function newUserKey() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  }
+
+  function currentShop() {
+    return shopField ? shopField.value : "";
+  }
+
+  function shopName() {
+    if (!shopField) return "";
+    if (shopField.tagName === "SELECT") {
+      var option = shopField.options[shopField.selectedIndex];
+      return option ? option.dataset.name || option.textContent : "";
+    }
+    return shopField.dataset.name || "";
+  }
+
+  function userKey(fresh) {
+    var key = "dangol-simulator:user:" + currentShop();
+    var value = storageGet(key);
+    if (fresh || !value || !/^[A-Za-z0-9_-]{8,64}$/.test(value)) {
+      value = newUserKey();
+      storageSet(key, value);
+    }
+    return value;
+  }
+
+  // ------------------------------------------------------------------ building the room
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function clockText(date) {
+    var h = date.getHours();
+    var label = h < 12 ? t.am : t.pm;
+    var h12 = h % 12 === 0 ? 12 : h % 12;
+    return label + " " + h12 + ":" + pad(date.getMinutes());
+  }
+
+  function dayDivider(date) {
+    var weekdays = (t.weekdays || "").split(",");
+    var text = (t.dateFormat || "{y}.{m}.{d}")
+      .replace("{y}", String(date.getFullYear()))
+      .replace("{m}", String(date.getMonth() + 1))
+      .replace("{d}", String(date.getDate()))
+      .replace("{w}", weekdays[date.getDay()] || "");
+    if (text === lastDay) return;
+    lastDay = text;
+    chat.appendChild(el("div", "day", text));
+  }
+
+  function scrollDown() {
+    chat.scrollTop = chat.scrollHeight;
+  }
+
+  function note(text, warn) {
+    chat.appendChild(el("p", warn ? "notice notice-warn" : "notice", text));
+    scrollDown();
+  }
+
+  function fillText(bubble, text) {
+    if (text.length <= FOLD_AT) {
+      bubble.appendChild(el("span", "text", text));
+      return;
+    }
+    var span = el("span", "text", text.slice(0, FOLD_AT) + "…");
+    var more = el("button", "more", t.more);
+    more.type = "button";
+    more.addEventListener("click", function () {
+      span.textContent = text;
+      more.remove();
+    });
+    bubble.appendChild(span);
+    bubble.appendChild(more);
+  }
+
+  function addCustomer(text) {
+    var now = new Date();
+    dayDivider(now);
+    var row = el("div", "row row-me");
+    row.appendChild(el("span", "meta", clockText(now)));
+    var bubble = el("div", "bubble bubble-me");
+    fillText(bubble, text);
+    row.appendChild(bubble);
+    chat.appendChild(row);
+    scrollDown();
+  }
+
+  function isOwnerReply(text) {
+    return text.charAt(0) === "[" && text.indexOf("사장님 답장]") !== -1;
+  }
+
+  function botGroup() {
+    var group = el("div", "group");
+    var avatar = el("div", "avatar", (shopName() || "?").charAt(0));
+    avatar.setAttribute("aria-hidden", "true");
+    group.appendChild(avatar);
+    var body = el("div", "group-body");
+    body.appendChild(el("div", "name", shopName()));
+    group.appendChild(body);
+    chat.appendChild(group);
+    return body;
+  }
+
+  function addBotBubble(body, text, first) {
+    var owner = isOwnerReply(text);
+    var row = el("div", "row row-bot");
+    var bubble = el("div", "bubble bubble-bot" + (first ? " tail" : "") + (owner ? " bubble-owner" : ""));
+    if (owner) bubble.appendChild(el("span", "owner-label", t.labelOwner));
+    fillText(bubble, text);
+    row.appendChild(bubble);
+    body.appendChild(row);
+    return row;
+  }
+
+  // The texts a component would show, for the few shapes we draw; null if we do not draw it.
+  function componentTexts(output) {
+    if (!output || typeof output !== "object") return null;
+    if (output.simpleText) return [String(output.simpleText.text || "")];
+    var card = output.textCard || output.basicCard;
+    if (card) return [[card.title, card.description].filter(Boolean).join("\n")];
+    if (output.simpleImage) return [String(output.simpleImage.altText || "")];
+    return null;
+  }
+
+  function showTyping() {
+    var body = botGroup();
+    body.parentNode.classList.add("typing-group");
+    var row = el("div", "row row-bot");
+    var bubble = el("div", "bubble bubble-bot tail typing");
+    for (var i = 0; i < 3; i++) bubble.appendChild(el("span", "dot"));
+    row.appendChild(bubble);
+    body.appendChild(row);
+    scrollDown();
+    return body.parentNode;
+  }
+
+  function clearQuickReplies() {
+    var old = chat.querySelectorAll(".quick");
+    for (var i = 0; i < old.length; i++) old[i].remove();
+  }
+
+  function addQuickReplies(replies) {
+    if (!Array.isArray(replies) || replies.length === 0) return;
+    var box = el("div", "quick");
+    replies.forEach(function (reply) {
+      if (!reply || typeof reply !== "object") return;
+      var label = String(reply.label || "");
+      if (!label) return;
+      var chip = el("button", "chip", label);
+      chip.type = "button";
+      chip.addEventListener("click", function () {
+        var extra = reply.extra && typeof reply.extra === "object" ? reply.extra : {};
+        // A tapped quick reply is sent as its messageText, exactly as KakaoTalk does.
+        send(String(reply.messageText || label), extra);
+      });
+      box.appendChild(chip);
+    });
+    chat.appendChild(box);
+  }
+
+  function renderAnswer(data) {
+    var response = data.response || {};
+    var template = response.template || {};
+    var outputs = Array.isArray(template.outputs) ? template.outputs : [];
+    var body = botGroup();
+    var lastRow = null;
+    if (response.useCallback && outputs.length === 0) {
+      var waiting = response.data && response.data.text ? String(response.data.text) : t.msgCallback;
+      lastRow = addBotBubble(body, waiting, true);
+    }
+    outputs.forEach(function (output, index) {
+      var texts = componentTexts(output);
+      lastRow = addBotBubble(body, texts ? texts.join("\n") : t.msgUnsupported, index === 0);
+    });
+    var meta = el("span", "meta");
+    var seconds = (Number(data.elapsed_ms) || 0) / 1000;
+    meta.textContent = t.labelElapsed + " " + seconds.toFixed(2) + t.seconds;
+    meta.title = t.titleElapsed;
+    if (data.status !== 200) {
+      meta.textContent += " · " + t.msgStatus + " " + data.status;
+      meta.classList.add("meta-warn");
+    }
+    if (lastRow) {
+      lastRow.appendChild(meta);
+    } else {
+      body.appendChild(meta);
+    }
+    addQuickReplies(template.quickReplies);
+    scrollDown();
+  }
+
+  // ------------------------------------------------------------------ talking
+
+  function setBusy(value) {
+    busy = value;
+    sendButton.disabled = value || !input.value.trim();
+  }
+
+  function send(text, extra) {
+    text = String(text || "").trim();
+    if (busy || !text || !currentShop()) return;
+    if (examples) { examples.remove(); examples = null; }
+    clearQuickReplies();
+    addCustomer(text);
+    var typing = showTyping();
+    setBusy(true);
+    var shop = currentShop();
+    var payload = { shop: shop, user: userKey(false), text: text, extra: extra || null };
+    fetch(root.dataset.sayUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload),
+      credentials: "same-origin"
+    })
+      .then(function (res) {
+        return res.json().then(
+          function (data) { return { ok: res.ok, data: data }; },
+          function () { return { ok: false, data: null }; }
+        );
+      })
+      .then(function (result) {
+        typing.remove();
+        if (shop !== currentShop()) return; // the room was switched while we waited
+        if (result.ok && result.data && result.data.response) {
+          renderAnswer(result.data);
+        } else {
+          note(result.data && result.data.message ? result.data.message : t.msgNetwork, true);
+        }
+      })
+      .catch(function () {
+        typing.remove();
+        note(t.msgNetwork, true);
+      })
+      .then(function () {
+        setBusy(false);
+        input.focus();
+      });
+  }
+
+  function resetRoom(freshCustomer) {
+    var keep = chat.querySelector(".notice");
+    while (chat.firstChild) chat.removeChild(chat.firstChild);
+    if (keep) chat.appendChild(keep);
+    lastDay = "";
+    if (freshCustomer) {
+      userKey(true);
+      note(t.msgNewCustomer, false);
+    }
+    if (examplesBox) {
+      examples = examplesBox;
+      chat.appendChild(examples);
+    }
+  }
+
+  function growInput() {
+    var border = input.offsetHeight - input.clientHeight; // scrollHeight leaves the border out
+    input.style.height = "auto";
+    var wanted = input.scrollHeight + border;
+    input.style.height = Math.min(wanted, 120) + "px";
+    input.style.overflowY = wanted > 120 ? "auto" : "hidden";
+    sendButton.disabled = busy || !input.value.trim();
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value;
+    if (!text.trim() || busy) return;
+    input.value = "";
+    growInput();
+    send(text, null);
+  });
+
+  input.addEventListener("keydown", function (event) {
+    // isComposing: Enter that ends a Hangul syllable in the IME must not send the message.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      form.requestSubmit ? form.requestSubmit() : form.dispatchEvent(new Event("submit"));
+    }
+  });
+  input.addEventListener("input", growInput);
+
+  resetButton.addEventListener("click", function () {
+    resetRoom(true);
+    input.focus();
+  });
+
+  if (shopField && shopField.tagName === "SELECT") {
+    var saved = storageGet("dangol-simulator:shop");
+    if (saved) {
+      for (var i = 0; i < shopField.options.length; i++) {
+        if (shopField.options[i].value === saved) shopField.selectedIndex = i;
+      }
+    }
+    shopField.addEventListener("change", function () {
+      storageSet("dangol-simulator:shop", shopField.value);
+      resetRoom(false);
+    });
+  }
+
+  if (examplesBox) {
+    examplesBox.addEventListener("click", function (event) {
+      var target = event.target;
+      if (target && target.classList && target.classList.contains("example")) {
+        send(target.dataset.text, null);
+      }
+    });
+  }
+
+  growInput();
+})();

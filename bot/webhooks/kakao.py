@@ -1,0 +1,118 @@
+"""`POST /hooks/kakao/{shop}` — the Kakao i Open Builder skill.
+
+verify (secret header, bot id) → parse → store and decide in one committed unit → answer.
+Kakao gives us 5 seconds; we answer within the configured budget whatever the database
+does: if the unit is not committed by then the customer gets a graceful reply and the unit
+still commits when it can. Every response body is a valid SkillResponse, errors included,
+so the admin-center bot tester shows the installer what is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+
+from aiohttp import web
+
+from bot import keys
+from bot.inbound import Arrival, Outcome, digest_of, receive
+from bot.kakao import PayloadError, QuickReply, SkillRequest, parse_skill_request, skill_response
+from bot.routing import default_quick_replies
+
+log = logging.getLogger(__name__)
+
+SIMULATOR_HEADER = "X-Dangol-Simulator"
+
+
+def _answer(status: int, *texts: str, quick: tuple[QuickReply, ...] = ()) -> web.Response:
+    body = json.dumps(skill_response(texts, quick), ensure_ascii=False)
+    return web.Response(status=status, text=body, content_type="application/json")
+
+
+async def skill(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[keys.SETTINGS]
+    texts = app[keys.SERVICES].texts
+    metrics = app[keys.METRICS]
+    shop = settings.shop(request.match_info["shop"])
+    if shop is None or shop.kakao is None:
+        metrics.skill_replies.labels("unknown_shop").inc()
+        return _answer(404, texts.render("setup_problem", problem="unknown_shop"))
+
+    given = request.headers.get(shop.kakao.secret_header, "")
+    if not secrets.compare_digest(given.encode(), shop.kakao.skill_secret.reveal().encode()):
+        metrics.skill_replies.labels("unauthorized").inc()
+        log.warning("kakao skill: wrong or missing secret header", extra={"shop": shop.slug})
+        return _answer(401, texts.render("setup_problem", problem="secret"))
+
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        metrics.skill_replies.labels("too_large").inc()
+        log.warning("kakao skill: body over %d bytes refused", settings.server.max_body_bytes)
+        return _answer(413, texts.render("too_long"))
+    try:
+        data = json.loads(raw)
+        req = parse_skill_request(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, PayloadError) as exc:
+        metrics.skill_replies.labels("bad_request").inc()
+        reason = str(exc) if isinstance(exc, PayloadError) else "malformed JSON"
+        log.warning(
+            "kakao skill: bad request: %s", reason, extra={"shop": shop.slug, "bytes": len(raw)}
+        )
+        return _answer(400, texts.render("not_understood"))
+    if req.bot_id != shop.kakao.bot_id:
+        metrics.skill_replies.labels("wrong_bot").inc()
+        log.warning("kakao skill: bot id does not match the shop's", extra={"shop": shop.slug})
+        return _answer(403, texts.render("setup_problem", problem="bot_id"))
+
+    simulated = settings.server.simulator and request.headers.get(SIMULATOR_HEADER) == "1"
+    arrival = Arrival(
+        shop=shop,
+        shop_id=app[keys.SHOP_IDS][shop.slug],
+        channel="simulator" if simulated else "kakao",
+        identities=_identities(req),
+        text=req.utterance,
+        digest=digest_of(app[keys.SHOP_IDS][shop.slug], data),
+        received_at=app[keys.CLOCK].now(),
+        extra=req.client_extra,
+    )
+    outcome = await _within_budget(request.app, arrival, settings.server.skill_budget_ms / 1000)
+    if outcome is None:
+        metrics.skill_replies.labels("graceful").inc()
+        return _answer(200, texts.render("received_later"), quick=default_quick_replies(shop))
+    if outcome.notified_owner:
+        app[keys.OUTBOX].on_enqueued()
+    metrics.skill_replies.labels(outcome.reply.handler.split(".")[0] or "unknown").inc()
+    owner_replies = tuple(texts.render("mailbox", body=b, shop=shop) for b in outcome.mailbox)
+    return _answer(200, *owner_replies, *outcome.reply.texts, quick=outcome.reply.quick_replies)
+
+
+def _identities(req: SkillRequest) -> tuple[tuple[str, str], ...]:
+    found = [("kakao_bot_user", req.user.bot_user_key)]
+    if req.user.plusfriend_user_key:
+        found.append(("kakao_plusfriend", req.user.plusfriend_user_key))
+    if req.user.app_user_id:
+        found.append(("kakao_app_user", req.user.app_user_id))
+    return tuple(found)
+
+
+async def _within_budget(app: web.Application, arrival: Arrival, budget: float) -> Outcome | None:
+    """The committed outcome, or None if the budget ran out (the unit still commits later)."""
+    database = app[keys.DATABASE]
+    work = asyncio.ensure_future(database.write(receive(arrival, app[keys.SERVICES])))
+    try:
+        return await asyncio.wait_for(asyncio.shield(work), timeout=budget)
+    except TimeoutError:
+        log.warning(
+            "kakao skill: database slower than %.1fs; answered gracefully",
+            budget,
+            extra={"shop": arrival.shop.slug},
+        )
+        app[keys.BACKGROUND].track(work, "late kakao message")
+        return None
+    except Exception:
+        log.exception("kakao skill: could not store the message", extra={"shop": arrival.shop.slug})
+        return None

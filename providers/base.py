@@ -1,0 +1,408 @@
+"""The provider contract: value types, capabilities, the error family, the base class.
+
+A provider turns `Outgoing` messages into vendor calls and maps every vendor answer to
+either a `SendResult` or one of the errors below — once, inside the adapter, so the outbox
+never has to know that a "200 OK" from a vendor can still mean "invalid recipient".
+
+This package never imports `bot/`: adapters depend on the stdlib, aiohttp and tenacity only.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import difflib
+import enum
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+
+# --------------------------------------------------------------------------- masking
+
+_DIGITS = re.compile(r"\d")
+# Phone-number-like runs in free text: +82 10-1234-5678, 010.1234.5678, 01012345678.
+_PHONE_IN_TEXT = re.compile(r"(?<![\w])(\+?\d[\d\-. ]{6,}\d)(?![\w])")
+_SECRET_WORDS = ("secret", "token", "key", "password")
+
+
+def mask_phone(number: str) -> str:
+    """010-****-3333 for Korean numbers (E.164 or domestic), +141****0123 for others."""
+    digits = "".join(_DIGITS.findall(number))
+    if len(digits) < 7:
+        return "*" * len(number)
+    if number.startswith("+82"):
+        national = "0" + digits[2:]
+    elif number.startswith("+") or not digits.startswith("0"):
+        return f"+{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+    else:
+        national = digits
+    head = 2 if national.startswith("02") else 3
+    return f"{national[:head]}-{'*' * (len(national) - head - 4)}-{national[-4:]}"
+
+
+def mask_in_text(text: str) -> str:
+    """Mask every phone-number-like run in free text (vendor error messages, log lines)."""
+    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(1)), text)
+
+
+def mask_key(value: str) -> str:
+    """Kakao user keys are personal data too: keep four characters."""
+    return value[:4] + "…" if len(value) > 4 else "****"
+
+
+def is_secret_option(key: str) -> bool:
+    k = key.lower()
+    return any(word in k for word in _SECRET_WORDS)
+
+
+def masked_options(
+    options: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """A copy of `options` safe to print: secret-looking values become '********'."""
+    return {
+        k: "********" if (k in secret_keys or is_secret_option(k)) else v
+        for k, v in options.items()
+    }
+
+
+# --------------------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who a message is for. At least one address; `owner` marks the shop owner."""
+
+    phone: str | None = None  # E.164
+    kakao_user_key: str | None = None
+    kakao_key_type: str | None = None  # botUserKey | plusfriendUserKey | appUserId
+    name: str | None = None
+    owner: bool = False
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Recipient:
+        """Build from a stored JSON object; unknown keys are ignored (they are not ours)."""
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return str(value) if value not in (None, "") else None
+
+        return cls(
+            phone=text("phone"),
+            kakao_user_key=text("kakao_user_key"),
+            kakao_key_type=text("kakao_key_type"),
+            name=text("name"),
+            owner=bool(data.get("owner", False)),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "phone": self.phone,
+            "kakao_user_key": self.kakao_user_key,
+            "kakao_key_type": self.kakao_key_type,
+            "name": self.name,
+            "owner": self.owner,
+        }
+
+    def masked(self) -> str:
+        """A log-safe description: 010-****-3333, kakao:abcd…, owner."""
+        parts = []
+        if self.owner:
+            parts.append("owner")
+        if self.phone:
+            parts.append(mask_phone(self.phone))
+        if self.kakao_user_key:
+            parts.append(f"kakao:{mask_key(self.kakao_user_key)}")
+        return " ".join(parts) or "(no address)"
+
+    def __repr__(self) -> str:
+        return f"Recipient({self.masked()})"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to send. `ref` is our outbox id, the key for results and lookups."""
+
+    ref: str
+    recipient: Recipient
+    text: str
+    subject: str | None = None
+    purpose: str = ""
+    # Advertising messages are formatted and gated by the send-time policy before they get
+    # here; the flag travels so an info-only channel (AlimTalk) can refuse an ad.
+    informational: bool = True
+    image_path: str | None = None
+    template: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __repr__(self) -> str:  # bodies never reach a log through repr
+        return (
+            f"Outgoing(ref={self.ref!r}, purpose={self.purpose!r}, "
+            f"recipient={self.recipient!r}, text=<{len(self.text)} chars>)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The provider took the message. `path` says how it travelled (console, sms, lms…)."""
+
+    ref: str
+    provider_message_id: str | None
+    status: Literal["accepted", "delivered"]
+    path: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendRef:
+    """What we know about an earlier send, to ask the provider what became of it."""
+
+    ref: str
+    provider_message_id: str | None = None
+    attempted_at: datetime | None = None  # lets a vendor search narrow its time window
+
+
+class Capability(enum.Flag):
+    NONE = 0
+    INITIATE = enum.auto()  # may speak first (not only answer)
+    TEMPLATE_REQUIRED = enum.auto()  # only pre-approved templates (AlimTalk)
+    INFO_ONLY = enum.auto()  # informational messages only, never ads
+    IMAGES = enum.auto()
+    BUTTONS = enum.auto()
+    DELIVERY_REPORTS = enum.auto()  # reports final delivery later (webhook or lookup)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ProviderConfigError(ValueError):
+    """A provider's options are wrong; the message names the key."""
+
+
+class ProviderError(Exception):
+    """A send (or a webhook) failed. `reason` is for people, `code` is the vendor's."""
+
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+    def describe(self) -> str:
+        """A log- and console-safe one-liner (phone numbers masked)."""
+        text = f"{self.reason} [{self.code}]" if self.code else self.reason
+        return mask_in_text(text)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+class TransientError(ProviderError):
+    """Try again later: network trouble, 5xx, a timeout before the request left."""
+
+
+class RateLimited(TransientError):
+    def __init__(
+        self, reason: str = "rate limited", *, retry_after: float, code: str | None = None
+    ) -> None:
+        super().__init__(reason, code=code)
+        self.retry_after = max(0.0, retry_after)
+
+
+class UnknownOutcome(ProviderError):
+    """The request may have been accepted: reconcile with `lookup`, never blind-resend."""
+
+
+class PermanentError(ProviderError):
+    """Sending again will not help: bad number, template mismatch, opted out."""
+
+
+class RejectedWebhook(ProviderError):
+    """A webhook call that failed verification (signature, secret, token)."""
+
+    def __init__(self, reason: str, *, code: str | None = None, http_status: int = 403) -> None:
+        super().__init__(reason, code=code)
+        self.http_status = http_status
+
+
+Outcome = SendResult | ProviderError
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key a provider accepts in its `[providers.<name>]` table.
+
+    A `secret` option may instead be given as `<key>_env`, naming the environment variable
+    that holds it — the config file never has to contain the secret itself.
+    """
+
+    kind: type | tuple[type, ...] = str
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    help: str = ""
+
+
+def validate_options(
+    provider: str,
+    spec: Mapping[str, Option],
+    options: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Check `options` against `spec`; return them complete (defaults filled, env resolved)."""
+    env = os.environ if environ is None else environ
+
+    def error(key: str, problem: str) -> ProviderConfigError:
+        return ProviderConfigError(f"providers.{provider}.{key}: {problem}")
+
+    out: dict[str, Any] = {}
+    given = dict(options)
+    for key in given:
+        base = key.removesuffix("_env")
+        if key in spec or (key != base and base in spec and spec[base].secret):
+            continue
+        hint = difflib.get_close_matches(key, sorted(spec), n=1)
+        tip = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise error(key, f"unknown option{tip}")
+
+    for key, opt in spec.items():
+        env_key = f"{key}_env"
+        if opt.secret and env_key in given:
+            if key in given:
+                raise error(key, f"give either {key} or {env_key}, not both")
+            var = given[env_key]
+            if not isinstance(var, str) or not var:
+                raise error(env_key, "expected the name of an environment variable")
+            if not env.get(var):
+                raise error(env_key, f"environment variable {var} is not set")
+            out[key] = env[var]
+            continue
+        if key not in given:
+            if opt.required:
+                raise error(key, "is required but missing")
+            out[key] = opt.default
+            continue
+        value = given[key]
+        kinds = opt.kind if isinstance(opt.kind, tuple) else (opt.kind,)
+        if float in kinds and int not in kinds:
+            kinds = (*kinds, int)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            shown = "********" if opt.secret or is_secret_option(key) else repr(value)
+            raise error(key, f"expected {names}, got {shown}")
+        if opt.choices is not None and value not in opt.choices:
+            raise error(key, f"must be one of {', '.join(map(repr, opt.choices))}")
+        if opt.minimum is not None and isinstance(value, int | float) and value < opt.minimum:
+            raise error(key, f"must be at least {opt.minimum}")
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+class TokenBucket:
+    """An async token bucket: `rate` tokens per second, bursts up to `capacity`.
+
+    Waiters are served in order (a lock is held while sleeping), and a request for more
+    tokens than the bucket holds is granted by going into debt, so it waits but never hangs.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = capacity if capacity is not None else max(1.0, rate)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._tokens = self.capacity
+        self._last = monotonic()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._monotonic()
+        elapsed = max(0.0, now - self._last)
+        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+        self._last = now
+
+    async def acquire(self, tokens: float = 1.0) -> float:
+        """Take `tokens`, waiting as long as needed; returns the seconds waited."""
+        async with self._lock:
+            self._refill()
+            self._tokens -= tokens
+            if self._tokens >= 0:
+                return 0.0
+            wait = -self._tokens / self.rate
+            await self._sleep(wait)
+            self._refill()
+            return wait
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+class Provider(abc.ABC):
+    """One vendor (or the console). Facts about it are class attributes."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capability]
+    max_text_chars: ClassVar[int]
+    rate_per_second: ClassVar[float | None] = None
+    max_batch: ClassVar[int] = 100  # messages per send() call
+    options_spec: ClassVar[Mapping[str, Option]] = {}
+
+    def __init__(
+        self, options: Mapping[str, Any], session: aiohttp.ClientSession | None = None
+    ) -> None:
+        self.options = validate_options(self.name, self.options_spec, options)
+        self.session = session
+        self.rate_limit = TokenBucket(self.rate_per_second) if self.rate_per_second else None
+
+    async def start(self) -> None:
+        """Acquire what the provider needs (tokens, connections). Default: nothing."""
+        return
+
+    async def close(self) -> None:
+        """Release what `start` acquired. The shared HTTP session is not ours to close."""
+        return
+
+    async def throttle(self, messages: int = 1) -> None:
+        if self.rate_limit is not None:
+            await self.rate_limit.acquire(messages)
+
+    @abc.abstractmethod
+    async def send(self, batch: Sequence[Outgoing]) -> Sequence[SendResult | ProviderError]:
+        """Send `batch`; return one outcome per message, in order.
+
+        A per-message failure is returned as the `ProviderError` for that message; a failure
+        of the whole call (network, auth, timeout) may be raised instead.
+        """
+
+    async def lookup(self, ref: SendRef) -> SendResult | None:
+        """What became of an earlier send? None means "cannot tell" (the default)."""
+        return None
+
+    def _secret_keys(self) -> frozenset[str]:
+        return frozenset(k for k, opt in self.options_spec.items() if opt.secret)
+
+    def __repr__(self) -> str:
+        shown = masked_options(self.options, self._secret_keys())
+        return f"<{type(self).__name__} name={self.name!r} options={shown!r}>"
+
+    __str__ = __repr__

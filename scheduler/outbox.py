@@ -1,0 +1,819 @@
+"""The outbox: enqueue in the caller's transaction; claim with a lease; send; record.
+
+Statuses of an outbox row:
+
+    pending ──claim──> sending ──success──> sent
+       ^                  │ ├──transient (attempts left)──> pending (not_before = now + backoff)
+       │                  │ ├──transient (no attempts left), permanent──> dead
+       │                  │ └──outcome unknown──> unknown
+       │                  └──lease expired (crashed or stuck sender)──> unknown
+       │                                                                  │
+       └──── lookup: not found and the lease is over (attempts left) ─────┤
+                                               lookup: found ──> sent  <──┘
+                                               not found, no attempts left ──> dead
+    pending / unknown ──cancel()──> cancelled;  dead ──requeue()──> pending
+
+A row is never sent again while it might already have gone out: an unknown outcome (and
+a lease that ran out mid-send) is first put to the provider's `lookup`, and only when that
+cannot find it after the lease is over does the row go back to `pending` — which spends
+an attempt, so `max_attempts` bounds resends too. For an `unknown` row `lease_until` is
+that "resend not before" deadline and `lease_owner` the instance checking it.
+
+Every result is recorded with `WHERE id = :id AND lease_owner = :me AND status = :was`, so a
+sender whose lease was taken over cannot overwrite what the new owner recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+)
+
+from bot.clock import Clock
+from bot.config import OutboxConfig
+from bot.db import Database
+from bot.models import Message, OutboxItem, UTCDateTime
+from providers.base import (
+    Capability,
+    Outgoing,
+    PermanentError,
+    Provider,
+    ProviderError,
+    RateLimited,
+    Recipient,
+    SendRef,
+    SendResult,
+    TransientError,
+    UnknownOutcome,
+    mask_in_text,
+)
+from providers.registry import Providers
+
+log = logging.getLogger("dangol.outbox")
+
+OUTBOX = cast(sa.Table, OutboxItem.__table__)
+MESSAGES = cast(sa.Table, Message.__table__)
+
+STATUSES = ("pending", "sending", "sent", "unknown", "dead", "cancelled")
+WATCHED = ("pending", "sending", "unknown", "dead")  # what stats() counts
+
+IDEMPOTENCY_KEY_MAX = 160
+PURPOSE_MAX = 40
+# Short in-call retries: a blip is retried at once; anything longer is the outbox's job.
+IN_CALL_RETRIES = 2
+IN_CALL_WAIT = (0.2, 1.0)
+IN_CALL_RETRY_AFTER_MAX = 2.0
+JITTER = 0.2
+
+# --------------------------------------------------------------------------- enqueue
+
+
+def _enqueue_statement(insert: Callable[[sa.Table], Any]) -> Any:
+    return (
+        insert(OUTBOX)
+        .on_conflict_do_nothing(index_elements=[OUTBOX.c.shop_id, OUTBOX.c.idempotency_key])
+        .returning(OUTBOX.c.id)
+    )
+
+
+# Built once: this runs inside the Kakao webhook's transaction.
+_ENQUEUE = {
+    "sqlite": _enqueue_statement(sqlite_insert),
+    "postgresql": _enqueue_statement(pg_insert),
+}
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    shop_id: int,
+    purpose: str,
+    provider: str,
+    recipient: dict[str, Any],
+    payload: dict[str, Any],
+    idempotency_key: str,
+    now: datetime,
+    message_id: int | None = None,
+    not_before: datetime | None = None,
+) -> int | None:
+    """Add a message to send, in the caller's transaction (call it inside a unit).
+
+    Returns the new row's id, or None when a row with this idempotency key exists already
+    for the shop (nothing is inserted then). After the unit commits, call
+    `Dispatcher.on_enqueued()` so urgent rows go out before the next tick.
+    """
+    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+        raise ValueError(f"idempotency_key must be 1–{IDEMPOTENCY_KEY_MAX} characters")
+    if not purpose or len(purpose) > PURPOSE_MAX:
+        raise ValueError(f"purpose must be 1–{PURPOSE_MAX} characters")
+    text = payload.get("text")
+    if not isinstance(text, str) or not text:
+        raise ValueError("an outbox payload needs a non-empty 'text'")
+    row = conn.execute(
+        _ENQUEUE[conn.dialect.name],
+        {
+            "shop_id": shop_id,
+            "message_id": message_id,
+            "purpose": purpose,
+            "provider": provider,
+            "recipient": recipient,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 0,
+            "not_before": not_before or now,
+            "idempotency_key": idempotency_key,
+            "created_at": now,
+            "updated_at": now,
+        },
+    ).first()
+    return None if row is None else int(row[0])
+
+
+_CANCEL = (
+    sa.update(OUTBOX)
+    .where(
+        OUTBOX.c.shop_id == sa.bindparam("p_shop"),
+        OUTBOX.c.idempotency_key == sa.bindparam("p_key"),
+        OUTBOX.c.status.in_(("pending", "unknown")),
+    )
+    .values(
+        status="cancelled", lease_owner=None, lease_until=None, updated_at=sa.bindparam("p_now")
+    )
+)
+
+
+def cancel(conn: Connection, *, shop_id: int, idempotency_key: str, now: datetime) -> bool:
+    """Withdraw a row that has not gone out (a cancelled booking's reminder). True if done.
+
+    A row being sent right now is not touched: it may already be with the provider.
+    """
+    params = {"p_shop": shop_id, "p_key": idempotency_key, "p_now": now}
+    return conn.execute(_CANCEL, params).rowcount == 1
+
+
+_REQUEUE = (
+    sa.update(OUTBOX)
+    .where(
+        OUTBOX.c.shop_id == sa.bindparam("p_shop"),
+        OUTBOX.c.id == sa.bindparam("p_id"),
+        OUTBOX.c.status == "dead",
+    )
+    .values(
+        status="pending",
+        attempts=0,
+        not_before=sa.bindparam("p_now"),
+        updated_at=sa.bindparam("p_now"),
+    )
+)
+
+
+def requeue(conn: Connection, *, shop_id: int, outbox_id: int, now: datetime) -> bool:
+    """Give a dead row a fresh attempt budget (the owner pressed "retry"). True if done."""
+    params = {"p_shop": shop_id, "p_id": outbox_id, "p_now": now}
+    return conn.execute(_REQUEUE, params).rowcount == 1
+
+
+# --------------------------------------------------------------------------- claim
+
+_P_NOW = sa.bindparam("p_now", type_=UTCDateTime())
+_P_ME = sa.bindparam("p_me", type_=sa.String())
+_P_BATCH = sa.bindparam("p_batch", type_=sa.Integer())
+
+_CLAIMED_COLUMNS = (
+    OUTBOX.c.id,
+    OUTBOX.c.shop_id,
+    OUTBOX.c.message_id,
+    OUTBOX.c.purpose,
+    OUTBOX.c.provider,
+    OUTBOX.c.recipient,
+    OUTBOX.c.payload,
+    OUTBOX.c.attempts,
+    OUTBOX.c.lease_until,
+    OUTBOX.c.provider_ref,
+)
+
+# One statement on both databases: SQLAlchemy renders FOR UPDATE SKIP LOCKED on PostgreSQL
+# only; SQLite needs none, its writer holds the database lock (BEGIN IMMEDIATE).
+_DUE = (
+    sa.select(OUTBOX.c.id)
+    .where(OUTBOX.c.status == "pending", OUTBOX.c.not_before <= _P_NOW)
+    .order_by(OUTBOX.c.not_before, OUTBOX.c.id)
+    .limit(_P_BATCH)
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id.in_(_DUE))
+    .values(
+        status="sending",
+        lease_owner=_P_ME,
+        lease_until=sa.bindparam("p_lease_until", type_=UTCDateTime()),
+        attempts=OUTBOX.c.attempts + 1,
+        updated_at=_P_NOW,
+    )
+    .returning(*_CLAIMED_COLUMNS)
+)
+
+# Rows whose outcome is open: recorded unknown and due for a check, or stuck in `sending`
+# past their lease (the sender crashed or hung — it may have sent).
+_OPEN = (
+    sa.select(OUTBOX.c.id)
+    .where(
+        sa.or_(
+            sa.and_(OUTBOX.c.status == "unknown", OUTBOX.c.not_before <= _P_NOW),
+            sa.and_(OUTBOX.c.status == "sending", OUTBOX.c.lease_until < _P_NOW),
+        )
+    )
+    .order_by(OUTBOX.c.id)
+    .limit(_P_BATCH)
+    .with_for_update(skip_locked=True)
+)
+_CLAIM_OPEN = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id.in_(_OPEN))
+    .values(
+        status="unknown",
+        lease_owner=_P_ME,
+        not_before=sa.bindparam("p_recheck_at", type_=UTCDateTime()),
+        updated_at=_P_NOW,
+    )
+    .returning(*_CLAIMED_COLUMNS)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An outbox row this instance holds the lease on."""
+
+    id: int
+    shop_id: int
+    message_id: int | None
+    purpose: str
+    provider: str
+    recipient: dict[str, Any]
+    payload: dict[str, Any]
+    attempts: int
+    lease_until: datetime | None
+    provider_ref: str | None
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> Claimed:
+        m = row._mapping
+        return cls(
+            id=int(m["id"]),
+            shop_id=int(m["shop_id"]),
+            message_id=m["message_id"],
+            purpose=m["purpose"],
+            provider=m["provider"],
+            recipient=dict(m["recipient"] or {}),
+            payload=dict(m["payload"] or {}),
+            attempts=int(m["attempts"]),
+            lease_until=m["lease_until"],
+            provider_ref=m["provider_ref"],
+        )
+
+
+# --------------------------------------------------------------------------- record
+
+_P_ID = sa.bindparam("p_id", type_=sa.Integer())
+_P_WAS = sa.bindparam("p_was", type_=sa.String())
+_P_ERROR = sa.bindparam("p_error", type_=sa.Text())
+_OWNED = (OUTBOX.c.id == _P_ID, OUTBOX.c.lease_owner == _P_ME, OUTBOX.c.status == _P_WAS)
+
+_RECORD_SENT = (
+    sa.update(OUTBOX)
+    .where(*_OWNED)
+    .values(
+        status="sent",
+        sent_at=_P_NOW,
+        provider_ref=sa.bindparam("p_ref", type_=sa.String()),
+        lease_owner=None,
+        lease_until=None,
+        last_error=None,
+        updated_at=_P_NOW,
+    )
+)
+_RECORD_RETRY = (
+    sa.update(OUTBOX)
+    .where(*_OWNED)
+    .values(
+        status="pending",
+        not_before=sa.bindparam("p_not_before", type_=UTCDateTime()),
+        lease_owner=None,
+        lease_until=None,
+        last_error=_P_ERROR,
+        updated_at=_P_NOW,
+    )
+)
+_RECORD_DEAD = (
+    sa.update(OUTBOX)
+    .where(*_OWNED)
+    .values(
+        status="dead", lease_owner=None, lease_until=None, last_error=_P_ERROR, updated_at=_P_NOW
+    )
+)
+_RECORD_UNKNOWN = (
+    sa.update(OUTBOX)
+    .where(*_OWNED)
+    .values(
+        status="unknown",
+        not_before=sa.bindparam("p_not_before", type_=UTCDateTime()),
+        lease_owner=None,
+        lease_until=sa.bindparam("p_resend_after", type_=UTCDateTime()),
+        last_error=_P_ERROR,
+        updated_at=_P_NOW,
+    )
+)
+
+_P_MID = sa.bindparam("p_mid", type_=sa.Integer())
+# Message statuses only move forward: a delivery report may have got there first.
+_MESSAGE_SENT = (
+    sa.update(MESSAGES)
+    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(("delivered", "failed")))
+    .values(
+        status=sa.bindparam("p_status", type_=sa.String()),
+        path=sa.bindparam("p_path", type_=sa.String()),
+        provider=sa.bindparam("p_provider", type_=sa.String()),
+        provider_message_id=sa.bindparam("p_ref", type_=sa.String()),
+        delivered_at=sa.bindparam("p_delivered_at", type_=UTCDateTime()),
+        error=None,
+    )
+)
+_MESSAGE_FAILED = (
+    sa.update(MESSAGES)
+    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(("sent", "delivered", "failed")))
+    .values(status="failed", provider=sa.bindparam("p_provider", type_=sa.String()), error=_P_ERROR)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """One recorded outcome: the outbox update and, if it applies, the message update."""
+
+    item: Claimed
+    kind: str  # sent | retry | dead | unknown
+    statement: Any
+    params: dict[str, Any]
+    message_statement: Any = None
+    message_params: dict[str, Any] | None = None
+
+
+def _apply(changes: Sequence[_Change]) -> Callable[[Connection], list[_Change]]:
+    def unit(conn: Connection) -> list[_Change]:
+        applied = []
+        for change in changes:
+            if conn.execute(change.statement, change.params).rowcount != 1:
+                continue  # the lease is someone else's now; their record stands
+            applied.append(change)
+            if change.message_statement is not None and change.item.message_id is not None:
+                conn.execute(change.message_statement, change.message_params)
+        return applied
+
+    return unit
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+class _RetryNow(Exception):
+    """Some messages of a call failed transiently; try them again within this call."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def _retry_now(outcome: SendResult | ProviderError) -> bool:
+    if not isinstance(outcome, TransientError):
+        return False
+    return not isinstance(outcome, RateLimited) or outcome.retry_after <= IN_CALL_RETRY_AFTER_MAX
+
+
+def _opt_str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def build_outgoing(item: Claimed, provider: Provider) -> Outgoing | PermanentError:
+    """The provider-facing message for a row, or why it can never be sent by `provider`."""
+    payload = item.payload
+    text = payload.get("text")
+    if not isinstance(text, str) or not text:
+        return PermanentError("payload has no text")
+    variables = payload.get("variables") or {}
+    if not isinstance(variables, Mapping):
+        return PermanentError("payload.variables must be an object")
+    msg = Outgoing(
+        ref=str(item.id),
+        recipient=Recipient.from_mapping(item.recipient),
+        text=text,
+        subject=_opt_str(payload.get("subject")),
+        purpose=item.purpose,
+        informational=bool(payload.get("informational", True)),
+        image_path=_opt_str(payload.get("image_path")),
+        template=_opt_str(payload.get("template")),
+        variables={str(k): str(v) for k, v in variables.items()},
+    )
+    caps = provider.capabilities
+    if len(text) > provider.max_text_chars:
+        return PermanentError(
+            f"text has {len(text)} characters; {provider.name} takes {provider.max_text_chars}"
+        )
+    if Capability.INFO_ONLY in caps and not msg.informational:
+        return PermanentError(f"{provider.name} sends informational messages only")
+    if Capability.TEMPLATE_REQUIRED in caps and not msg.template:
+        return PermanentError(f"{provider.name} needs a template")
+    if msg.image_path and Capability.IMAGES not in caps:
+        return PermanentError(f"{provider.name} cannot send images")
+    return msg
+
+
+class Dispatcher:
+    """Claims due outbox rows, sends them through their provider, records what happened.
+
+    One per process; every process may run one against the same database.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        providers: Providers,
+        clock: Clock,
+        config: OutboxConfig,
+        *,
+        owner_id: str,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        in_call_retries: int = IN_CALL_RETRIES,
+        send_timeout: float | None = None,
+    ) -> None:
+        if not owner_id or len(owner_id) > 64:
+            raise ValueError("owner_id must be 1–64 characters")
+        self.database = database
+        self.providers = providers
+        self.clock = clock
+        self.config = config
+        self.owner_id = owner_id
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._sleep = sleep
+        self._in_call_retries = in_call_retries
+        # Well inside the lease, so a hung vendor call ends before anyone may take the row.
+        self.send_timeout = send_timeout or max(1.0, config.lease_seconds / 4)
+        self._waker: Callable[[], None] | None = None
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.last_claimed = 0
+
+    # -- waking up
+
+    def set_waker(self, waker: Callable[[], None] | None) -> None:
+        """What `on_enqueued` calls: the ticks loop's "run dispatch now"."""
+        self._waker = waker
+
+    def on_enqueued(self) -> None:
+        """Call after committing new outbox rows, so they go out now, not on the next tick."""
+        if self._waker is not None:
+            self._waker()
+
+    # -- the tick
+
+    async def tick(self) -> int:
+        """Reconcile open outcomes, then claim, send and record due rows. Returns rows handled."""
+        handled = await self.reconcile()
+        claimed = await self.claim()
+        self.last_claimed = len(claimed)
+        if claimed:
+            outcomes = await self.deliver(claimed)
+            await self.record(claimed, outcomes)
+        return handled + len(claimed)
+
+    async def drain(self, max_rounds: int = 20) -> int:
+        """Tick until a claim comes back short of a full batch (bounded)."""
+        total = 0
+        for _ in range(max_rounds):
+            total += await self.tick()
+            if self.last_claimed < self.config.batch_size:
+                break
+        return total
+
+    async def claim(self) -> list[Claimed]:
+        now = self.clock.now()
+        params = {
+            "p_now": now,
+            "p_me": self.owner_id,
+            "p_lease_until": now + timedelta(seconds=self.config.lease_seconds),
+            "p_batch": self.config.batch_size,
+        }
+
+        def unit(conn: Connection) -> list[Claimed]:
+            return [Claimed.from_row(r) for r in conn.execute(_CLAIM, params)]
+
+        claimed = await self.database.write(unit)
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    async def deliver(self, claimed: Sequence[Claimed]) -> dict[int, SendResult | ProviderError]:
+        """Send claimed rows, grouped by provider, outside any transaction."""
+        outcomes: dict[int, SendResult | ProviderError] = {}
+        groups: dict[str, list[tuple[Claimed, Outgoing]]] = {}
+        for item in claimed:
+            provider = self.providers.get(item.provider)
+            if provider is None:
+                outcomes[item.id] = self._no_provider(item.provider)
+                continue
+            built = build_outgoing(item, provider)
+            if isinstance(built, ProviderError):
+                outcomes[item.id] = built
+            else:
+                groups.setdefault(item.provider, []).append((item, built))
+
+        async def send_group(name: str, items: list[tuple[Claimed, Outgoing]]) -> None:
+            provider = self.providers[name]
+            by_ref = {msg.ref: item.id for item, msg in items}
+            size = max(1, provider.max_batch)
+            for start in range(0, len(items), size):
+                chunk = [msg for _, msg in items[start : start + size]]
+                for ref, outcome in (await self._send_with_retries(provider, chunk)).items():
+                    outcomes[by_ref[ref]] = outcome
+
+        await asyncio.gather(*(send_group(name, items) for name, items in groups.items()))
+        return outcomes
+
+    async def record(
+        self, claimed: Sequence[Claimed], outcomes: Mapping[int, SendResult | ProviderError]
+    ) -> int:
+        """Write the outcomes of rows we claimed, in one unit. Returns how many stood."""
+        now = self.clock.now()
+        changes = [self._change(item, outcomes[item.id], now) for item in claimed]
+        applied = await self.database.write(_apply(changes))
+        self._report(changes, applied)
+        return len(applied)
+
+    # -- reconciling unknown outcomes
+
+    async def reconcile(self) -> int:
+        """Ask providers about rows whose send may or may not have happened."""
+        now = self.clock.now()
+        params = {
+            "p_now": now,
+            "p_me": self.owner_id,
+            "p_recheck_at": now + timedelta(seconds=self._recheck_seconds()),
+            "p_batch": self.config.batch_size,
+        }
+
+        def unit(conn: Connection) -> list[Claimed]:
+            return [Claimed.from_row(r) for r in conn.execute(_CLAIM_OPEN, params)]
+
+        rows = await self.database.write(unit)
+        if not rows:
+            return 0
+        found = await asyncio.gather(*(self._lookup(item) for item in rows))
+        now = self.clock.now()
+        changes: list[_Change] = []
+        for item, result in zip(rows, found, strict=True):
+            if isinstance(result, ProviderError):  # the provider is gone from the config
+                changes.append(self._dead(item, result, now, was="unknown"))
+            elif result is not None:
+                changes.append(self._sent(item, result, now, was="unknown"))
+            elif item.lease_until is None or item.lease_until <= now:
+                if item.attempts >= self.config.max_attempts:
+                    error = UnknownOutcome(
+                        f"outcome unknown after {item.attempts} attempts; not sent again"
+                    )
+                    changes.append(self._dead(item, error, now, was="unknown"))
+                else:
+                    changes.append(self._resend(item, now))
+        applied = await self.database.write(_apply(changes)) if changes else []
+        self._report(changes, applied)
+        return len(rows)
+
+    async def _lookup(self, item: Claimed) -> SendResult | ProviderError | None:
+        provider = self.providers.get(item.provider)
+        if provider is None:
+            return self._no_provider(item.provider)
+        attempted = (
+            item.lease_until - timedelta(seconds=self.config.lease_seconds)
+            if (item.lease_until)
+            else None
+        )
+        ref = SendRef(str(item.id), item.provider_ref, attempted)
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                result = await provider.lookup(ref)
+        except Exception as exc:  # cannot tell: same as "not found", the lease still guards
+            log.warning(
+                "outbox %d: lookup at %s failed: %s",
+                item.id,
+                provider.name,
+                _describe(exc),
+            )
+            return None
+        if result is not None and result.ref != ref.ref:
+            log.error(
+                "outbox %d: %s lookup answered for ref %r", item.id, provider.name, result.ref
+            )
+            return None
+        return result
+
+    # -- sending
+
+    async def _send_with_retries(
+        self, provider: Provider, batch: list[Outgoing]
+    ) -> dict[str, SendResult | ProviderError]:
+        outcomes: dict[str, SendResult | ProviderError] = {}
+        todo = batch
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._in_call_retries + 1)
+            | stop_after_delay(self.config.lease_seconds / 2),
+            wait=self._in_call_wait,
+            retry=retry_if_exception_type(_RetryNow),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    got = await self._send_once(provider, todo)
+                    outcomes.update(got)
+                    todo = [m for m in todo if _retry_now(got[m.ref])]
+                    if todo:
+                        waits = [
+                            e.retry_after for m in todo if isinstance(e := got[m.ref], RateLimited)
+                        ]
+                        raise _RetryNow(max(waits, default=0.0))
+        except _RetryNow:
+            pass  # the last transient errors stand; the outbox backs off
+        return outcomes
+
+    def _in_call_wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = exc.retry_after if isinstance(exc, _RetryNow) else 0.0
+        return max(retry_after, self._rng.uniform(*IN_CALL_WAIT))
+
+    async def _send_once(
+        self, provider: Provider, batch: list[Outgoing]
+    ) -> dict[str, SendResult | ProviderError]:
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                results = await provider.send(batch)
+        except ProviderError as exc:
+            return dict.fromkeys((m.ref for m in batch), exc)
+        except TimeoutError:
+            unknown = UnknownOutcome(f"no answer from {provider.name} in {self.send_timeout:g} s")
+            return dict.fromkeys((m.ref for m in batch), unknown)
+        except Exception as exc:
+            # An adapter bug or an unmapped library error: the request may have left, so
+            # treat it as an unknown outcome (lookup before any resend), never as a failure.
+            log.exception("provider %s raised %s", provider.name, type(exc).__name__)
+            unknown = UnknownOutcome(f"{provider.name} raised {type(exc).__name__}")
+            return dict.fromkeys((m.ref for m in batch), unknown)
+        outcomes: dict[str, SendResult | ProviderError] = {}
+        for i, msg in enumerate(batch):
+            outcome = results[i] if i < len(results) else None
+            if isinstance(outcome, ProviderError) or (
+                isinstance(outcome, SendResult) and outcome.ref == msg.ref
+            ):
+                outcomes[msg.ref] = outcome
+            else:
+                log.error("provider %s gave no proper outcome for ref %s", provider.name, msg.ref)
+                outcomes[msg.ref] = UnknownOutcome(f"{provider.name} gave no proper outcome")
+        return outcomes
+
+    # -- deciding what an outcome means for the row
+
+    def backoff(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds until the next attempt: exponential, capped, ±20 % jitter."""
+        c = self.config
+        delay = min(
+            c.backoff_base_seconds * 2.0 ** min(max(attempts - 1, 0), 60), c.backoff_max_seconds
+        )
+        delay = min(delay * self._rng.uniform(1 - JITTER, 1 + JITTER), c.backoff_max_seconds)
+        return max(delay, retry_after) if retry_after is not None else delay
+
+    def _recheck_seconds(self) -> float:
+        c = self.config
+        return min(float(c.lease_seconds), max(c.backoff_base_seconds, c.tick_seconds))
+
+    def _no_provider(self, name: str) -> PermanentError:
+        known = ", ".join(self.providers.names()) or "none"
+        return PermanentError(f"provider {name!r} is not configured (configured: {known})")
+
+    def _change(self, item: Claimed, outcome: SendResult | ProviderError, now: datetime) -> _Change:
+        if isinstance(outcome, SendResult):
+            return self._sent(item, outcome, now, was="sending")
+        if isinstance(outcome, UnknownOutcome):
+            params = self._owned(item, "sending", now) | {
+                "p_not_before": now + timedelta(seconds=self._recheck_seconds()),
+                "p_resend_after": now + timedelta(seconds=self.config.lease_seconds),
+                "p_error": outcome.describe(),
+            }
+            return _Change(item, "unknown", _RECORD_UNKNOWN, params)
+        if isinstance(outcome, TransientError):
+            if item.attempts >= self.config.max_attempts:
+                error = PermanentError(f"gave up after {item.attempts} attempts: {outcome.reason}")
+                return self._dead(item, error, now, was="sending")
+            retry_after = outcome.retry_after if isinstance(outcome, RateLimited) else None
+            delay = self.backoff(item.attempts, retry_after)
+            params = self._owned(item, "sending", now) | {
+                "p_not_before": now + timedelta(seconds=delay),
+                "p_error": outcome.describe(),
+            }
+            return _Change(item, "retry", _RECORD_RETRY, params)
+        return self._dead(item, outcome, now, was="sending")
+
+    def _owned(self, item: Claimed, was: str, now: datetime) -> dict[str, Any]:
+        return {"p_id": item.id, "p_me": self.owner_id, "p_was": was, "p_now": now}
+
+    def _sent(self, item: Claimed, result: SendResult, now: datetime, *, was: str) -> _Change:
+        params = self._owned(item, was, now) | {"p_ref": result.provider_message_id}
+        delivered = result.status == "delivered"
+        message = {
+            "p_mid": item.message_id,
+            "p_status": "delivered" if delivered else "sent",
+            "p_path": result.path,
+            "p_provider": item.provider,
+            "p_ref": result.provider_message_id,
+            "p_delivered_at": now if delivered else None,
+        }
+        return _Change(item, "sent", _RECORD_SENT, params, _MESSAGE_SENT, message)
+
+    def _dead(self, item: Claimed, error: ProviderError, now: datetime, *, was: str) -> _Change:
+        text = error.describe()
+        params = self._owned(item, was, now) | {"p_error": text}
+        message = {"p_mid": item.message_id, "p_provider": item.provider, "p_error": text}
+        return _Change(item, "dead", _RECORD_DEAD, params, _MESSAGE_FAILED, message)
+
+    def _resend(self, item: Claimed, now: datetime) -> _Change:
+        """An unknown outcome the provider cannot find after the lease: send it again."""
+        params = self._owned(item, "unknown", now) | {
+            "p_not_before": now,
+            "p_error": "outcome unknown; not found by the provider, sending again",
+        }
+        return _Change(item, "retry", _RECORD_RETRY, params)
+
+    def _report(self, changes: Iterable[_Change], applied: Sequence[_Change]) -> None:
+        done = {id(c) for c in applied}
+        for change in changes:
+            item = change.item
+            if id(change) not in done:
+                self.counters["lost_lease"] += 1
+                log.warning("outbox %d: lease lost before recording %s", item.id, change.kind)
+                continue
+            self.counters[change.kind] += 1
+            error = change.params.get("p_error")
+            if change.kind == "sent":
+                log.debug("outbox %d sent via %s (%s)", item.id, item.provider, item.purpose)
+            elif change.kind == "dead":
+                log.warning(
+                    "outbox %d (%s via %s) is dead after %d attempts: %s",
+                    item.id,
+                    item.purpose,
+                    item.provider,
+                    item.attempts,
+                    error,
+                )
+            else:
+                log.info("outbox %d %s: %s", item.id, change.kind, error)
+
+    # -- metrics
+
+    async def stats(self) -> dict[str, int]:
+        """Rows per open status, plus `due`: pending rows whose time has come."""
+        now = self.clock.now()
+        counts = dict.fromkeys(WATCHED, 0)
+        async with self.database.read() as conn:
+            rows = await conn.execute(
+                sa.select(OUTBOX.c.status, sa.func.count())
+                .where(OUTBOX.c.status.in_(WATCHED))
+                .group_by(OUTBOX.c.status)
+            )
+            for status, count in rows:
+                counts[status] = int(count)
+            due = await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(OUTBOX)
+                .where(OUTBOX.c.status == "pending", OUTBOX.c.not_before <= now)
+            )
+            counts["due"] = int(due.scalar_one())
+        return counts
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ProviderError):
+        return exc.describe()
+    return mask_in_text(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,85 @@
+"""Config: every key of the example parses, and mistakes are named precisely."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import settings_dict, shop_table
+
+from bot.config import ConfigError, load, parse
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+
+
+def error_of(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse(data, "shop.toml")
+    return str(info.value)
+
+
+def test_the_example_runs_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    settings = load(EXAMPLE)
+    (shop,) = settings.shops
+    assert shop.slug == "demo"
+    assert shop.owner.phone == "+821022223333"
+    assert shop.hours[6] is None  # Sunday closed
+    assert settings.server.simulator is True
+    assert settings.database.url.endswith("/var/dangol.db")  # relative to the file
+    assert "console" in settings.providers
+
+
+def test_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DANGOL_DEMO_SKILL_SECRET", raising=False)
+    with pytest.raises(ConfigError, match=r"shops\[0\]\.kakao\.skill_secret_env: environment variable "
+                       r"DANGOL_DEMO_SKILL_SECRET is not set"):
+        load(EXAMPLE)
+
+
+def test_secrets_never_show_in_repr() -> None:
+    settings = parse(settings_dict(), "t.toml")
+    shop = settings.shops[0]
+    assert shop.kakao is not None
+    assert os.environ["DANGOL_TEST_SKILL_SECRET"] not in repr(settings)
+    assert shop.kakao.skill_secret.reveal() == os.environ["DANGOL_TEST_SKILL_SECRET"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"shops": [shop_table(hours={**shop_table()["hours"], "mon": "9-6"})]},
+         'shop.toml: shops[0].hours.mon: expected "HH:MM-HH:MM" or "closed", got \'9-6\''),
+        ({"shops": [shop_table(hours={**shop_table()["hours"], "tue": "18:00-09:00"})]},
+         "shops[0].hours.tue: closing time must be after opening time"),
+        ({"shops": [shop_table(slug="Han Bit")]}, "shops[0].slug: use lowercase letters"),
+        ({"shops": [shop_table(timezone="Mars/Base")]}, "shops[0].timezone: unknown time zone"),
+        ({"shops": [shop_table(hours_typo=1)]}, "shops[0].hours_typo: unknown key (did you mean 'hours'?)"),
+        ({"shops": []}, "shops: add at least one [[shops]] table"),
+        ({"shops": [shop_table(), shop_table()]}, "shops: every shop needs its own slug"),
+        ({"server": {"port": "8080"}}, "server.port: expected a whole number, got '8080'"),
+        ({"server": {"skill_budget_ms": 6000}}, "server.skill_budget_ms: must stay below Kakao's 5 s limit"),
+        ({"database": {"url": "mysql://x"}}, "database.url: use sqlite+aiosqlite"),
+        ({"shops": [shop_table(owner={"name": "김", "phone": "12"})]}, "shops[0].owner.phone: not a valid phone number"),
+        ({"shops": [shop_table(owner={"name": "김", "notify_via": ["pigeon"]})]},
+         "shops[0].owner.notify_via: unknown provider 'pigeon'"),
+        ({"shops": [shop_table(faq=[{"id": "a", "label": "아주아주아주아주아주긴라벨입니다", "answer": "x"}])]},
+         "shops[0].faq[0].label: must be at most 14 characters"),
+        ({"server": {"simulator": "yes"}}, "server.simulator: expected true or false, got 'yes'"),
+    ],
+)
+def test_mistakes_are_named(change: dict[str, Any], expected: str) -> None:
+    data = settings_dict()
+    data.update(change)
+    assert expected in error_of(data)
+
+
+def test_unreadable_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="missing.toml: file not found"):
+        load(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\nport = 1", "utf-8")
+    with pytest.raises(ConfigError, match="TOML syntax error"):
+        load(bad)

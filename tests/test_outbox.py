@@ -1,0 +1,662 @@
+"""The outbox: enqueue, claim with a lease, send, record — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bot.clock import FrozenClock
+from bot.config import OutboxConfig
+from bot.db import Database
+from bot.models import Conversation, Customer, Message, Shop
+from providers.base import PermanentError, RateLimited, TransientError, UnknownOutcome
+from providers.console import ConsoleProvider
+from providers.fake import FakeProvider
+from providers.registry import Providers
+from scheduler.outbox import OUTBOX, Dispatcher, cancel, enqueue, requeue
+
+PHONE = "+821022223333"
+CONFIG = OutboxConfig(
+    tick_seconds=1.0,
+    batch_size=50,
+    lease_seconds=60,
+    max_attempts=3,
+    backoff_base_seconds=10.0,
+    backoff_max_seconds=600.0,
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def add_shop(database: Database, now: datetime, slug: str = "hanbit") -> int:
+    def unit(conn: Connection) -> int:
+        return int(
+            conn.execute(
+                sa.insert(Shop)
+                .values(slug=slug, name="한빛설비", owner_status="available", created_at=now)
+                .returning(Shop.id)
+            ).scalar_one()
+        )
+
+    return await database.write(unit)
+
+
+async def add_message(database: Database, shop_id: int, now: datetime) -> int:
+    """An outgoing message row in 'queued', as a handler would write it with its outbox row."""
+
+    def unit(conn: Connection) -> int:
+        customer = conn.execute(
+            sa.insert(Customer)
+            .values(shop_id=shop_id, name="손님", tier="bronze", tags=[], notes="", created_at=now)
+            .returning(Customer.id)
+        ).scalar_one()
+        conversation = conn.execute(
+            sa.insert(Conversation)
+            .values(
+                shop_id=shop_id,
+                customer_id=customer,
+                channel="sms",
+                status="open",
+                complaint=False,
+                unread_count=0,
+                last_message_at=now,
+                created_at=now,
+            )
+            .returning(Conversation.id)
+        ).scalar_one()
+        return int(
+            conn.execute(
+                sa.insert(Message)
+                .values(
+                    shop_id=shop_id,
+                    conversation_id=conversation,
+                    customer_id=customer,
+                    direction="out",
+                    sender="owner",
+                    channel="sms",
+                    body="내일 10시에 방문드릴게요",
+                    payload={},
+                    status="queued",
+                    created_at=now,
+                )
+                .returning(Message.id)
+            ).scalar_one()
+        )
+
+    return await database.write(unit)
+
+
+async def put(
+    database: Database,
+    shop_id: int,
+    now: datetime,
+    *,
+    count: int = 1,
+    provider: str = "fake",
+    key: str = "k",
+    message_id: int | None = None,
+    phone: str = PHONE,
+    **payload: Any,
+) -> list[int]:
+    def unit(conn: Connection) -> list[int]:
+        ids = []
+        for i in range(count):
+            new = enqueue(
+                conn,
+                shop_id=shop_id,
+                purpose="reply",
+                provider=provider,
+                recipient={"phone": phone, "name": "손님"},
+                payload={"text": f"안녕하세요 {i}", **payload},
+                idempotency_key=f"{key}:{i}",
+                now=now,
+                message_id=message_id,
+            )
+            assert new is not None
+            ids.append(new)
+        return ids
+
+    return await database.write(unit)
+
+
+async def row(database: Database, outbox_id: int) -> sa.RowMapping:
+    async with database.read() as conn:
+        result = await conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id == outbox_id))
+        return result.mappings().one()
+
+
+async def message(database: Database, message_id: int) -> sa.RowMapping:
+    async with database.read() as conn:
+        result = await conn.execute(sa.select(Message.__table__).where(Message.id == message_id))
+        return result.mappings().one()
+
+
+class Sleeps:
+    """Stands in for asyncio.sleep in the dispatcher's in-call retries."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def make_dispatcher(
+    database: Database,
+    clock: FrozenClock,
+    fake: FakeProvider,
+    *,
+    owner: str = "proc-a",
+    config: OutboxConfig = CONFIG,
+    sleeps: Sleeps | None = None,
+    **kwargs: Any,
+) -> Dispatcher:
+    providers = Providers({"fake": fake, "console": ConsoleProvider({"show_text": False})})
+    return Dispatcher(
+        database,
+        providers,
+        clock,
+        config,
+        owner_id=owner,
+        rng=random.Random(7),
+        sleep=sleeps or Sleeps(),
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def fake() -> FakeProvider:
+    return FakeProvider()
+
+
+@pytest.fixture
+async def shop(database: Database, clock: FrozenClock) -> int:
+    return await add_shop(database, clock.now())
+
+
+# --------------------------------------------------------------------------- enqueue
+
+
+async def test_enqueue_is_idempotent(database: Database, clock: FrozenClock, shop: int) -> None:
+    now = clock.now()
+    other = await add_shop(database, now, "other")
+
+    def twice(conn: Connection) -> list[int | None]:
+        args: dict[str, Any] = {
+            "purpose": "journey:aftercare",
+            "provider": "fake",
+            "recipient": {"phone": PHONE},
+            "payload": {"text": "관리 팁"},
+            "idempotency_key": "journey:aftercare:job:123",
+            "now": now,
+        }
+        return [enqueue(conn, shop_id=shop, **args), enqueue(conn, shop_id=shop, **args)]
+
+    first, second = await database.write(twice)
+    assert isinstance(first, int)
+    assert second is None
+    # a later transaction, and a double planner tick, change nothing either
+    again = await asyncio.gather(database.write(twice), database.write(twice))
+    assert list(again) == [[None, None], [None, None]]
+    # the key is unique per shop, not across shops
+    assert await put(database, other, now, key="journey:aftercare:job:123") != []
+
+    async with database.read() as conn:
+        count = await conn.execute(
+            sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.shop_id == shop)
+        )
+        assert count.scalar_one() == 1
+    item = await row(database, first)
+    assert (item["status"], item["attempts"], item["not_before"]) == ("pending", 0, now)
+
+
+async def test_enqueue_refuses_a_payload_without_text(
+    database: Database, clock: FrozenClock, shop: int
+) -> None:
+    def unit(conn: Connection) -> int | None:
+        return enqueue(
+            conn,
+            shop_id=shop,
+            purpose="reply",
+            provider="fake",
+            recipient={"phone": PHONE},
+            payload={"subject": "제목만"},
+            idempotency_key="x",
+            now=clock.now(),
+        )
+
+    with pytest.raises(ValueError, match="text"):
+        await database.write(unit)
+
+
+# --------------------------------------------------------------------------- the happy path
+
+
+async def test_tick_sends_due_rows_and_updates_the_message(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    now = clock.now()
+    mid = await add_message(database, shop, now)
+    (oid,) = await put(database, shop, now, message_id=mid, subject="안내")
+
+    def later(conn: Connection) -> int | None:
+        return enqueue(
+            conn,
+            shop_id=shop,
+            purpose="journey:aftercare",
+            provider="fake",
+            recipient={"phone": PHONE},
+            payload={"text": "일주일 뒤"},
+            idempotency_key="later",
+            now=now,
+            not_before=now + timedelta(days=7),
+        )
+
+    later_id = await database.write(later)
+    assert later_id is not None
+    dispatcher = make_dispatcher(database, clock, fake)
+
+    assert await dispatcher.tick() == 1
+    assert fake.sent_refs() == [str(oid)]
+    sent = fake.sent[0]
+    assert (sent.text, sent.subject, sent.purpose, sent.recipient.phone) == (
+        "안녕하세요 0",
+        "안내",
+        "reply",
+        PHONE,
+    )
+    item = await row(database, oid)
+    assert item["status"] == "sent"
+    assert item["sent_at"] == now
+    assert item["provider_ref"] == "fake-1"
+    assert (item["lease_owner"], item["lease_until"], item["attempts"]) == (None, None, 1)
+    msg = await message(database, mid)
+    assert (msg["status"], msg["path"], msg["provider"], msg["provider_message_id"]) == (
+        "sent",
+        "fake",
+        "fake",
+        "fake-1",
+    )
+    assert msg["delivered_at"] is None
+    assert (await row(database, later_id))["status"] == "pending"
+    assert await dispatcher.tick() == 0  # nothing is sent twice
+
+
+async def test_a_delivered_result_marks_the_message_delivered(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    now = clock.now()
+    mid = await add_message(database, shop, now)
+    await put(database, shop, now, provider="console", message_id=mid)
+    await make_dispatcher(database, clock, fake).tick()
+    msg = await message(database, mid)
+    assert (msg["status"], msg["path"], msg["delivered_at"]) == ("delivered", "console", now)
+
+
+async def test_concurrent_dispatchers_send_each_row_exactly_once(
+    database: Database, db_url: tuple[str, str | None], clock: FrozenClock, shop: int
+) -> None:
+    ids = await put(database, shop, clock.now(), count=20)
+    url, schema = db_url
+    second = Database(url, search_path=schema)  # another process, as far as the rows can tell
+    await second.start()
+    fake = FakeProvider()
+    small = OutboxConfig(**{**CONFIG.__dict__, "batch_size": 3})
+    try:
+        a = make_dispatcher(database, clock, fake, owner="proc-a", config=small)
+        b = make_dispatcher(second, clock, fake, owner="proc-b", config=small)
+        await asyncio.gather(a.drain(), b.drain(), a.drain(), b.drain())
+        await asyncio.gather(a.tick(), b.tick())
+    finally:
+        await second.close()
+    assert sorted(fake.sent_refs(), key=int) == [str(i) for i in ids]
+    for oid in ids:
+        item = await row(database, oid)
+        assert (item["status"], item["attempts"]) == ("sent", 1)
+
+
+# --------------------------------------------------------------------------- leases
+
+
+async def test_an_expired_lease_is_reclaimed_after_a_lookup(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now())
+    crashed = make_dispatcher(database, clock, fake, owner="crashed")
+    assert [c.id for c in await crashed.claim()] == [oid]  # ...and the process dies here
+
+    other = make_dispatcher(database, clock, fake, owner="proc-b")
+    assert await other.tick() == 0  # the lease still holds
+    clock.advance(seconds=CONFIG.lease_seconds + 1)
+    assert await other.tick() == 2  # reconciled, then claimed and sent
+    assert [ref.ref for ref in fake.lookups] == [str(oid)]
+    assert fake.sent_refs() == [str(oid)]
+    item = await row(database, oid)
+    assert (item["status"], item["attempts"], item["lease_owner"]) == ("sent", 2, None)
+
+
+async def test_a_crash_after_the_provider_accepted_is_not_sent_again(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now())
+    crashed = make_dispatcher(database, clock, fake, owner="crashed")
+    await crashed.deliver(await crashed.claim())  # sent, but never recorded
+    clock.advance(seconds=CONFIG.lease_seconds + 1)
+    await make_dispatcher(database, clock, fake, owner="proc-b").tick()
+    assert len(fake.calls) == 1
+    item = await row(database, oid)
+    assert (item["status"], item["provider_ref"]) == ("sent", "fake-1")
+
+
+async def test_a_stolen_lease_cannot_record(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    now = clock.now()
+    mid = await add_message(database, shop, now)
+    (oid,) = await put(database, shop, now, message_id=mid)
+    slow = make_dispatcher(database, clock, fake, owner="slow")
+    claimed = await slow.claim()
+
+    clock.advance(seconds=CONFIG.lease_seconds + 1)
+    fast = make_dispatcher(database, clock, fake, owner="fast")
+    await fast.tick()
+    assert (await row(database, oid))["status"] == "sent"
+
+    fake.fail_next(PermanentError("늦은 실패"))
+    outcomes = await slow.deliver(claimed)
+    assert await slow.record(claimed, outcomes) == 0
+    assert slow.counters["lost_lease"] == 1
+    item = await row(database, oid)
+    assert (item["status"], item["provider_ref"], item["last_error"]) == ("sent", "fake-1", None)
+    assert (await message(database, mid))["status"] == "sent"
+
+
+# --------------------------------------------------------------------------- failures
+
+
+async def test_a_blip_is_retried_within_the_call(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now())
+    fake.fail_next(TransientError("502 Bad Gateway"))
+    sleeps = Sleeps()
+    await make_dispatcher(database, clock, fake, sleeps=sleeps).tick()
+    assert len(fake.calls) == 2
+    assert len(sleeps.calls) == 1
+    assert 0.2 <= sleeps.calls[0] <= 1.0
+    assert ((await row(database, oid))["status"], (await row(database, oid))["attempts"]) == (
+        "sent",
+        1,
+    )
+
+
+async def test_transient_failure_backs_off_then_succeeds(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    start = clock.now()
+    (oid,) = await put(database, shop, start)
+    fake.fail_next(TransientError("503 Service Unavailable"), times=3)  # outlasts in-call retries
+    dispatcher = make_dispatcher(database, clock, fake)
+
+    assert await dispatcher.tick() == 1
+    item = await row(database, oid)
+    assert (item["status"], item["attempts"], item["lease_owner"]) == ("pending", 1, None)
+    assert item["last_error"] == "503 Service Unavailable"
+    delay = (item["not_before"] - start).total_seconds()
+    assert 8.0 <= delay <= 12.0  # 10 s ± 20 %
+
+    assert await dispatcher.tick() == 0  # not yet
+    clock.advance(seconds=delay)
+    assert await dispatcher.tick() == 1
+    item = await row(database, oid)
+    assert (item["status"], item["attempts"], item["last_error"]) == ("sent", 2, None)
+    assert fake.sent_refs() == [str(oid)]
+
+
+async def test_backoff_grows_and_is_capped(
+    database: Database, clock: FrozenClock, fake: FakeProvider
+) -> None:
+    dispatcher = make_dispatcher(database, clock, fake)
+    for attempts, base in [(1, 10), (2, 20), (3, 40), (6, 320)]:
+        assert base * 0.8 <= dispatcher.backoff(attempts) <= base * 1.2
+    assert dispatcher.backoff(30) <= CONFIG.backoff_max_seconds
+    assert dispatcher.backoff(1, retry_after=90) == 90
+
+
+async def test_max_attempts_then_dead(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    now = clock.now()
+    mid = await add_message(database, shop, now)
+    (oid,) = await put(database, shop, now, message_id=mid)
+    fake.fail_for(str(oid), TransientError("503"))
+    dispatcher = make_dispatcher(database, clock, fake, in_call_retries=0)
+    for _ in range(CONFIG.max_attempts):
+        assert await dispatcher.tick() == 1
+        clock.advance(seconds=CONFIG.backoff_max_seconds)
+    item = await row(database, oid)
+    assert (item["status"], item["attempts"]) == ("dead", 3)
+    assert item["last_error"] == "gave up after 3 attempts: 503"
+    assert await dispatcher.tick() == 0
+    msg = await message(database, mid)
+    assert (msg["status"], msg["error"]) == ("failed", "gave up after 3 attempts: 503")
+
+
+async def test_permanent_error_is_dead_at_once(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    now = clock.now()
+    mid = await add_message(database, shop, now)
+    (oid,) = await put(database, shop, now, message_id=mid)
+    fake.fail_for(PHONE, PermanentError("수신거부 번호", code="3059"))
+    await make_dispatcher(database, clock, fake).tick()
+    assert len(fake.calls) == 1
+    item = await row(database, oid)
+    assert (item["status"], item["attempts"], item["last_error"]) == (
+        "dead",
+        1,
+        "수신거부 번호 [3059]",
+    )
+    msg = await message(database, mid)
+    assert (msg["status"], msg["error"], msg["provider"]) == (
+        "failed",
+        "수신거부 번호 [3059]",
+        "fake",
+    )
+
+
+async def test_rate_limited_waits_in_call_when_short(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now())
+    fake.fail_next(RateLimited(retry_after=1.5))
+    sleeps = Sleeps()
+    await make_dispatcher(database, clock, fake, sleeps=sleeps).tick()
+    assert sleeps.calls
+    assert sleeps.calls[0] >= 1.5
+    assert (await row(database, oid))["status"] == "sent"
+
+
+async def test_rate_limited_with_a_long_wait_goes_back_to_the_outbox(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    start = clock.now()
+    (oid,) = await put(database, shop, start)
+    fake.fail_next(RateLimited("too many requests", retry_after=45))
+    sleeps = Sleeps()
+    await make_dispatcher(database, clock, fake, sleeps=sleeps).tick()
+    assert len(fake.calls) == 1
+    assert sleeps.calls == []
+    item = await row(database, oid)
+    assert item["status"] == "pending"
+    assert item["not_before"] == start + timedelta(seconds=45)  # retry_after beats 10 s backoff
+
+
+async def test_unknown_provider_is_dead(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    now = clock.now()
+    mid = await add_message(database, shop, now)
+    (oid,) = await put(database, shop, now, provider="twilio", message_id=mid)
+    await make_dispatcher(database, clock, fake).tick()
+    item = await row(database, oid)
+    assert item["status"] == "dead"
+    assert "'twilio' is not configured" in item["last_error"]
+    assert (await message(database, mid))["status"] == "failed"
+
+
+async def test_a_row_the_provider_cannot_carry_is_dead(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now(), text="가" * 2001)
+    await make_dispatcher(database, clock, fake).tick()
+    item = await row(database, oid)
+    assert item["status"] == "dead"
+    assert "2001 characters" in item["last_error"]
+    assert fake.calls == []
+
+
+# --------------------------------------------------------------------------- unknown outcomes
+
+
+async def test_unknown_outcome_found_by_lookup_is_not_sent_again(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    now = clock.now()
+    mid = await add_message(database, shop, now)
+    (oid,) = await put(database, shop, now, message_id=mid)
+    fake.outcome_unknown_next()
+    dispatcher = make_dispatcher(database, clock, fake)
+
+    await dispatcher.tick()
+    item = await row(database, oid)
+    assert (item["status"], item["lease_owner"]) == ("unknown", None)
+    assert "시간 초과" in item["last_error"]
+    assert (await message(database, mid))["status"] == "queued"
+    assert await dispatcher.tick() == 0  # the check is not due yet
+
+    clock.advance(seconds=CONFIG.backoff_base_seconds)
+    assert await dispatcher.tick() == 1
+    assert len(fake.calls) == 1
+    assert [r.ref for r in fake.lookups] == [str(oid)]
+    item = await row(database, oid)
+    assert (item["status"], item["provider_ref"], item["attempts"]) == ("sent", "fake-1", 1)
+    assert (await message(database, mid))["status"] == "sent"
+
+
+async def test_unknown_outcome_not_found_is_resent_once_after_the_lease(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now())
+    fake.fail_next(UnknownOutcome("read timeout"))  # the request never got there
+    dispatcher = make_dispatcher(database, clock, fake)
+
+    await dispatcher.tick()
+    assert (await row(database, oid))["status"] == "unknown"
+    clock.advance(seconds=CONFIG.backoff_base_seconds)
+    await dispatcher.tick()  # not found, but the provider may still be catching up
+    assert (await row(database, oid))["status"] == "unknown"
+    assert len(fake.calls) == 1
+
+    clock.advance(seconds=CONFIG.lease_seconds)
+    await dispatcher.tick()
+    assert len(fake.calls) == 2
+    assert fake.sent_refs() == [str(oid)]
+    item = await row(database, oid)
+    assert (item["status"], item["attempts"]) == ("sent", 2)
+    for _ in range(3):
+        clock.advance(seconds=CONFIG.lease_seconds)
+        await dispatcher.tick()
+    assert len(fake.calls) == 2
+
+
+async def test_unknown_outcome_with_no_attempts_left_is_dead_not_resent(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now())
+    one_try = OutboxConfig(**{**CONFIG.__dict__, "max_attempts": 1})
+    fake.fail_next(UnknownOutcome("read timeout"))
+    dispatcher = make_dispatcher(database, clock, fake, config=one_try)
+    await dispatcher.tick()
+    clock.advance(seconds=CONFIG.lease_seconds + 1)
+    await dispatcher.tick()
+    item = await row(database, oid)
+    assert item["status"] == "dead"
+    assert "outcome unknown after 1 attempts" in item["last_error"]
+    assert len(fake.calls) == 1
+
+
+async def test_an_unexpected_exception_is_treated_as_an_unknown_outcome(
+    database: Database,
+    clock: FrozenClock,
+    shop: int,
+    fake: FakeProvider,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (oid,) = await put(database, shop, clock.now())
+    fake.fail_next(RuntimeError("adapter bug"))
+    with caplog.at_level(logging.ERROR, logger="dangol.outbox"):
+        await make_dispatcher(database, clock, fake).tick()
+    assert (await row(database, oid))["status"] == "unknown"
+    assert "RuntimeError" in caplog.text
+
+
+async def test_a_hung_provider_times_out_into_unknown(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now())
+    fake.delay(0.5)
+    await make_dispatcher(database, clock, fake, send_timeout=0.05).tick()
+    item = await row(database, oid)
+    assert item["status"] == "unknown"
+    assert "no answer" in item["last_error"]
+
+
+# --------------------------------------------------------------------------- housekeeping
+
+
+async def test_stats_cancel_and_requeue(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    now = clock.now()
+    ok, bad, held = await put(database, shop, now, count=3)
+    fake.fail_for(str(bad), PermanentError("없는 번호"))
+    dispatcher = make_dispatcher(database, clock, fake)
+
+    def cancel_held(conn: Connection) -> bool:
+        return cancel(conn, shop_id=shop, idempotency_key="k:2", now=now)
+
+    assert await database.write(cancel_held) is True
+    assert await database.write(cancel_held) is False
+    assert await dispatcher.stats() == {
+        "pending": 2,
+        "sending": 0,
+        "unknown": 0,
+        "dead": 0,
+        "due": 2,
+    }
+    await dispatcher.tick()
+    assert (await dispatcher.stats())["dead"] == 1
+    assert (await row(database, ok))["status"] == "sent"
+    assert (await row(database, held))["status"] == "cancelled"
+
+    fake.reset()
+
+    def retry(conn: Connection) -> bool:
+        return requeue(conn, shop_id=shop, outbox_id=bad, now=now)
+
+    assert await database.write(retry) is True
+    await dispatcher.tick()
+    item = await row(database, bad)
+    assert (item["status"], item["attempts"]) == ("sent", 1)
+    assert await dispatcher.stats() == dict.fromkeys(
+        ("pending", "sending", "unknown", "dead", "due"), 0
+    )
