@@ -109,8 +109,17 @@ def wrk(port: int, payload: Path, tmp: Path, seconds: int, rate: float = 0) -> d
         BENCH_RATE=str(rate),
         BENCH_CONNECTIONS=str(CONNECTIONS),
     )
-    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s",
-           "-s", str(BENCH / "skill.lua"), f"http://127.0.0.1:{port}/hooks/kakao/bench"]
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(BENCH / "skill.lua"),
+        f"http://127.0.0.1:{port}/hooks/kakao/bench",
+    ]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     result: dict[str, float] = json.loads(out.read_text())
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
@@ -141,19 +150,27 @@ def count_inbound(url: str, schema: str | None) -> int:
 
         db = Database(url, search_path=schema)
         async with db.read() as conn:
-            n = (await conn.execute(select(func.count()).where(Message.direction == "in"))).scalar_one()
+            n = (
+                await conn.execute(select(func.count()).where(Message.direction == "in"))
+            ).scalar_one()
         await db.close()
         return int(n)
 
     return asyncio.run(run())
 
 
-def durable(name: str, url: str, schema: str | None, tmp: Path, payload: Path, rate: float) -> dict[str, object]:
+def durable(
+    name: str, url: str, schema: str | None, tmp: Path, payload: Path, rate: float
+) -> dict[str, object]:
     port = free_port()
     cfg = tmp / f"{name}.toml"
-    cfg.write_text(CONFIG.format(port=port, url=url, schema=f'schema = "{schema}"' if schema else ""), "utf-8")
+    cfg.write_text(
+        CONFIG.format(port=port, url=url, schema=f'schema = "{schema}"' if schema else ""), "utf-8"
+    )
     env = dict(os.environ, BENCH_SKILL_SECRET=SECRET)
-    subprocess.run([DANGOL, "db", "upgrade", "--config", str(cfg)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [DANGOL, "db", "upgrade", "--config", str(cfg)], env=env, check=True, capture_output=True
+    )
     proc = run_server([DANGOL, "serve", "--config", str(cfg)], port, env)
     try:
         wrk(port, payload, tmp, WARMUP)
@@ -198,7 +215,9 @@ def main() -> None:
     print(f"bare handler: {bare['rps']:.0f} req/s, p99 {bare['p99_us'] / 1000:.1f} ms")
 
     results: dict[str, dict[str, object]] = {}
-    results["SQLite"] = durable("sqlite", f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None, tmp, payload, target)
+    results["SQLite"] = durable(
+        "sqlite", f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None, tmp, payload, target
+    )
     schema = f"bench_{os.getpid()}"
     if asyncio.run(pg_schema(True, schema)):
         try:
@@ -213,8 +232,12 @@ def ms(us: float) -> str:
     return f"{us / 1000:.1f} ms"
 
 
-def write_results(bare: dict[str, float], target: int, results: dict[str, dict[str, object]]) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+def write_results(
+    bare: dict[str, float], target: int, results: dict[str, dict[str, object]]
+) -> None:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     lines = [
         "# Benchmark results",
         "",
@@ -258,7 +281,7 @@ def write_results(bare: dict[str, float], target: int, results: dict[str, dict[s
     lines += [
         "",
         "Targets (issue #2): durable endpoint ≥ 0.5× the bare handler's req/s on SQLite, "
-        "p99 ≤ 50 ms, no response over 1 s. \"messages stored\" counts inbound rows after all "
+        'p99 ≤ 50 ms, no response over 1 s. "messages stored" counts inbound rows after all '
         "runs (warm-up, flat and paced); it must be at least the number of 200 answers.",
         "",
     ]

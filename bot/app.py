@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
-from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher
 
 from bot import keys
 from bot.background import Background
@@ -33,6 +31,8 @@ from bot.shops import ReplyStats, sync_shops
 from bot.texts import Texts
 from bot.webhooks import kakao
 from providers.registry import Providers
+from scheduler.loop import Ticks
+from scheduler.outbox import Dispatcher
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
-from scheduler.outbox import enqueue
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -29,6 +28,7 @@ from bot.kakao import QuickReply
 from bot.models import Consent, Conversation, Customer, CustomerIdentity, Message, Shop
 from bot.routing import Context, Dispatcher, Incoming, Reply
 from bot.texts import Texts
+from scheduler.outbox import enqueue
 
 # Kakao sends no request id, so an identical payload from the same person this soon after
 # the first is taken as a resend, not as a new message.
@@ -77,10 +77,11 @@ def digest_of(shop_id: int, payload: Any) -> str:
 
 # --------------------------------------------------------------------------- statements
 
-conv = Conversation.__table__
-ident = CustomerIdentity.__table__
-msg_t = Message.__table__
-shops = Shop.__table__
+conv = cast(sa.Table, Conversation.__table__)
+ident = cast(sa.Table, CustomerIdentity.__table__)
+msg_t = cast(sa.Table, Message.__table__)
+shops = cast(sa.Table, Shop.__table__)
+customers = cast(sa.Table, Customer.__table__)
 
 _mailbox_count = (
     sa.select(sa.func.count())
@@ -116,10 +117,10 @@ STATE = (
     .where(shops.c.id == sa.bindparam("shop_id"))
 )
 
-INSERT_CUSTOMER = sa.insert(Customer.__table__).returning(Customer.__table__.c.id)
+INSERT_CUSTOMER = sa.insert(customers).returning(customers.c.id)
 INSERT_CONVERSATION = sa.insert(conv).returning(conv.c.id)
 INSERT_MESSAGE = sa.insert(msg_t).returning(msg_t.c.id)
-INSERT_CONSENT = sa.insert(Consent.__table__)
+INSERT_CONSENT = sa.insert(Consent)
 
 UPDATE_CONVERSATION = (
     sa.update(conv)
@@ -158,7 +159,7 @@ REPLY_TO = sa.select(msg_t.c.body, msg_t.c.payload).where(
 )
 
 
-def _insert_identities(conn: Connection) -> sa.Insert:
+def _insert_identities(conn: Connection) -> Any:
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     return dialect.insert(ident).on_conflict_do_nothing()
 
@@ -264,7 +265,7 @@ def _receive(conn: Connection, a: Arrival, services: Services) -> Outcome:
     ctx = Context(
         shop=a.shop,
         now=now,
-        owner=OwnerState(state.owner_status, state.owner_busy_until),  # type: ignore[arg-type]
+        owner=OwnerState(state.owner_status, state.owner_busy_until),
         median_reply=services.median_reply(a.shop_id),
         texts=services.texts,
         customer_id=customer_id,

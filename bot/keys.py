@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import aiohttp
 from aiohttp import web
-from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher
 
 from bot.background import Background
 from bot.clock import Clock
@@ -15,6 +13,8 @@ from bot.inbound import Services
 from bot.metrics import Metrics
 from bot.shops import ReplyStats
 from providers.registry import Providers
+from scheduler.loop import Ticks
+from scheduler.outbox import Dispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)

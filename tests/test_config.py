@@ -34,8 +34,11 @@ def test_the_example_runs_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DANGOL_DEMO_SKILL_SECRET", raising=False)
-    with pytest.raises(ConfigError, match=r"shops\[0\]\.kakao\.skill_secret_env: environment variable "
-                       r"DANGOL_DEMO_SKILL_SECRET is not set"):
+    with pytest.raises(
+        ConfigError,
+        match=r"shops\[0\]\.kakao\.skill_secret_env: environment variable "
+        r"DANGOL_DEMO_SKILL_SECRET is not set",
+    ):
         load(EXAMPLE)
 
 
@@ -50,23 +53,48 @@ def test_secrets_never_show_in_repr() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"shops": [shop_table(hours={**shop_table()["hours"], "mon": "9-6"})]},
-         'shop.toml: shops[0].hours.mon: expected "HH:MM-HH:MM" or "closed", got \'9-6\''),
-        ({"shops": [shop_table(hours={**shop_table()["hours"], "tue": "18:00-09:00"})]},
-         "shops[0].hours.tue: closing time must be after opening time"),
+        (
+            {"shops": [shop_table(hours={**shop_table()["hours"], "mon": "9-6"})]},
+            'shop.toml: shops[0].hours.mon: expected "HH:MM-HH:MM" or "closed", got \'9-6\'',
+        ),
+        (
+            {"shops": [shop_table(hours={**shop_table()["hours"], "tue": "18:00-09:00"})]},
+            "shops[0].hours.tue: closing time must be after opening time",
+        ),
         ({"shops": [shop_table(slug="Han Bit")]}, "shops[0].slug: use lowercase letters"),
         ({"shops": [shop_table(timezone="Mars/Base")]}, "shops[0].timezone: unknown time zone"),
-        ({"shops": [shop_table(hours_typo=1)]}, "shops[0].hours_typo: unknown key (did you mean 'hours'?)"),
+        (
+            {"shops": [shop_table(hours_typo=1)]},
+            "shops[0].hours_typo: unknown key (did you mean 'hours'?)",
+        ),
         ({"shops": []}, "shops: add at least one [[shops]] table"),
         ({"shops": [shop_table(), shop_table()]}, "shops: every shop needs its own slug"),
         ({"server": {"port": "8080"}}, "server.port: expected a whole number, got '8080'"),
-        ({"server": {"skill_budget_ms": 6000}}, "server.skill_budget_ms: must stay below Kakao's 5 s limit"),
+        (
+            {"server": {"skill_budget_ms": 6000}},
+            "server.skill_budget_ms: must stay below Kakao's 5 s limit",
+        ),
         ({"database": {"url": "mysql://x"}}, "database.url: use sqlite+aiosqlite"),
-        ({"shops": [shop_table(owner={"name": "김", "phone": "12"})]}, "shops[0].owner.phone: not a valid phone number"),
-        ({"shops": [shop_table(owner={"name": "김", "notify_via": ["pigeon"]})]},
-         "shops[0].owner.notify_via: unknown provider 'pigeon'"),
-        ({"shops": [shop_table(faq=[{"id": "a", "label": "아주아주아주아주아주긴라벨입니다", "answer": "x"}])]},
-         "shops[0].faq[0].label: must be at most 14 characters"),
+        (
+            {"shops": [shop_table(owner={"name": "김", "phone": "12"})]},
+            "shops[0].owner.phone: not a valid phone number",
+        ),
+        (
+            {"shops": [shop_table(owner={"name": "김", "notify_via": ["pigeon"]})]},
+            "shops[0].owner.notify_via: unknown provider 'pigeon'",
+        ),
+        (
+            {
+                "shops": [
+                    shop_table(
+                        faq=[
+                            {"id": "a", "label": "아주아주아주아주아주긴라벨입니다", "answer": "x"}
+                        ]
+                    )
+                ]
+            },
+            "shops[0].faq[0].label: must be at most 14 characters",
+        ),
         ({"server": {"simulator": "yes"}}, "server.simulator: expected true or false, got 'yes'"),
     ],
 )
@@ -77,7 +105,7 @@ def test_mistakes_are_named(change: dict[str, Any], expected: str) -> None:
 
 
 def test_unreadable_and_broken_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing.toml: file not found"):
+    with pytest.raises(ConfigError, match=r"missing\.toml: file not found"):
         load(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[server\nport = 1", "utf-8")

@@ -39,7 +39,9 @@ def test_domestic_and_mask() -> None:
 
 
 def test_log_lines_never_show_a_whole_number() -> None:
-    record = logging.LogRecord("x", logging.INFO, "f", 1, "sent to %s and %s", ("010-9876-5432", "+14155550123"), None)
+    record = logging.LogRecord(
+        "x", logging.INFO, "f", 1, "sent to %s and %s", ("010-9876-5432", "+14155550123"), None
+    )
     record.phone = "01098765432"
     MaskPhones().filter(record)
     line = TextFormatter().format(record)
