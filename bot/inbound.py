@@ -26,7 +26,7 @@ from bot.availability import OwnerState
 from bot.config import ShopConfig
 from bot.kakao import QuickReply
 from bot.models import Consent, Conversation, Customer, CustomerIdentity, Message, Shop
-from bot.routing import Context, Dispatcher, Incoming, Reply
+from bot.routing import Context, Dispatcher, Incoming, Memo, Reply
 from bot.texts import Texts
 from scheduler.outbox import enqueue
 
@@ -68,6 +68,7 @@ class Services:
     dispatcher: Dispatcher
     texts: Texts
     median_reply: Callable[[int], timedelta | None]  # shop id → recent median first response
+    memo: Memo = field(default_factory=Memo)
 
 
 def digest_of(shop_id: int, payload: Any) -> str:
@@ -197,7 +198,8 @@ def _receive(conn: Connection, a: Arrival, services: Services) -> Outcome:
                 "created_at": now,
             },
         ).scalar_one()
-    if state.customer_id is None or len(a.identities) > 1:
+    if state.customer_id is None or state.conversation_id is None:
+        # every address we know for them, once per conversation rather than per message
         conn.execute(
             _insert_identities(conn),
             [
@@ -268,6 +270,7 @@ def _receive(conn: Connection, a: Arrival, services: Services) -> Outcome:
         owner=OwnerState(state.owner_status, state.owner_busy_until),
         median_reply=services.median_reply(a.shop_id),
         texts=services.texts,
+        memo=services.memo,
         customer_id=customer_id,
         conversation_id=conversation_id,
         waiting=waiting,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from bot.availability import Availability, OwnerState, assess
 from bot.config import ShopConfig
@@ -23,6 +23,7 @@ from bot.kakao import QuickReply
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,25 @@ class Effects:
     consent: tuple[str, bool, str] | None = None  # (scope, granted, source)
 
 
+class Memo:
+    """Answers computed this minute, by key. Customer texts speak in minutes ("15:30"), so
+    every customer who writes in the same minute in the same situation gets the same words:
+    computing them once keeps holiday arithmetic and templates off the webhook's hot path."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._values: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        try:
+            return cast(T, self._values[key])
+        except KeyError:
+            if len(self._values) >= self._size:
+                self._values.clear()
+            value = self._values[key] = make()
+            return value
+
+
 @dataclass
 class Context:
     shop: ShopConfig
@@ -63,6 +83,7 @@ class Context:
     owner: OwnerState
     median_reply: timedelta | None
     texts: Texts
+    memo: Memo
     customer_id: int
     conversation_id: int
     waiting: bool  # the customer is already waiting for the owner
@@ -70,16 +91,33 @@ class Context:
     effects: Effects = field(default_factory=Effects)
 
     @cached_property
+    def minute(self) -> datetime:
+        return self.now.replace(second=0, microsecond=0)
+
+    @cached_property
     def availability(self) -> Availability:
-        return assess(self.shop, self.owner, self.now, self.median_reply)
+        key = ("assess", self.shop.slug, self.owner, self.minute, self.median_reply)
+        return self.memo.get(
+            key, lambda: assess(self.shop, self.owner, self.minute, self.median_reply)
+        )
 
     def render(self, template: str, **values: Any) -> str:
+        key = (
+            template,
+            self.shop.slug,
+            self.availability,
+            self.minute,
+            tuple(sorted(values.items())),
+        )
+        return self.memo.get(key, lambda: self._render(template, values))
+
+    def _render(self, template: str, values: dict[str, Any]) -> str:
         tz = self.shop.timezone
         return self.texts.render(
             template,
             shop=self.shop,
             availability=self.availability,
-            local_now=self.now.astimezone(tz),
+            local_now=self.minute.astimezone(tz),
             reply_from_local=self.availability.reply_from.astimezone(tz),
             **values,
         )

@@ -606,21 +606,16 @@ class Dispatcher:
         provider = self.providers.get(item.provider)
         if provider is None:
             return self._no_provider(item.provider)
-        attempted = (
-            item.lease_until - timedelta(seconds=self.config.lease_seconds)
-            if (item.lease_until)
-            else None
-        )
+        # About when the send was attempted: its lease ran from then (narrows vendor searches).
+        lease = timedelta(seconds=self.config.lease_seconds)
+        attempted = item.lease_until - lease if item.lease_until else None
         ref = SendRef(str(item.id), item.provider_ref, attempted)
         try:
             async with asyncio.timeout(self.send_timeout):
                 result = await provider.lookup(ref)
         except Exception as exc:  # cannot tell: same as "not found", the lease still guards
             log.warning(
-                "outbox %d: lookup at %s failed: %s",
-                item.id,
-                provider.name,
-                _describe(exc),
+                "outbox %d: lookup at %s failed: %s", item.id, provider.name, _describe(exc)
             )
             return None
         if result is not None and result.ref != ref.ref:
