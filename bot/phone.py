@@ -5,9 +5,15 @@ from __future__ import annotations
 import re
 
 _DIGITS = re.compile(r"\d+")
-# Anything that looks like a phone number inside free text: +82 10-1234-5678, 010.1234.5678,
-# 01012345678, 02-123-4567, +14155550123. Eight or more digits with optional separators.
-_PHONE_IN_TEXT = re.compile(r"(?<![\w])(\+?\d[\d\-. ]{6,}\d)(?![\w])")
+# What looks like a phone number inside free text: international (+82 10-1234-5678,
+# +14155550123) and Korean domestic (010-1234-5678, 01012345678, 02.123.4567). Business
+# numbers like 1588-1234 are public and left alone; so are dates (2026-11-22 10:15:00).
+_PHONE_IN_TEXT = re.compile(
+    r"(?<![\w+])("
+    r"\+\d{1,3}[ -]?\d{1,4}(?:[ -]?\d{2,4}){1,3}"
+    r"|0\d{1,2}[-. ]?\d{3,4}[-. ]?\d{4}"
+    r")(?![\w])"
+)
 
 
 class PhoneError(ValueError):

@@ -104,6 +104,11 @@ class Ticks:
         executor_log = logging.getLogger("apscheduler.executors.default")
         if executor_log.level == logging.NOTSET:
             executor_log.setLevel(logging.WARNING)
+        # A tick still busy when its next run comes is merged into it (coalesce, one instance);
+        # APScheduler would warn about each such skipped run, which under load is every second.
+        scheduler_log = logging.getLogger("apscheduler.scheduler")
+        if scheduler_log.level == logging.NOTSET:
+            scheduler_log.setLevel(logging.ERROR)
         now = datetime.now(UTC)
         for tick in self._ticks.values():
             self._scheduler.add_job(

@@ -49,3 +49,24 @@ def test_log_lines_never_show_a_whole_number() -> None:
     assert "5550123" not in line
     assert "010-****-5432" in line
     assert mask_in_text("call 010.1234.5678 now") == "call 010-****-5678 now"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-22 11:20:00,230 WARNING", "next run at: 2026-11-22 11:20:01 UTC", "order 12345678", "v1.2.3"],
+)
+def test_dates_and_ids_are_not_taken_for_phone_numbers(text: str) -> None:
+    assert mask_in_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("from +82 10-1234-5678.", "from 010-****-5678."),
+        ("to +14155550123", "to +141****0123"),
+        ("call 02-123-4567", "call 02-***-4567"),
+        ("1588-1234 센터", "1588-1234 센터"),
+    ],
+)
+def test_numbers_in_text_are_masked(text: str, masked: str) -> None:
+    assert mask_in_text(text) == masked
