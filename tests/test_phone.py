@@ -53,7 +53,12 @@ def test_log_lines_never_show_a_whole_number() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-11-22 11:20:00,230 WARNING", "next run at: 2026-11-22 11:20:01 UTC", "order 12345678", "v1.2.3"],
+    [
+        "2026-11-22 11:20:00,230 WARNING",
+        "next run at: 2026-11-22 11:20:01 UTC",
+        "order 12345678",
+        "v1.2.3",
+    ],
 )
 def test_dates_and_ids_are_not_taken_for_phone_numbers(text: str) -> None:
     assert mask_in_text(text) == text
