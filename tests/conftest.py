@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from bot import config as config_mod
 from bot.clock import FrozenClock
@@ -136,6 +138,32 @@ async def db_url(
     finally:
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await conn.close()
+
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def make_client(
+    db_url: tuple[str, str | None], clock: FrozenClock, aiohttp_client: Any
+) -> Callable[..., Awaitable[Client]]:
+    """Builds the real app (create_app) on the test database; sections override settings."""
+    url, schema = db_url
+
+    async def make(**sections: Any) -> Client:
+        from bot.app import create_app
+
+        database = {"url": url, **({"schema": schema} if schema else {})}
+        settings = make_settings(url, database=database, **sections)
+        client: Client = await aiohttp_client(create_app(settings, clock=clock))
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Awaitable[Client]]) -> Client:
+    return await make_client()
 
 
 @pytest.fixture

@@ -13,14 +13,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from conftest import kst, make_settings, shop_table
+from conftest import Client, kst, shop_table
 from kakao_checks import assert_valid_skill_response
 from sqlalchemy.engine import Connection
 
 from bot import keys
-from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.models import Consent, Conversation, Customer, CustomerIdentity, Message, OutboxItem
 from bot.shops import set_owner_status
@@ -28,8 +25,6 @@ from bot.shops import set_owner_status
 PAYLOADS = Path(__file__).parent / "payloads" / "kakao"
 SECRET = "test-skill-secret"
 HEADER = "X-Dangol-Skill-Secret"
-
-Client = TestClient[web.Request, web.Application]
 
 
 def payload(name: str = "skill-fallback-text.json", **user_request: Any) -> dict[str, Any]:
@@ -44,26 +39,6 @@ def said(text: str, user: str | None = None) -> dict[str, Any]:
         data["userRequest"]["user"]["id"] = user
         data["userRequest"]["user"]["properties"]["botUserKey"] = user
     return data
-
-
-@pytest.fixture
-def make_client(
-    db_url: tuple[str, str | None], clock: FrozenClock, aiohttp_client: Any
-) -> Callable[..., Awaitable[Client]]:
-    url, schema = db_url
-
-    async def make(**sections: Any) -> Client:
-        database = {"url": url, **({"schema": schema} if schema else {})}
-        settings = make_settings(url, database=database, **sections)
-        client: Client = await aiohttp_client(create_app(settings, clock=clock))
-        return client
-
-    return make
-
-
-@pytest.fixture
-async def client(make_client: Callable[..., Awaitable[Client]]) -> Client:
-    return await make_client()
 
 
 async def post(

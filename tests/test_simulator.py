@@ -9,41 +9,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from conftest import make_settings, shop_table
+from conftest import Client, make_settings, shop_table
 from kakao_checks import assert_valid_skill_response
 
 from bot import keys
-from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.kakao import parse_skill_request
 from bot.models import CustomerIdentity, Message
 from bot.simulator.views import skill_payload
 
-Client = TestClient[web.Request, web.Application]
 USER = "0123456789abcdef0123456789abcdef"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-
-
-@pytest.fixture
-def make_client(
-    db_url: tuple[str, str | None], clock: FrozenClock, aiohttp_client: Any
-) -> Callable[..., Awaitable[Client]]:
-    url, schema = db_url
-
-    async def make(**sections: Any) -> Client:
-        database = {"url": url, **({"schema": schema} if schema else {})}
-        settings = make_settings(url, database=database, **sections)
-        client: Client = await aiohttp_client(create_app(settings, clock=clock))
-        return client
-
-    return make
-
-
-@pytest.fixture
-async def client(make_client: Callable[..., Awaitable[Client]]) -> Client:
-    return await make_client()
 
 
 async def say(client: Client, text: Any, *, extra: Any = None, **overrides: Any) -> Any:
