@@ -23,6 +23,7 @@ from bot import keys
 from bot.background import Background
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.console import console_app
 from bot.db import Database, SchemaOutOfDate, check_schema
 from bot.handlers import build_dispatcher
 from bot.inbound import Services
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/", index, name="index")
+    app.add_subapp("/console/", console_app())
     if settings.server.simulator:
         from bot.simulator import views as simulator
 

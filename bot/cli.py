@@ -1,4 +1,4 @@
-"""The `dangol` command: serve, demo, init, db upgrade, check-config, owner-status.
+"""The `dangol` command: serve, demo, init, db upgrade, check-config, owner-status, user.
 
 Mistakes an installer can make (a bad config, a missing secret, an unreachable database)
 end in one line that says what to fix, never in a traceback.
@@ -22,10 +22,18 @@ from aiohttp import web
 
 from bot import config as config_mod
 from bot import logs
-from bot.accounts import ensure_owner, new_password
+from bot.accounts import (
+    AccountError,
+    add_user,
+    check_username,
+    ensure_owner,
+    new_password,
+    normalize_username,
+    reset_password,
+)
 from bot.clock import SystemClock
 from bot.config import ConfigError, Settings
-from bot.db import Database, SchemaOutOfDate, upgrade
+from bot.db import Database, SchemaOutOfDate, check_schema, upgrade
 from bot.shops import OWNER_STATUSES, set_owner_status, sync_shops
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +109,21 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("status", choices=["available", "on-site", "off"])
     status.add_argument("--until", help="HH:MM, local time (with on-site)")
     status.set_defaults(run=cmd_owner_status)
+
+    user = sub.add_parser("user", help="console accounts")
+    user_sub = user.add_subparsers(required=True, metavar="ACTION")
+    add = user_sub.add_parser("add", help="create a console account (prints its password once)")
+    add.add_argument("--config", required=True)
+    add.add_argument("--shop", required=True, help="shop slug")
+    add.add_argument("--username", required=True)
+    add.add_argument("--role", choices=["owner", "staff"], default="staff")
+    add.set_defaults(run=cmd_user_add)
+    reset = user_sub.add_parser(
+        "reset-password", help="give an account a new password and sign it out everywhere"
+    )
+    reset.add_argument("--config", required=True)
+    reset.add_argument("--username", required=True)
+    reset.set_defaults(run=cmd_user_reset_password)
     return p
 
 
@@ -242,6 +265,67 @@ def cmd_owner_status(args: argparse.Namespace) -> int:
     asyncio.run(run())
     print(f"{shop.name}: owner is now {args.status}" + (f" until {args.until}" if until else ""))
     return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    settings = config_mod.load(args.config)
+    shop = settings.shop(args.shop)
+    if shop is None:
+        raise CliError(f"no shop {args.shop!r} in {args.config}")
+    try:
+        username = check_username(args.username)
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    password = new_password()
+
+    async def run() -> None:
+        db = await _open_database(settings)
+        try:
+            now = SystemClock().now()
+            ids = await db.write(sync_shops(settings, now))
+            await db.write(add_user(ids[shop.slug], username, password, args.role, now))
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(run())
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.role} account for {shop.name}: username {username}  password {password}")
+    print("the password is shown only this once")
+    return 0
+
+
+def cmd_user_reset_password(args: argparse.Namespace) -> int:
+    settings = config_mod.load(args.config)
+    password = new_password()
+
+    async def run() -> None:
+        db = await _open_database(settings)
+        try:
+            await db.write(reset_password(args.username, password, SystemClock().now()))
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(run())
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    print(f"new password for {normalize_username(args.username)}: {password}")
+    print("the password is shown only this once; every session of this account has ended")
+    return 0
+
+
+async def _open_database(settings: Settings) -> Database:
+    """The database, refusing a schema this version does not expect (one line, no traceback)."""
+    db = _database(settings)
+    try:
+        await check_schema(db)
+        await db.start()
+    except BaseException:
+        await db.close()
+        raise
+    return db
 
 
 if __name__ == "__main__":  # pragma: no cover

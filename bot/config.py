@@ -90,6 +90,23 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The owner console's sessions and login throttling (`[console]`, every key optional)."""
+
+    # A session ends after this long without a request, and in any case this long after login.
+    session_idle_minutes: int = 12 * 60
+    session_absolute_days: int = 30
+    # "auto": Secure cookies when the request came over HTTPS; true/false force it.
+    secure_cookies: Literal["auto"] | bool = "auto"
+    # Behind a reverse proxy: believe its X-Forwarded-Proto / X-Forwarded-For.
+    trust_proxy: bool = False
+    # Failed logins counted over this window; past either limit, logins are refused.
+    login_window_minutes: int = 15
+    login_failures_per_account: int = 5
+    login_failures_per_ip: int = 20
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: Literal["text", "json"] = "text"
@@ -156,6 +173,7 @@ class Settings:
     logging: LoggingConfig
     shops: tuple[ShopConfig, ...]
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     def shop(self, slug: str) -> ShopConfig | None:
         return next((s for s in self.shops if s.slug == slug), None)
@@ -408,6 +426,8 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
     )
     lg.finish()
 
+    console = _console(root.table("console") or _Table(source, "console", {}))
+
     p = root.table("providers") or _Table(source, "providers", {})
     providers: dict[str, Mapping[str, Any]] = {"console": {}}
     for name in list(p.data):
@@ -421,7 +441,28 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
     if len(set(slugs)) != len(slugs):
         raise ConfigError(source, "shops", "every shop needs its own slug")
     root.finish()
-    return Settings(source, server, database, outbox, logging_cfg, shops, providers)
+    return Settings(
+        source, server, database, outbox, logging_cfg, shops, providers, console=console
+    )
+
+
+def _console(c: _Table) -> ConsoleConfig:
+    secure = c._get("secure_cookies", (str, bool), '"auto", true or false', "auto")
+    if isinstance(secure, str) and secure != "auto":
+        raise c.error("secure_cookies", f'expected "auto", true or false, got {secure!r}')
+    console = ConsoleConfig(
+        session_idle_minutes=c.integer("session_idle_minutes", 12 * 60, minimum=1),
+        session_absolute_days=c.integer("session_absolute_days", 30, minimum=1),
+        secure_cookies=secure,
+        trust_proxy=c.flag("trust_proxy", False),
+        login_window_minutes=c.integer("login_window_minutes", 15, minimum=1),
+        login_failures_per_account=c.integer("login_failures_per_account", 5, minimum=1),
+        login_failures_per_ip=c.integer("login_failures_per_ip", 20, minimum=1),
+    )
+    if console.session_idle_minutes > console.session_absolute_days * 24 * 60:
+        raise c.error("session_idle_minutes", "must not be longer than session_absolute_days")
+    c.finish()
+    return console
 
 
 def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:

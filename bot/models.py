@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -237,4 +238,48 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60))
     subject: Mapped[str | None] = mapped_column(String(60))  # conversation:12, customer:7…
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+# --------------------------------------------------------------------------- the console
+
+# Usernames are unique whatever their case: "Hanbit" and "hanbit" are one account. The
+# application stores them lowercased; this index makes the database hold it to that.
+Index("uq_users_username_lower", func.lower(User.username), unique=True)
+
+
+class ConsoleSession(Base):
+    """A login to the owner console. The cookie holds a random token; we keep its hash only."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_expires", "expires_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]  # written at most once a minute
+    expires_at: Mapped[datetime]  # the absolute limit, fixed at login
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginAttempt(Base):
+    """A console login attempt not (yet) known to have succeeded; counted for throttling.
+
+    The row is written before the password is checked and deleted when it turns out right,
+    so whatever remains within the window is a failure. `username` is what was typed
+    (lowercased), whether or not such an account exists; `ip` is the client address (an
+    IPv6 client counts as its /64).
+    """
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_username", "username", "created_at"),
+        Index("ix_login_attempts_ip", "ip", "created_at"),
+        Index("ix_login_attempts_created", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80))
+    ip: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
