@@ -148,6 +148,20 @@ class OwnerConfig:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """Which provider carries each reply path (DESIGN §2); an unset path is skipped."""
+
+    event_api: str | None = None  # Kakao Event API: the bot speaks first in the chat room
+    alimtalk: str | None = None  # AlimTalk reply-notice template, to the customer's phone
+    alimtalk_template: str | None = None
+    sms: str | None = None  # SMS/LMS/MMS
+
+    def provider_for(self, path_key: str) -> str | None:
+        value = getattr(self, path_key, None)
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
 class ShopConfig:
     slug: str
     name: str
@@ -162,6 +176,7 @@ class ShopConfig:
     owner: OwnerConfig
     reply_target_minutes: int = 30
     complaint_fix_hours: int = 24
+    delivery: Delivery = Delivery()
 
 
 @dataclass(frozen=True)
@@ -345,6 +360,20 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
         )
         k.finish()
 
+    delivery = Delivery()
+    if (dv := t.table("delivery")) is not None:
+        chosen = {}
+        for key in ("event_api", "alimtalk", "sms"):
+            name = dv.string(key)
+            if name is not None and name not in known_providers:
+                raise dv.error(key, f"unknown provider {name!r} (add a [providers.{name}] table)")
+            chosen[key] = name
+        template = dv.string("alimtalk_template")
+        if chosen["alimtalk"] and not template:
+            raise dv.error("alimtalk_template", "is required when alimtalk is set")
+        delivery = Delivery(alimtalk_template=template, **chosen)
+        dv.finish()
+
     o = t.table("owner", required=True)
     assert o is not None
     raw_phone = o.string("phone")
@@ -373,6 +402,7 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
         owner=owner,
         reply_target_minutes=t.integer("reply_target_minutes", 30, minimum=1),
         complaint_fix_hours=t.integer("complaint_fix_hours", 24, minimum=1),
+        delivery=delivery,
     )
     t.finish()
     return shop

@@ -160,6 +160,7 @@ class Conversation(Base):
     complaint: Mapped[bool] = mapped_column(Boolean, default=False)
     complaint_due_at: Mapped[datetime | None]
     handoff_requested_at: Mapped[datetime | None]
+    snoozed_until: Mapped[datetime | None]  # status "snoozed" wakes up at this time
     unread_count: Mapped[int] = mapped_column(Integer, default=0)
     last_message_at: Mapped[datetime]
     # Kakao sends no request id: an identical payload within a short window is a resend.
@@ -181,7 +182,8 @@ class Message(Base):
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
-    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    # in | out | note (an internal note: shown in the console, never sent)
+    direction: Mapped[str] = mapped_column(String(4))
     sender: Mapped[str] = mapped_column(String(10))  # customer | bot | owner | system
     channel: Mapped[str] = mapped_column(String(20))  # kakao | sms | simulator
     body: Mapped[str] = mapped_column(Text)
@@ -282,4 +284,36 @@ class LoginAttempt(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     username: Mapped[str] = mapped_column(String(80))
     ip: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class SavedReply(Base):
+    """A canned response the owner sends often; Jinja variables such as {{ customer.name }}."""
+
+    __tablename__ = "saved_replies"
+    __table_args__ = (Index("ix_saved_replies_shop", "shop_id", "title"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    title: Mapped[str] = mapped_column(String(60))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Photo(Base):
+    """An uploaded image, re-encoded and stored outside any static root under a random name."""
+
+    __tablename__ = "photos"
+    __table_args__ = (Index("ix_photos_conversation", "conversation_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    stored_name: Mapped[str] = mapped_column(String(80), unique=True)  # random, no extension from the user
+    original_name: Mapped[str] = mapped_column(String(200))  # shown escaped, never used as a path
+    content_type: Mapped[str] = mapped_column(String(40))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]

@@ -181,7 +181,7 @@ def upgrade() -> None:
         sa.Column(
             "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
-        sa.Column("direction", sa.String(length=3), nullable=False),
+        sa.Column("direction", sa.String(length=4), nullable=False),
         sa.Column("sender", sa.String(length=10), nullable=False),
         sa.Column("channel", sa.String(length=20), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),

@@ -1,0 +1,167 @@
+"""The owner's reply, and the path it takes to the customer.
+
+Kakao lets a self-hosted bot speak only in a few ways (DESIGN §2), so a reply to a Kakao
+customer goes by the first path that can carry it: the Event API (the bot speaks first in
+the chat room) → an AlimTalk reply-notice template → SMS/LMS → held in the customer's
+mailbox and handed over in the skill response to their next message. An SMS customer gets
+SMS/LMS/MMS; the simulator's customer gets it pushed live. The chain is data: a provider
+configured for a path makes that path usable, nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bot.config import Delivery
+from bot.models import Conversation, CustomerIdentity, Message
+from scheduler.outbox import enqueue
+
+
+@dataclass(frozen=True)
+class ReplyPath:
+    name: str  # event_api | alimtalk | sms | mailbox | simulator
+    label: str  # what the console shows
+    instant: bool  # reaches the customer now, not at their next message
+    needs: str | None  # the customer address it needs: kakao | phone | None
+    # The key in the shop's delivery settings naming the provider for this path; None for
+    # paths dangol carries itself (mailbox, simulator).
+    provider_key: str | None
+
+
+EVENT_API = ReplyPath("event_api", "카카오 채널", True, "kakao", "event_api")
+ALIMTALK = ReplyPath("alimtalk", "알림톡", True, "phone", "alimtalk")
+SMS = ReplyPath("sms", "문자", True, "phone", "sms")
+MAILBOX = ReplyPath("mailbox", "다음 메시지 때 전달 예정", False, None, None)
+SIMULATOR = ReplyPath("simulator", "시뮬레이터", True, None, None)
+
+CHAINS: Mapping[str, tuple[ReplyPath, ...]] = {
+    "kakao": (EVENT_API, ALIMTALK, SMS, MAILBOX),
+    "sms": (SMS,),
+    "simulator": (SIMULATOR,),
+}
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """How the customer can be reached."""
+
+    phone: str | None = None  # E.164
+    kakao_key: str | None = None  # botUserKey
+    kakao_key_type: str = "botUserKey"
+
+
+class NoPath(Exception):
+    """Nothing can carry a reply on this channel (e.g. an SMS customer and no SMS provider)."""
+
+
+def choose_path(channel: str, delivery: Delivery, to: Addresses) -> ReplyPath:
+    """The first path in the channel's chain whose provider is configured and whose address
+    the customer has."""
+    for path in CHAINS.get(channel, ()):
+        if path.provider_key is not None and not delivery.provider_for(path.provider_key):
+            continue
+        if path.needs == "phone" and not to.phone:
+            continue
+        if path.needs == "kakao" and not to.kakao_key:
+            continue
+        return path
+    raise NoPath(f"no way to reach a {channel} customer with the providers configured")
+
+
+# --------------------------------------------------------------------------- the unit
+
+_ADDRESSES = sa.select(CustomerIdentity.kind, CustomerIdentity.value).where(
+    CustomerIdentity.customer_id == sa.bindparam("customer_id")
+)
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: int
+    path: ReplyPath
+    outbox_id: int | None
+
+
+def addresses_of(conn: Connection, customer_id: int) -> Addresses:
+    found: dict[str, str] = dict(conn.execute(_ADDRESSES, {"customer_id": customer_id}).all())
+    return Addresses(phone=found.get("phone"), kakao_key=found.get("kakao_bot_user"))
+
+
+def owner_reply(
+    shop_id: int,
+    conversation_id: int,
+    text: str,
+    delivery: Delivery,
+    now: datetime,
+    *,
+    author: str = "owner",
+    attachments: list[dict[str, Any]] | None = None,
+) -> Callable[[Connection], Sent]:
+    """A unit: store the owner's reply, send it by the chosen path, stop the waiting clock."""
+
+    def unit(conn: Connection) -> Sent:
+        conv = conn.execute(
+            sa.select(Conversation).where(
+                Conversation.id == conversation_id, Conversation.shop_id == shop_id
+            )
+        ).one()
+        to = addresses_of(conn, conv.customer_id)
+        path = choose_path(conv.channel, delivery, to)
+        status = {"mailbox": "held", "simulator": "delivered"}.get(path.name, "queued")
+        message_id = conn.execute(
+            sa.insert(Message)
+            .values(
+                shop_id=shop_id,
+                conversation_id=conv.id,
+                customer_id=conv.customer_id,
+                direction="out",
+                sender="owner",
+                channel=conv.channel,
+                body=text,
+                payload={"author": author, "attachments": attachments or []},
+                status=status,
+                path=path.name,
+                created_at=now,
+                delivered_at=now if status == "delivered" else None,
+            )
+            .returning(Message.id)
+        ).scalar_one()
+
+        outbox_id = None
+        if path.provider_key is not None:
+            outbox_id = enqueue(
+                conn,
+                shop_id=shop_id,
+                purpose="reply",
+                provider=delivery.provider_for(path.provider_key) or "",
+                recipient={
+                    "phone": to.phone,
+                    "kakao_user_key": to.kakao_key if path.needs == "kakao" else None,
+                    "kakao_key_type": to.kakao_key_type if path.needs == "kakao" else None,
+                },
+                payload={
+                    "text": text,
+                    "path": path.name,
+                    "attachments": attachments or [],
+                    **({"template": delivery.alimtalk_template} if path is ALIMTALK else {}),
+                },
+                idempotency_key=f"reply:{message_id}",
+                now=now,
+                message_id=message_id,
+            )
+
+        answered: dict[str, Any] = {"waiting_since": None, "sla_due_at": None, "unread_count": 0}
+        if conv.first_response_at is None:
+            answered["first_response_at"] = now
+            started = conv.waiting_since or conv.created_at
+            answered["first_response_seconds"] = max(0, int((now - started).total_seconds()))
+        conn.execute(sa.update(Conversation).where(Conversation.id == conv.id).values(**answered))
+        return Sent(message_id, path, outbox_id)
+
+    return unit
