@@ -107,6 +107,24 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Where uploaded photos are kept, and how big an upload may be (`[storage]`)."""
+
+    # Never inside a directory the web server serves as static files: photos are served
+    # only by handlers that check who is asking. A relative path is relative to the file.
+    path: str = "var/uploads"
+    max_upload_bytes: int = 15 * 1024 * 1024
+    # Decoded size limit, checked against the image header before decoding (a 12-megapixel
+    # phone photo is 12 000 000; 40 000 000 is a 48-megapixel camera with room to spare).
+    max_pixels: int = 40_000_000
+
+
+# Pillow's own decompression-bomb threshold (PIL.Image.MAX_IMAGE_PIXELS): larger images
+# are refused there whatever we say, so the setting may not promise more.
+PILLOW_MAX_PIXELS = 89_478_485
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: Literal["text", "json"] = "text"
@@ -189,6 +207,7 @@ class Settings:
     shops: tuple[ShopConfig, ...]
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def shop(self, slug: str) -> ShopConfig | None:
         return next((s for s in self.shops if s.slug == slug), None)
@@ -457,6 +476,7 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
     lg.finish()
 
     console = _console(root.table("console") or _Table(source, "console", {}))
+    storage = _storage(root.table("storage") or _Table(source, "storage", {}), base_dir)
 
     p = root.table("providers") or _Table(source, "providers", {})
     providers: dict[str, Mapping[str, Any]] = {"console": {}}
@@ -472,7 +492,15 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
         raise ConfigError(source, "shops", "every shop needs its own slug")
     root.finish()
     return Settings(
-        source, server, database, outbox, logging_cfg, shops, providers, console=console
+        source,
+        server,
+        database,
+        outbox,
+        logging_cfg,
+        shops,
+        providers,
+        console=console,
+        storage=storage,
     )
 
 
@@ -493,6 +521,27 @@ def _console(c: _Table) -> ConsoleConfig:
         raise c.error("session_idle_minutes", "must not be longer than session_absolute_days")
     c.finish()
     return console
+
+
+def _storage(st: _Table, base_dir: Path | None) -> StorageConfig:
+    path = st.string("path", "var/uploads")
+    if not path.strip():
+        raise st.error("path", "must not be empty")
+    if base_dir is not None and not Path(path).is_absolute():
+        path = str((base_dir / path).resolve())
+    storage = StorageConfig(
+        path=path,
+        max_upload_bytes=st.integer("max_upload_bytes", 15 * 1024 * 1024, minimum=1024),
+        max_pixels=st.integer("max_pixels", 40_000_000, minimum=10_000),
+    )
+    if storage.max_pixels > PILLOW_MAX_PIXELS:
+        raise st.error(
+            "max_pixels",
+            f"must be at most {PILLOW_MAX_PIXELS} (Pillow refuses larger images as "
+            "decompression bombs)",
+        )
+    st.finish()
+    return storage
 
 
 def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:
