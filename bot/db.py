@@ -4,23 +4,27 @@ Every write in dangol is a *unit*: a plain function that takes a SQLAlchemy `Con
 and does its statements. Units go through one writer per process, which runs whatever
 units are waiting in one transaction and commits them together (group commit). That is
 what lets the Kakao webhook commit every message before answering and still keep up with
-a bare handler: one fsync for many requests instead of one each.
+a bare handler: one fsync for many requests instead of one each. Work that can be done
+set-based is written as `Batched(run_many, item)`: the writer hands every such job waiting
+for the same commit to one `run_many` call, so the statements are shared too.
 
-On SQLite the writer owns a single connection in its own thread (`BEGIN IMMEDIATE`, so a
-writer never deadlocks upgrading a read lock) and all other connections are read-only. On
-PostgreSQL the writer runs the same units through asyncpg via `run_sync`.
+On SQLite the writer owns a single connection (`BEGIN IMMEDIATE`, so a writer never
+deadlocks upgrading a read lock) and all other connections are read-only; its statements
+run on the event loop, BEGIN and COMMIT in a thread of its own. On PostgreSQL the writer
+runs the same units through asyncpg via `run_sync`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -40,6 +44,7 @@ from tenacity import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+X = TypeVar("X")
 Unit = Callable[[Connection], T]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -155,15 +160,70 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.OperationalError | OSError | ConnectionError)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Batched(Generic[X, T]):
+    """Work the writer may do for many callers in one call.
+
+    `run_many(conn, items)` does the work of every item at once and returns one result per
+    item, in order. Consecutive jobs with the same `run_many` are handed over together, so
+    fifty callers cost one call instead of fifty (the Kakao webhook: a fixed number of
+    statements per group commit rather than per message). Alone it is `run_many(conn, [item])`.
+    """
+
+    run_many: Callable[[Connection, list[X]], list[T]]
+    item: X
+
+
+Work = Unit[T] | Batched[Any, T]
+
+
+@dataclass(eq=False)  # jobs are compared by identity (see `_together`)
 class _Job:
-    unit: Unit[Any]
+    work: Work[Any]
     future: asyncio.Future[Any] = field(repr=False)
 
 
 def run_units(conn: Connection, units: list[Unit[Any]]) -> list[Any]:
     """Run units one after another inside the caller's transaction."""
     return [unit(conn) for unit in units]
+
+
+def _steps(jobs: list[_Job]) -> list[Unit[list[Any]]]:
+    """The units to run for `jobs`, in order, each returning a list of its jobs' results:
+    a plain unit on its own, a run of batched jobs sharing a `run_many` as one call."""
+    steps: list[Unit[list[Any]]] = []
+    for _, run in itertools.groupby(jobs, key=_together):
+        group = list(run)
+        first = group[0].work
+        if isinstance(first, Batched):
+            items = [job.work.item for job in group if isinstance(job.work, Batched)]
+            steps.append(_run_many(first.run_many, items))
+        else:
+            steps.append(_run_alone(first))
+    return steps
+
+
+def _together(job: _Job) -> object:
+    """Jobs with equal keys share a call: batched work by its `run_many`, any other alone."""
+    return job.work.run_many if isinstance(job.work, Batched) else job
+
+
+def _run_alone(unit: Unit[Any]) -> Unit[list[Any]]:
+    return lambda conn: [unit(conn)]
+
+
+def _run_many(
+    run_many: Callable[[Connection, list[Any]], list[Any]], items: list[Any]
+) -> Unit[list[Any]]:
+    def step(conn: Connection) -> list[Any]:
+        results = run_many(conn, items)
+        if len(results) != len(items):
+            raise RuntimeError(
+                f"{run_many!r} returned {len(results)} results for {len(items)} items"
+            )
+        return results
+
+    return step
 
 
 class Writer:
@@ -193,13 +253,18 @@ class Writer:
         await self._task
         self._task = None
 
-    async def run(self, unit: Unit[T]) -> T:
-        """Run `unit` in a transaction; returns once it is committed."""
+    async def run(self, work: Work[T]) -> T:
+        """Run `work` (a unit, or a `Batched` item) in a transaction; returns once committed."""
+        return await self.submit(work)
+
+    def submit(self, work: Work[T]) -> asyncio.Future[T]:
+        """Queue `work`; the future resolves once it is committed. For callers with a
+        deadline: they can stop waiting without a task of their own to shield."""
         if self._task is None:
             raise RuntimeError("the database writer is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(unit, future))
-        return await future
+        self._queue.put_nowait(_Job(work, future))
+        return future
 
     async def _run(self) -> None:
         stopping = False
@@ -218,7 +283,7 @@ class Writer:
 
     async def _commit(self, batch: list[_Job]) -> None:
         try:
-            results = await self._with_retry([j.unit for j in batch])
+            results = await self._with_retry(_steps(batch))
         except Exception:
             if len(batch) == 1:
                 self._settle(batch[0], exc=_current_exception())
@@ -227,7 +292,7 @@ class Writer:
             log.warning("group commit of %d units failed; running them one by one", len(batch))
             for job in batch:
                 try:
-                    (result,) = await self._with_retry([job.unit])
+                    ((result,),) = await self._with_retry(_steps([job]))
                 except Exception as exc:
                     self._settle(job, exc=exc)
                 else:
@@ -235,7 +300,8 @@ class Writer:
             return
         self.batches += 1
         self.units += len(batch)
-        for job, result in zip(batch, results, strict=True):
+        flat = [result for step in results for result in step]
+        for job, result in zip(batch, flat, strict=True):
             self._settle(job, result=result)
 
     async def _with_retry(self, units: list[Unit[Any]]) -> list[Any]:
@@ -329,8 +395,8 @@ class Database:
         if self._sync_engine is not None:
             self._sync_engine.dispose()
 
-    async def write(self, unit: Unit[T]) -> T:
-        return await self.writer.run(unit)
+    async def write(self, work: Work[T]) -> T:
+        return await self.writer.run(work)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -89,17 +89,22 @@ class Context:
     waiting: bool  # the customer is already waiting for the owner
     complaint_open: bool
     effects: Effects = field(default_factory=Effects)
+    # Kept by hand rather than with cached_property, which on Python 3.11 takes a lock on
+    # each first use, and a Context lives for one message: it is all first uses.
+    _availability: Availability | None = field(default=None, init=False, repr=False)
 
-    @cached_property
+    @property
     def minute(self) -> datetime:
         return self.now.replace(second=0, microsecond=0)
 
-    @cached_property
+    @property
     def availability(self) -> Availability:
-        key = ("assess", self.shop.slug, self.owner, self.minute, self.median_reply)
-        return self.memo.get(
-            key, lambda: assess(self.shop, self.owner, self.minute, self.median_reply)
-        )
+        if self._availability is None:
+            key = ("assess", self.shop.slug, self.owner, self.minute, self.median_reply)
+            self._availability = self.memo.get(
+                key, lambda: assess(self.shop, self.owner, self.minute, self.median_reply)
+            )
+        return self._availability
 
     def render(self, template: str, **values: Any) -> str:
         key = (
@@ -123,9 +128,10 @@ class Context:
         )
 
     def reply(self, *templates: str, **values: Any) -> Reply:
-        return Reply(
-            tuple(self.render(t, **values) for t in templates), default_quick_replies(self.shop)
+        quick = self.memo.get(
+            ("quick_replies", self.shop.slug), lambda: default_quick_replies(self.shop)
         )
+        return Reply(tuple(self.render(t, **values) for t in templates), quick)
 
 
 def default_quick_replies(shop: ShopConfig) -> tuple[QuickReply, ...]:
@@ -144,8 +150,12 @@ Handler = Callable[[Incoming, Context], Reply]
 
 def keywords(*words: str) -> Filter:
     """Matches when the message contains any of the words (spaces and case ignored)."""
-    folded = tuple(re.sub(r"\s+", "", w.casefold()) for w in words)
-    return lambda msg, _ctx: any(w in msg.folded for w in folded)
+    folded = [re.sub(r"\s+", "", w.casefold()) for w in words]
+    if not folded:
+        return lambda _msg, _ctx: False
+    # One alternation searched in C, rather than a Python loop over the words per message.
+    pattern = re.compile("|".join(map(re.escape, folded)))
+    return lambda msg, _ctx: pattern.search(msg.folded) is not None
 
 
 def exactly(*words: str) -> Filter:
@@ -167,6 +177,15 @@ def any_of(*filters: Filter) -> Filter:
 class Route:
     filters: tuple[Filter, ...]
     handler: Handler
+    matches: Filter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Most routes have one filter: call it as it is, without an all() per message.
+        if len(self.filters) == 1:
+            self.matches = self.filters[0]
+        else:
+            filters = self.filters
+            self.matches = lambda msg, ctx: all(f(msg, ctx) for f in filters)
 
 
 class Router:
@@ -195,7 +214,7 @@ class Dispatcher:
     def dispatch(self, msg: Incoming, ctx: Context) -> Reply:
         for router in self.routers:
             for route in router.routes:
-                if all(f(msg, ctx) for f in route.filters):
+                if route.matches(msg, ctx):
                     return self._call(
                         f"{router.name}.{route.handler.__name__}", route.handler, msg, ctx
                     )

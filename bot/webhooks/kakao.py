@@ -17,18 +17,28 @@ import secrets
 from aiohttp import web
 
 from bot import keys
-from bot.inbound import Arrival, Outcome, digest_of, receive
+from bot.inbound import Arrival, Outcome, digest_of_body, receive_batched
 from bot.kakao import PayloadError, QuickReply, SkillRequest, parse_skill_request, skill_response
-from bot.routing import default_quick_replies
+from bot.routing import Memo, default_quick_replies
 
 log = logging.getLogger(__name__)
 
 SIMULATOR_HEADER = "X-Dangol-Simulator"
 
 
+# Answers repeat word for word (handlers' texts are memoised per minute) and building a
+# SkillResponse cleans every text and quick reply again, so the finished bodies are kept.
+_BODIES = Memo(size=256)
+
+
 def _answer(status: int, *texts: str, quick: tuple[QuickReply, ...] = ()) -> web.Response:
-    body = json.dumps(skill_response(texts, quick), ensure_ascii=False)
+    key = (texts, tuple((q.label, q.message_text, _items(q.extra)) for q in quick))
+    body = _BODIES.get(key, lambda: json.dumps(skill_response(texts, quick), ensure_ascii=False))
     return web.Response(status=status, text=body, content_type="application/json")
+
+
+def _items(extra: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(extra.items()) if extra else ()
 
 
 async def skill(request: web.Request) -> web.Response:
@@ -75,7 +85,7 @@ async def skill(request: web.Request) -> web.Response:
         channel="simulator" if simulated else "kakao",
         identities=_identities(req),
         text=req.utterance,
-        digest=digest_of(app[keys.SHOP_IDS][shop.slug], data),
+        digest=digest_of_body(app[keys.SHOP_IDS][shop.slug], raw),
         received_at=app[keys.CLOCK].now(),
         extra=req.client_extra,
     )
@@ -101,18 +111,18 @@ def _identities(req: SkillRequest) -> tuple[tuple[str, str], ...]:
 
 async def _within_budget(app: web.Application, arrival: Arrival, budget: float) -> Outcome | None:
     """The committed outcome, or None if the budget ran out (the unit still commits later)."""
-    database = app[keys.DATABASE]
-    work = asyncio.ensure_future(database.write(receive(arrival, app[keys.SERVICES])))
-    try:
-        return await asyncio.wait_for(asyncio.shield(work), timeout=budget)
-    except TimeoutError:
+    committed = app[keys.DATABASE].writer.submit(receive_batched(arrival, app[keys.SERVICES]))
+    done, _ = await asyncio.wait((committed,), timeout=budget)
+    if not done:
         log.warning(
             "kakao skill: database slower than %.1fs; answered gracefully",
             budget,
             extra={"shop": arrival.shop.slug},
         )
-        app[keys.BACKGROUND].track(work, "late kakao message")
+        app[keys.BACKGROUND].track(committed, "late kakao message")
         return None
+    try:
+        return committed.result()
     except Exception:
         log.exception("kakao skill: could not store the message", extra={"shop": arrival.shop.slug})
         return None
