@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -163,8 +164,17 @@ def _serve(settings: Settings) -> None:
 
     logs.setup(settings.logging)
     app = create_app(settings)
+    app.on_startup.append(_settle_garbage_collector)
     print(f"dangol: serving on http://{settings.server.host}:{settings.server.port}", flush=True)
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=None)
+
+
+async def _settle_garbage_collector(_app: web.Application) -> None:
+    """Move everything built at start-up out of the collector's sight. A full collection
+    otherwise walks those long-lived objects again and again, pausing the server for tens
+    of milliseconds — the largest cause of slow Kakao answers under load."""
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
