@@ -1,9 +1,9 @@
 """`create_app(settings)`: the whole service as one aiohttp application.
 
 Each resource is set up in a cleanup context, in order, and torn down in reverse — and
-only if its setup succeeded: database → background work → HTTP client → providers →
-ticks. Stopping therefore halts the ticks first and closes the database last, after the
-writer has committed everything it was given.
+only if its setup succeeded: database → live-update hub → background work → HTTP client →
+providers → ticks. Stopping therefore halts the ticks first and closes the database last,
+after the writer has committed everything it was given.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from bot.background import Background
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.console import console_app
+from bot.console import photos as console_photos
 from bot.db import Database, SchemaOutOfDate, check_schema
 from bot.handlers import build_dispatcher
 from bot.inbound import Services
+from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.shops import ReplyStats, sync_shops
 from bot.texts import Texts
@@ -54,13 +56,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         texts=Texts(),
         median_reply=app[keys.REPLY_STATS].median,
     )
-    app.cleanup_ctx.extend([_database, _background, _http, _providers, _ticks])
+    app.cleanup_ctx.extend([_database, _live, _background, _http, _providers, _ticks])
+    app.on_shutdown.append(_end_live_streams)
 
     app.router.add_post("/hooks/kakao/{shop}", kakao.skill, name="kakao_skill")
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/", index, name="index")
     app.add_subapp("/console/", console_app())
+    console_photos.setup_public(app)
     if settings.server.simulator:
         from bot.simulator import views as simulator
 
@@ -93,6 +97,21 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await database.close()
 
 
+async def _live(app: web.Application) -> AsyncIterator[None]:
+    hub = LiveHub(app[keys.DATABASE], namespace=app[keys.SETTINGS].database.schema or "")
+    await hub.start()
+    app[keys.LIVE] = hub
+    yield
+    await hub.close()
+
+
+async def _end_live_streams(app: web.Application) -> None:
+    # on_shutdown runs before the server waits for its handlers to finish: the consoles'
+    # open event streams end here, so stopping never sits out the shutdown timeout.
+    if keys.LIVE in app:
+        app[keys.LIVE].end_streams()
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
     app[keys.BACKGROUND] = Background()
     yield
@@ -121,6 +140,7 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         database, app[keys.PROVIDERS], app[keys.CLOCK], settings.outbox, owner_id=owner_id
     )
     app[keys.OUTBOX] = outbox
+    outbox.on_message_status = app[keys.LIVE].message_status
 
     async def refresh_reply_stats() -> None:
         shop_ids = list(app[keys.SHOP_IDS].values())

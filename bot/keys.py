@@ -10,6 +10,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.db import Database
 from bot.inbound import Services
+from bot.live import LiveHub
 from bot.metrics import Metrics
 from bot.shops import ReplyStats
 from providers.registry import Providers
@@ -28,3 +29,4 @@ PROVIDERS = web.AppKey("providers", Providers)
 OUTBOX = web.AppKey("outbox", Dispatcher)
 TICKS = web.AppKey("ticks", Ticks)
 BACKGROUND = web.AppKey("background", Background)
+LIVE = web.AppKey("live", LiveHub)

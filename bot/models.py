@@ -309,7 +309,8 @@ class Photo(Base):
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
-    stored_name: Mapped[str] = mapped_column(String(80), unique=True)  # random, no extension from the user
+    # random, never derived from the upload's own name
+    stored_name: Mapped[str] = mapped_column(String(80), unique=True)
     original_name: Mapped[str] = mapped_column(String(200))  # shown escaped, never used as a path
     content_type: Mapped[str] = mapped_column(String(40))
     width: Mapped[int] = mapped_column(Integer)

@@ -478,6 +478,9 @@ class Dispatcher:
         self._waker: Callable[[], None] | None = None
         self.counters: collections.Counter[str] = collections.Counter()
         self.last_claimed = 0
+        # Told (shop id, message id, status) when a message's delivery state is recorded:
+        # the app passes it on to the consoles.
+        self.on_message_status: Callable[[int, int, str], None] | None = None
 
     # -- waking up
 
@@ -770,6 +773,9 @@ class Dispatcher:
                 log.warning("outbox %d: lease lost before recording %s", item.id, change.kind)
                 continue
             self.counters[change.kind] += 1
+            if self.on_message_status and item.message_id is not None and change.message_params:
+                status = str(change.message_params.get("p_status", "failed"))
+                self.on_message_status(item.shop_id, item.message_id, status)
             error = change.params.get("p_error")
             if change.kind == "sent":
                 log.debug("outbox %d sent via %s (%s)", item.id, item.provider, item.purpose)

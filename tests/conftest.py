@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,20 @@ def make_settings(
     return config_mod.parse(settings_dict(db_url, **sections), "test.toml")
 
 
+@asynccontextmanager
+async def _postgres_schema() -> AsyncIterator[tuple[str, str]]:
+    _need_pg()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await upgrade(PG_URL, search_path=schema)
+        yield PG_URL, schema
+    finally:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def db_url(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -127,17 +142,15 @@ async def db_url(
         await upgrade(url)
         yield url, None
         return
-    _need_pg()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    raw = PG_URL.replace("postgresql+asyncpg", "postgresql")
-    conn = await asyncpg.connect(raw)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await upgrade(PG_URL, search_path=schema)
-        yield PG_URL, schema
-    finally:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
+    async with _postgres_schema() as found:
+        yield found
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[tuple[str, str]]:
+    """A migrated, empty PostgreSQL schema, for what only PostgreSQL has (LISTEN/NOTIFY)."""
+    async with _postgres_schema() as found:
+        yield found
 
 
 Client = TestClient[web.Request, web.Application]

@@ -27,9 +27,9 @@ from PIL import ExifTags, Image
 from test_console_auth import add, cookie, login, page_csrf, use_session
 
 from bot import accounts, keys
+from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.config import ConfigError, parse
-from bot.console import photos as console_photos
 from bot.models import Conversation, Customer, Photo
 from bot.photos import (
     MMS_MAX_BYTES,
@@ -408,35 +408,17 @@ def uploads(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_client(
-    db_url: tuple[str, str | None],
-    clock: FrozenClock,
-    aiohttp_client: Any,
-    uploads: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    db_url: tuple[str, str | None], clock: FrozenClock, aiohttp_client: Any, uploads: Path
 ) -> Callable[..., Awaitable[Client]]:
-    """The real app with two shops; photo routes registered if the factory does not yet."""
-    import bot.app as app_module
-
+    """The real app with two shops and uploads in a temporary directory."""
     url, schema = db_url
-    plain_console = app_module.console_app
-
-    def console_with_photos() -> web.Application:
-        sub = plain_console()
-        if console_photos.PHOTO_ROUTE not in sub.router.named_resources():
-            console_photos.setup(sub)
-        return sub
-
-    monkeypatch.setattr(app_module, "console_app", console_with_photos)
 
     async def make(**sections: Any) -> Client:
         database = {"url": url, **({"schema": schema} if schema else {})}
         sections.setdefault("storage", {"path": str(uploads), "max_upload_bytes": UPLOAD_LIMIT})
         shops = [shop_table(), shop_table(slug="other", name="다른설비")]
         settings = make_settings(url, database=database, shops=shops, **sections)
-        app = app_module.create_app(settings, clock=clock)
-        if console_photos.PUBLIC_ROUTE not in app.router.named_resources():
-            console_photos.setup_public(app)
-        client: Client = await aiohttp_client(app)
+        client: Client = await aiohttp_client(create_app(settings, clock=clock))
         return client
 
     return make

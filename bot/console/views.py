@@ -1,4 +1,4 @@
-"""Console pages: login, logout, the inbox page (a skeleton for now) and `api/me`."""
+"""Console pages: login, logout and `api/me` (the inbox and the rest live in their own modules)."""
 
 from __future__ import annotations
 
@@ -135,16 +135,6 @@ async def logout(request: web.Request) -> web.Response:
     response = see_other(LOGIN_PATH)
     auth.clear_session_cookie(response, request, request.config_dict[keys.SETTINGS].console)
     return response
-
-
-async def inbox(request: web.Request) -> web.Response:
-    """SKELETON: the inbox page shows only who is signed in, for which shop.
-
-    The conversation list, live updates and replies are the next step of issue 3; this
-    page exists so login, logout and the session have somewhere to land.
-    """
-    current(request)
-    return render(request, "inbox.html")
 
 
 async def me(request: web.Request) -> web.Response:

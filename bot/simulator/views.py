@@ -1,4 +1,5 @@
-"""The demo customer's chat page: `GET /simulator` and `POST /simulator/api/say`.
+"""The demo customer's chat page: `GET /simulator`, `POST /simulator/api/say` and
+`GET /simulator/api/updates` (the owner's replies, pushed to the page as they are sent).
 
 The browser never sees a skill secret. It posts plain text here; we build the SkillPayload
 Kakao would send (PROTOCOLS §1.2) and POST it over HTTP to our own `/hooks/kakao/{shop}`
@@ -8,19 +9,24 @@ takes — verification, parsing, storage, the time budget — and shows what Kak
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bot import keys
 from bot.config import ShopConfig
+from bot.live import Closed, TooManySubscribers
+from bot.models import CustomerIdentity, Message
 from bot.webhooks.kakao import SIMULATOR_HEADER
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -28,6 +34,8 @@ USER_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 MAX_TEXT = 2000
 # Kakao drops a skill answer that takes longer than 5 s; the simulator gives up at the same point.
 KAKAO_TIMEOUT = aiohttp.ClientTimeout(total=5)
+UPDATES_WAIT = 20.0  # a long poll for the owner's replies answers within this many seconds
+UPDATES_MAX = 50
 
 # The page loads nothing from elsewhere and runs no inline script: customer text is untrusted.
 PAGE_HEADERS = {
@@ -63,6 +71,7 @@ def setup(app: web.Application) -> None:
     """Register the simulator's page, its API and its static files."""
     app.router.add_get("/simulator", page, name="simulator")
     app.router.add_post("/simulator/api/say", say, name="simulator_say")
+    app.router.add_get("/simulator/api/updates", updates, name="simulator_updates")
     # append_version: URLs carry a hash of the file, so a new release is never served stale.
     app.router.add_static(
         "/simulator/static/", STATIC_DIR, name="simulator_static", append_version=True
@@ -80,6 +89,7 @@ async def page(request: web.Request) -> web.Response:
         css_url=static.url_for(filename="simulator.css"),
         js_url=static.url_for(filename="simulator.js"),
         say_url=request.app.router["simulator_say"].url_for(),
+        updates_url=request.app.router["simulator_updates"].url_for(),
     )
     return web.Response(text=html, content_type="text/html", headers=PAGE_HEADERS)
 
@@ -157,6 +167,91 @@ async def say(request: web.Request) -> web.Response:
         {"status": status, "elapsed_ms": round(elapsed_ms, 1), "response": answer},
         dumps=lambda obj: json.dumps(obj, ensure_ascii=False),
     )
+
+
+def _owner_replies(shop_id: int, user: str, after: int | None) -> sa.Select[int, str, datetime]:
+    """The owner's replies pushed to this simulated customer (known by botUserKey)."""
+    ident = CustomerIdentity
+    stmt = (
+        sa.select(Message.id, Message.body, Message.created_at)
+        .join(ident, ident.customer_id == Message.customer_id)
+        .where(
+            ident.shop_id == shop_id,
+            ident.kind == "kakao_bot_user",
+            ident.value == user,
+            Message.shop_id == shop_id,
+            Message.direction == "out",
+            Message.sender == "owner",
+            Message.path == "simulator",
+        )
+    )
+    if after is None:  # where to start: the newest one so far
+        return stmt.order_by(Message.id.desc()).limit(1)
+    return stmt.where(Message.id > after).order_by(Message.id).limit(UPDATES_MAX)
+
+
+async def updates(request: web.Request) -> web.Response:
+    """`?shop=&user=&after=<message id>`: the owner's replies since `after`, oldest first.
+
+    Without `after` it answers only where to start (`last`). With `wait=1` it holds the
+    request until a reply comes or `UPDATES_WAIT` seconds pass (a long poll fed by the live
+    hub), so a reply sent from the console shows up on the page at once.
+    """
+    slug = request.query.get("shop", "")
+    shop = request.app[keys.SETTINGS].shop(slug)
+    if shop is None or shop.kakao is None:
+        return _error(404, "unknown_shop")
+    user = request.query.get("user", "")
+    if not USER_KEY.fullmatch(user):
+        return _error(400, "bad_user")
+    raw_after = request.query.get("after", "")
+    after = int(raw_after) if raw_after.isdigit() and len(raw_after) < 18 else None
+    shop_id = request.app[keys.SHOP_IDS][shop.slug]
+    database = request.app[keys.DATABASE]
+
+    async def fetch() -> list[Any]:
+        async with database.read() as conn:
+            return list((await conn.execute(_owner_replies(shop_id, user, after))).all())
+
+    found = await fetch()
+    if after is not None and not found and request.query.get("wait") == "1":
+        found = await _wait_for_reply(request, shop_id, fetch)
+    if after is None:
+        return web.json_response({"messages": [], "last": found[0].id if found else 0})
+    return web.json_response(
+        {
+            "messages": [
+                {"id": r.id, "text": r.body, "at": r.created_at.isoformat()} for r in found
+            ],
+            "last": found[-1].id if found else after,
+        },
+        dumps=lambda obj: json.dumps(obj, ensure_ascii=False),
+    )
+
+
+async def _wait_for_reply(request: web.Request, shop_id: int, fetch: Any) -> list[Any]:
+    hub = request.app[keys.LIVE]
+    try:
+        subscription = hub.subscribe(shop_id, kind="simulator")
+    except TooManySubscribers:
+        return []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + UPDATES_WAIT
+    with subscription:
+        found: list[Any] = await fetch()  # a reply may have landed before we subscribed
+        while not found:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                event = await subscription.next(within=left)
+            except Closed:
+                break
+            if event is None:
+                break
+            if event.get("type") in ("message", "resync") and event.get("sender") != "customer":
+                found = await fetch()
+    return found
 
 
 def _own_skill_url(request: web.Request, slug: str) -> str | None:

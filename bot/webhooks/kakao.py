@@ -95,6 +95,7 @@ async def skill(request: web.Request) -> web.Response:
         return _answer(200, texts.render("received_later"), quick=default_quick_replies(shop))
     if outcome.notified_owner:
         app[keys.OUTBOX].on_enqueued()
+    app[keys.LIVE].arrived(arrival.shop_id, outcome, arrival.text)
     metrics.skill_replies.labels(outcome.reply.handler.split(".")[0] or "unknown").inc()
     owner_replies = tuple(texts.render("mailbox", body=b, shop=shop) for b in outcome.mailbox)
     return _answer(200, *owner_replies, *outcome.reply.texts, quick=outcome.reply.quick_replies)
@@ -120,6 +121,7 @@ async def _within_budget(app: web.Application, arrival: Arrival, budget: float) 
             extra={"shop": arrival.shop.slug},
         )
         app[keys.BACKGROUND].track(committed, "late kakao message")
+        app[keys.LIVE].arrived_when_committed(arrival.shop_id, committed, arrival.text)
         return None
     try:
         return committed.result()

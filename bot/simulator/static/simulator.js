@@ -235,6 +235,57 @@
     scrollDown();
   }
 
+  // ------------------------------------------------------------------ the owner's replies
+
+  // The owner answers from the console; the simulator's customer gets it pushed, as a
+  // KakaoTalk user would see the shop's reply arrive. A long poll: the server holds each
+  // request until a reply comes (or ~20 s pass), then we ask again.
+  var pollGeneration = 0;
+  var lastOwnerId = null;
+
+  function addOwnerReply(text) {
+    if (examples) { examples.remove(); examples = null; }
+    dayDivider(new Date());
+    var body = botGroup();
+    var row = el("div", "row row-bot");
+    var bubble = el("div", "bubble bubble-bot tail bubble-owner");
+    bubble.appendChild(el("span", "owner-label", t.labelOwner));
+    fillText(bubble, text);
+    row.appendChild(bubble);
+    row.appendChild(el("span", "meta", clockText(new Date())));
+    body.appendChild(row);
+    scrollDown();
+  }
+
+  function updatesUrl() {
+    var query = "?shop=" + encodeURIComponent(currentShop()) +
+      "&user=" + encodeURIComponent(userKey(false));
+    if (lastOwnerId !== null) query += "&after=" + lastOwnerId + "&wait=1";
+    return root.dataset.updatesUrl + query;
+  }
+
+  function poll(generation) {
+    if (generation !== pollGeneration || !currentShop() || !root.dataset.updatesUrl) return;
+    fetch(updatesUrl(), { credentials: "same-origin" })
+      .then(function (res) { return res.ok ? res.json() : Promise.reject(res.status); })
+      .then(function (data) {
+        if (generation !== pollGeneration) return; // the room was reset meanwhile
+        if (lastOwnerId !== null && Array.isArray(data.messages)) {
+          data.messages.forEach(function (m) { addOwnerReply(String(m && m.text || "")); });
+        }
+        lastOwnerId = Number(data.last) || 0;
+        setTimeout(function () { poll(generation); }, 200);
+      }, function () {
+        setTimeout(function () { poll(generation); }, 5000);
+      });
+  }
+
+  function followOwnerReplies() {
+    pollGeneration += 1;
+    lastOwnerId = null; // first ask where to start: earlier replies are not replayed
+    poll(pollGeneration);
+  }
+
   // ------------------------------------------------------------------ talking
 
   function setBusy(value) {
@@ -296,6 +347,7 @@
       examples = examplesBox;
       chat.appendChild(examples);
     }
+    followOwnerReplies();
   }
 
   function growInput() {
@@ -353,4 +405,5 @@
   }
 
   growInput();
+  followOwnerReplies();
 })();

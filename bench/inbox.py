@@ -1,0 +1,253 @@
+"""The owner console's inbox at scale: one shop with 10,000 conversations and 100,000 messages.
+
+Builds the real app (create_app) on a fresh database, seeds it in bulk, signs in and times
+full page requests over HTTP on loopback: the inbox (each filter, and a second page), its
+live list fragment and one conversation. Sequential requests, so each figure is the time
+one owner waits. Target (issue #3): inbox page p95 < 100 ms.
+
+    .venv/bin/python bench/inbox.py            # SQLite, and PostgreSQL if reachable
+    BENCH_INBOX_REQUESTS=500 .venv/bin/python bench/inbox.py
+
+Prints a Markdown table (paste it into bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import sqlalchemy as sa
+from aiohttp.test_utils import TestServer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot import config as config_mod  # noqa: E402
+from bot.accounts import add_user  # noqa: E402
+from bot.app import create_app  # noqa: E402
+from bot.clock import FrozenClock  # noqa: E402
+from bot.db import Database, upgrade  # noqa: E402
+from bot.models import Conversation, Customer, CustomerIdentity, Message  # noqa: E402
+
+CONVERSATIONS = int(os.environ.get("BENCH_INBOX_CONVERSATIONS", "10000"))
+MESSAGES_EACH = 10
+REQUESTS = int(os.environ.get("BENCH_INBOX_REQUESTS", "300"))
+PG_URL = os.environ.get("DANGOL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+PASSWORD = "bench-password-1234"
+
+
+def settings(url: str, schema: str | None) -> config_mod.Settings:
+    os.environ.setdefault("BENCH_SKILL_SECRET", "bench-secret")
+    database: dict[str, Any] = {"url": url}
+    if schema:
+        database["schema"] = schema
+    return config_mod.parse(
+        {
+            "server": {"simulator": False},
+            "database": database,
+            "logging": {"level": "WARNING"},
+            "shops": [
+                {
+                    "slug": "bench",
+                    "name": "벤치설비",
+                    "phone": "02-1234-5678",
+                    "hours": dict.fromkeys(
+                        ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "09:00-18:00"
+                    ),
+                    "kakao": {
+                        "bot_id": "66a1e9d0e4b0a1b2c3d4e000",
+                        "skill_secret_env": "BENCH_SKILL_SECRET",
+                    },
+                    "owner": {"name": "벤치", "phone": "010-2222-3333"},
+                }
+            ],
+        },
+        "bench.toml",
+    )
+
+
+def seed(conn: sa.Connection, shop_id: int) -> None:
+    """10,000 conversations: 300 open (60 waiting, 10 complaints), the rest resolved."""
+    rng = random.Random(3)
+    customers, identities, conversations, messages = [], [], [], []
+    message_id = 0
+    for i in range(1, CONVERSATIONS + 1):
+        started = NOW - timedelta(minutes=rng.randint(1, 60 * 24 * 365))
+        customers.append(
+            {
+                "id": i,
+                "shop_id": shop_id,
+                "name": f"고객{i}" if i % 3 else None,
+                "tier": "bronze",
+                "tags": [],
+                "notes": "",
+                "created_at": started,
+            }
+        )
+        identities.append(
+            {
+                "shop_id": shop_id,
+                "customer_id": i,
+                "kind": "kakao_bot_user",
+                "value": f"bench-user-{i:08d}",
+                "created_at": started,
+            }
+        )
+        open_ = i > CONVERSATIONS - 300
+        waiting = open_ and i % 5 == 0
+        last = started + timedelta(minutes=MESSAGES_EACH)
+        if open_:
+            last = NOW - timedelta(minutes=rng.randint(0, 600))
+        conversations.append(
+            {
+                "id": i,
+                "shop_id": shop_id,
+                "customer_id": i,
+                "channel": "kakao",
+                "status": "open" if open_ else "resolved",
+                "waiting_since": last if waiting else None,
+                "complaint": open_ and i % 30 == 0,
+                "unread_count": 1 if waiting else 0,
+                "last_message_at": last,
+                "created_at": started,
+                "resolved_at": None if open_ else last,
+            }
+        )
+        for k in range(MESSAGES_EACH):
+            message_id += 1
+            inbound = k % 2 == 0
+            messages.append(
+                {
+                    "id": message_id,
+                    "shop_id": shop_id,
+                    "conversation_id": i,
+                    "customer_id": i,
+                    "direction": "in" if inbound else "out",
+                    "sender": "customer" if inbound else "bot",
+                    "channel": "kakao",
+                    "body": "에어컨 점검 문의드립니다. 실외기에서 소리가 나요. " * 3,
+                    "payload": {},
+                    "status": "received" if inbound else "delivered",
+                    "created_at": started + timedelta(minutes=k),
+                }
+            )
+    for table, rows in (
+        (Customer, customers),
+        (CustomerIdentity, identities),
+        (Conversation, conversations),
+        (Message, messages),
+    ):
+        for start in range(0, len(rows), 5000):
+            conn.execute(sa.insert(table), rows[start : start + 5000])
+    if conn.dialect.name == "postgresql":
+        for table in ("customers", "customer_identities", "conversations", "messages"):
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
+            )
+            conn.exec_driver_sql(f"ANALYZE {table}")
+
+
+async def timed(session: aiohttp.ClientSession, url: str) -> list[float]:
+    times = []
+    for _ in range(REQUESTS):
+        started = time.perf_counter()
+        async with session.get(url) as resp:
+            await resp.read()
+            assert resp.status == 200, (url, resp.status)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+async def run(label: str, url: str, schema: str | None) -> list[str]:
+    await upgrade(url, search_path=schema)
+    clock = FrozenClock(NOW)
+    app = create_app(settings(url, schema), clock=clock)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        from bot import keys
+
+        database: Database = app[keys.DATABASE]
+        shop_id = app[keys.SHOP_IDS]["bench"]
+        started = time.perf_counter()
+        await database.write(lambda conn: seed(conn, shop_id))
+        seeded = time.perf_counter() - started
+        await database.write(add_user(shop_id, "bench", PASSWORD, "owner", NOW))
+        jar = aiohttp.CookieJar(unsafe=True)  # the server is 127.0.0.1, an IP address
+        async with aiohttp.ClientSession(
+            base_url=str(server.make_url("")), cookie_jar=jar
+        ) as session:
+            page = await (await session.get("/console/login")).text()
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert csrf
+            await session.post(
+                "/console/login",
+                data={"username": "bench", "password": PASSWORD, "csrf": csrf.group(1)},
+            )
+            home = await (await session.get("/console/?filter=resolved")).text()
+            after = re.search(r'after=([0-9n.]+)"', home)
+            assert after
+            targets = [
+                ("inbox, 전체", "/console/"),
+                ("inbox, 답변 대기", "/console/?filter=waiting"),
+                ("inbox, 불만", "/console/?filter=complaint"),
+                ("inbox, 해결됨", "/console/?filter=resolved"),
+                ("inbox, 해결됨 page 2", f"/console/?filter=resolved&after={after.group(1)}"),
+                ("live list fragment", "/console/inbox/list?filter=all"),
+                ("conversation page", f"/console/c/{CONVERSATIONS}"),
+            ]
+            lines = []
+            for name, target in targets:
+                await timed(session, target)  # warm up
+                times = sorted(await timed(session, target))
+                p50 = statistics.median(times)
+                p95 = times[int(len(times) * 0.95) - 1]
+                lines.append(
+                    f"| {label} | {name} | {p50:.1f} ms | {p95:.1f} ms | {times[-1]:.1f} ms |"
+                )
+        print(f"{label}: seeded in {seeded:.1f} s", file=sys.stderr)
+        return lines
+    finally:
+        await server.close()
+
+
+async def main() -> None:
+    lines = ["| database | page | p50 | p95 | max |", "|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        lines += await run("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", None)
+    raw = PG_URL.replace("postgresql+asyncpg", "postgresql")
+    try:
+        conn = await asyncpg.connect(raw, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        print("PostgreSQL not reachable; SQLite only", file=sys.stderr)
+    else:
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            lines += await run("PostgreSQL", PG_URL, schema)
+        finally:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
+    print(
+        f"\n{CONVERSATIONS} conversations, {CONVERSATIONS * MESSAGES_EACH} messages, "
+        f"{REQUESTS} sequential requests per page:\n"
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,462 @@
+"""What the console changes: one unit per action, each scoped by shop, audit-logged and
+announced to the shop's live consoles when it commits.
+
+Units run through `LiveHub.write` as `unit(conn, emit)`. A conversation or customer of
+another shop is `NotFound` (the view answers 404, the same as an id that does not exist).
+Conversation events the owner causes — resolved, reopened, snoozed — are also written into
+the timeline as system messages (direction "note", sender "system": never sent, never
+counted as unread, left out of the inbox preview).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bot.config import Delivery
+from bot.console.auth import Viewer
+from bot.live import Emit, conversation_event, message_event, owner_status_event
+from bot.models import AuditEntry, Conversation, Customer, CustomerIdentity, Message, SavedReply
+from bot.photos import link_to_message
+from bot.replies import Sent, owner_reply
+from bot.shops import set_owner_status
+
+C = Conversation
+NONCE_PREFIX = "console:"
+
+
+class NotFound(Exception):
+    """No such object in the viewer's shop."""
+
+
+class Refused(Exception):
+    """The action does not apply to the object as it is now."""
+
+    def __init__(self, code: str, *, other: int | None = None) -> None:
+        super().__init__(code)
+        self.code = code  # resolved | other_open
+        self.other = other  # reopen: the customer's conversation that is open already
+
+
+def audit(
+    conn: Connection,
+    viewer: Viewer,
+    action: str,
+    subject: str,
+    now: datetime,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        sa.insert(AuditEntry).values(
+            shop_id=viewer.shop_id,
+            actor=viewer.actor,
+            action=action,
+            subject=subject,
+            detail=detail or {},
+            created_at=now,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _Conv:
+    id: int
+    customer_id: int
+    channel: str
+    status: str
+    unread_count: int
+
+
+def _conversation(conn: Connection, viewer: Viewer, conversation_id: int) -> _Conv:
+    row = conn.execute(
+        sa.select(C.id, C.customer_id, C.channel, C.status, C.unread_count).where(
+            viewer.scope(C.shop_id), C.id == conversation_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"conversation {conversation_id}")
+    return _Conv(row.id, row.customer_id, row.channel, row.status, row.unread_count)
+
+
+def _already_sent(conn: Connection, viewer: Viewer, nonce: str | None) -> int | None:
+    """The message a resubmitted form (double tap, retried request) already created."""
+    if not nonce:
+        return None
+    found: int | None = conn.execute(
+        sa.select(Message.id).where(
+            viewer.scope(Message.shop_id), Message.idempotency_key == NONCE_PREFIX + nonce
+        )
+    ).scalar()
+    return found
+
+
+def _system_event(
+    conn: Connection, viewer: Viewer, conv: _Conv, event: str, now: datetime, **detail: Any
+) -> int:
+    message_id: int = conn.execute(
+        sa.insert(Message)
+        .values(
+            shop_id=viewer.shop_id,
+            conversation_id=conv.id,
+            customer_id=conv.customer_id,
+            direction="note",
+            sender="system",
+            channel=conv.channel,
+            body=f"[{event}]",
+            payload={"event": event, "by": viewer.username, **detail},
+            status="delivered",
+            path=None,
+            created_at=now,
+            delivered_at=now,
+        )
+        .returning(Message.id)
+    ).scalar_one()
+    return message_id
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+def mark_read(viewer: Viewer, conversation_id: int) -> Callable[[Connection, Emit], bool]:
+    """Unread back to 0 (the page's script posts this when the owner has seen it)."""
+
+    def unit(conn: Connection, emit: Emit) -> bool:
+        conv = _conversation(conn, viewer, conversation_id)
+        if not conv.unread_count:
+            return False
+        conn.execute(sa.update(C).where(C.id == conv.id).values(unread_count=0))
+        emit(viewer.shop_id, conversation_event(conv.id, "read"))
+        return True
+
+    return unit
+
+
+@dataclass(frozen=True)
+class Posted:
+    message_id: int
+    sent: Sent | None  # None for a note, or when the nonce showed it was posted before
+    repeated: bool = False
+
+
+def reply(
+    viewer: Viewer,
+    conversation_id: int,
+    text: str,
+    delivery: Delivery,
+    now: datetime,
+    *,
+    nonce: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+) -> Callable[[Connection, Emit], Posted]:
+    """The owner's reply, by the path `owner_reply` chooses (raises `NoPath` if none), with
+    the photos in `attachments` (from `bot.photos.find_attachment`) marked as sent with it."""
+
+    def unit(conn: Connection, emit: Emit) -> Posted:
+        conv = _conversation(conn, viewer, conversation_id)
+        if conv.status == "resolved":
+            raise Refused("resolved")
+        earlier = _already_sent(conn, viewer, nonce)
+        if earlier is not None:
+            return Posted(earlier, None, repeated=True)
+        sent = owner_reply(
+            viewer.shop_id,
+            conv.id,
+            text,
+            delivery,
+            now,
+            author=viewer.username,
+            attachments=attachments,
+        )(conn)
+        for attachment in attachments or ():
+            link_to_message(conn, viewer.shop_id, int(attachment["photo_id"]), sent.message_id)
+        if nonce:
+            conn.execute(
+                sa.update(Message)
+                .where(Message.id == sent.message_id)
+                .values(idempotency_key=NONCE_PREFIX + nonce)
+            )
+        # Answering is handling it: a snoozed conversation is back in view.
+        conn.execute(
+            sa.update(C)
+            .where(C.id == conv.id)
+            .values(last_message_at=now, status="open", snoozed_until=None)
+        )
+        audit(
+            conn,
+            viewer,
+            "reply",
+            f"conversation:{conv.id}",
+            now,
+            {"message_id": sent.message_id, "path": sent.path.name},
+        )
+        emit(
+            viewer.shop_id,
+            message_event(conv.id, sent.message_id, direction="out", sender="owner"),
+        )
+        return Posted(sent.message_id, sent)
+
+    return unit
+
+
+def add_note(
+    viewer: Viewer, conversation_id: int, text: str, now: datetime, *, nonce: str | None = None
+) -> Callable[[Connection, Emit], Posted]:
+    """An internal note: shown in the console only; never queued, never in the mailbox."""
+
+    def unit(conn: Connection, emit: Emit) -> Posted:
+        conv = _conversation(conn, viewer, conversation_id)
+        earlier = _already_sent(conn, viewer, nonce)
+        if earlier is not None:
+            return Posted(earlier, None, repeated=True)
+        message_id: int = conn.execute(
+            sa.insert(Message)
+            .values(
+                shop_id=viewer.shop_id,
+                conversation_id=conv.id,
+                customer_id=conv.customer_id,
+                direction="note",
+                sender="owner",
+                channel=conv.channel,
+                body=text,
+                payload={"author": viewer.username},
+                status="delivered",
+                path=None,
+                idempotency_key=NONCE_PREFIX + nonce if nonce else None,
+                created_at=now,
+                delivered_at=now,
+            )
+            .returning(Message.id)
+        ).scalar_one()
+        audit(conn, viewer, "note", f"conversation:{conv.id}", now, {"message_id": message_id})
+        emit(viewer.shop_id, message_event(conv.id, message_id, direction="note", sender="owner"))
+        return Posted(message_id, None)
+
+    return unit
+
+
+def resolve(
+    viewer: Viewer, conversation_id: int, now: datetime
+) -> Callable[[Connection, Emit], bool]:
+    """Done: nobody is waiting any more. False if it was resolved already."""
+
+    def unit(conn: Connection, emit: Emit) -> bool:
+        conv = _conversation(conn, viewer, conversation_id)
+        if conv.status == "resolved":
+            return False
+        conn.execute(
+            sa.update(C)
+            .where(C.id == conv.id)
+            .values(
+                status="resolved",
+                resolved_at=now,
+                waiting_since=None,
+                sla_due_at=None,
+                snoozed_until=None,
+                unread_count=0,
+            )
+        )
+        _system_event(conn, viewer, conv, "resolved", now)
+        audit(conn, viewer, "resolve", f"conversation:{conv.id}", now)
+        emit(viewer.shop_id, conversation_event(conv.id, "resolved"))
+        return True
+
+    return unit
+
+
+def reopen(
+    viewer: Viewer, conversation_id: int, now: datetime
+) -> Callable[[Connection, Emit], bool]:
+    """Back to open. Refused while the customer has another open conversation (a customer
+    has one open conversation at a time; that one is where to carry on)."""
+
+    def unit(conn: Connection, emit: Emit) -> bool:
+        conv = _conversation(conn, viewer, conversation_id)
+        if conv.status != "resolved":
+            return False
+        other = conn.execute(
+            sa.select(C.id).where(
+                viewer.scope(C.shop_id),
+                C.customer_id == conv.customer_id,
+                C.status != "resolved",
+                C.id != conv.id,
+            )
+        ).scalar()
+        if other is not None:
+            raise Refused("other_open", other=other)
+        conn.execute(sa.update(C).where(C.id == conv.id).values(status="open", resolved_at=None))
+        _system_event(conn, viewer, conv, "reopened", now)
+        audit(conn, viewer, "reopen", f"conversation:{conv.id}", now)
+        emit(viewer.shop_id, conversation_event(conv.id, "reopened"))
+        return True
+
+    return unit
+
+
+def snooze(
+    viewer: Viewer, conversation_id: int, until: datetime, now: datetime
+) -> Callable[[Connection, Emit], bool]:
+    """Out of the waiting list until `until` (a new customer message wakes it at once)."""
+
+    def unit(conn: Connection, emit: Emit) -> bool:
+        conv = _conversation(conn, viewer, conversation_id)
+        if conv.status == "resolved":
+            raise Refused("resolved")
+        conn.execute(
+            sa.update(C).where(C.id == conv.id).values(status="snoozed", snoozed_until=until)
+        )
+        _system_event(conn, viewer, conv, "snoozed", now, until=until.isoformat())
+        audit(conn, viewer, "snooze", f"conversation:{conv.id}", now, {"until": until.isoformat()})
+        emit(viewer.shop_id, conversation_event(conv.id, "snoozed"))
+        return True
+
+    return unit
+
+
+def owner_status(
+    viewer: Viewer, status: str, busy_until: datetime | None, now: datetime
+) -> Callable[[Connection, Emit], None]:
+    set_status = set_owner_status(viewer.shop_id, status, busy_until, now, actor=viewer.actor)
+
+    def unit(conn: Connection, emit: Emit) -> None:
+        set_status(conn)
+        emit(viewer.shop_id, owner_status_event(status))
+
+    return unit
+
+
+# --------------------------------------------------------------------------- customers
+
+
+@dataclass(frozen=True)
+class CustomerEdit:
+    name: str | None
+    tags: list[str]
+    notes: str
+
+
+def update_customer(
+    viewer: Viewer, customer_id: int, edit: CustomerEdit, now: datetime
+) -> Callable[[Connection, Emit], bool]:
+    """Save name, tags and notes; the audit entry names the fields that changed."""
+
+    def unit(conn: Connection, emit: Emit) -> bool:
+        row = conn.execute(
+            sa.select(Customer.name, Customer.tags, Customer.notes).where(
+                viewer.scope(Customer.shop_id), Customer.id == customer_id
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"customer {customer_id}")
+        changed = [
+            name
+            for name, old, new in (
+                ("name", row.name, edit.name),
+                ("tags", row.tags, edit.tags),
+                ("notes", row.notes, edit.notes),
+            )
+            if old != new
+        ]
+        if not changed:
+            return False
+        conn.execute(
+            sa.update(Customer)
+            .where(Customer.id == customer_id)
+            .values(name=edit.name, tags=edit.tags, notes=edit.notes)
+        )
+        audit(conn, viewer, "customer_updated", f"customer:{customer_id}", now, {"fields": changed})
+        emit(viewer.shop_id, {"type": "customer", "customer_id": customer_id})
+        return True
+
+    return unit
+
+
+def reveal_phone(
+    viewer: Viewer, customer_id: int, now: datetime
+) -> Callable[[Connection, Emit], str | None]:
+    """The customer's phone (E.164), read and audit-logged in one transaction."""
+
+    def unit(conn: Connection, emit: Emit) -> str | None:
+        exists = conn.execute(
+            sa.select(Customer.id).where(viewer.scope(Customer.shop_id), Customer.id == customer_id)
+        ).scalar()
+        if exists is None:
+            raise NotFound(f"customer {customer_id}")
+        phone: str | None = conn.execute(
+            sa.select(CustomerIdentity.value)
+            .where(
+                viewer.scope(CustomerIdentity.shop_id),
+                CustomerIdentity.customer_id == customer_id,
+                CustomerIdentity.kind == "phone",
+            )
+            .order_by(CustomerIdentity.id)
+            .limit(1)
+        ).scalar()
+        if phone is not None:
+            audit(conn, viewer, "phone_revealed", f"customer:{customer_id}", now)
+        return phone
+
+    return unit
+
+
+# --------------------------------------------------------------------------- saved replies
+
+
+def save_reply(
+    viewer: Viewer, reply_id: int | None, title: str, body: str, now: datetime
+) -> Callable[[Connection, Emit], int]:
+    """Create (`reply_id` None) or change a saved reply; returns its id."""
+
+    def unit(conn: Connection, emit: Emit) -> int:
+        if reply_id is None:
+            new_id: int = conn.execute(
+                sa.insert(SavedReply)
+                .values(
+                    shop_id=viewer.shop_id,
+                    title=title,
+                    body=body,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(SavedReply.id)
+            ).scalar_one()
+            audit(conn, viewer, "saved_reply_added", f"saved_reply:{new_id}", now)
+            return new_id
+        done = conn.execute(
+            sa.update(SavedReply)
+            .where(viewer.scope(SavedReply.shop_id), SavedReply.id == reply_id)
+            .values(title=title, body=body, updated_at=now)
+        ).rowcount
+        if done != 1:
+            raise NotFound(f"saved reply {reply_id}")
+        audit(conn, viewer, "saved_reply_changed", f"saved_reply:{reply_id}", now)
+        return reply_id
+
+    return unit
+
+
+def delete_reply(
+    viewer: Viewer, reply_id: int, now: datetime
+) -> Callable[[Connection, Emit], None]:
+    def unit(conn: Connection, emit: Emit) -> None:
+        row = conn.execute(
+            sa.delete(SavedReply)
+            .where(viewer.scope(SavedReply.shop_id), SavedReply.id == reply_id)
+            .returning(SavedReply.title)
+        ).first()
+        if row is None:
+            raise NotFound(f"saved reply {reply_id}")
+        audit(
+            conn,
+            viewer,
+            "saved_reply_deleted",
+            f"saved_reply:{reply_id}",
+            now,
+            {"title": row.title},
+        )
+
+    return unit

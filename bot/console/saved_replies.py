@@ -1,0 +1,193 @@
+"""Saved replies: canned answers with variables, and the page that manages them.
+
+Owner and staff may use them; only the owner adds, changes or deletes them.
+
+A saved reply's body is a Jinja template written by the shop (`{{ customer.name }}님,
+{{ shop.name }}입니다`), rendered in a sandbox: no attribute or method a template could
+use to reach into Python, no huge repetitions, and a variable that does not exist renders
+as nothing instead of failing — a typo must never stop a reply from going out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment
+
+from bot import keys
+from bot.config import ShopConfig
+from bot.console import changes, queries
+from bot.console.auth import current, require_owner
+from bot.console.layout import clean_text, field, now, object_id, page, shop_of
+from bot.console.middleware import see_other
+from bot.console.queries import CustomerView
+
+log = logging.getLogger(__name__)
+
+TITLE_MAX = 60
+BODY_MAX = 1000
+RENDERED_MAX = 2000
+HOME = "/console/saved-replies"
+
+# What {{ customer.tier }} says to a customer.
+TIER_NAMES = {"bronze": "브론즈", "silver": "실버", "gold": "골드"}
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, minus the operators that could build a gigabyte string in one step."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            raise SecurityError("powers are not allowed in saved replies")
+        sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
+        counts = [v for v in (left, right) if isinstance(v, int)]
+        if sizes and counts and sizes[0] * max(counts[0], 0) > RENDERED_MAX:
+            raise SecurityError("the repetition is too long")
+        return super().call_binop(context, operator, left, right)
+
+
+_sandbox = _Sandbox(undefined=ChainableUndefined, autoescape=False)
+
+
+class BadTemplate(ValueError):
+    pass
+
+
+def check_template(body: str) -> None:
+    """Refuse a body that is not a valid template (saving it would only fail later)."""
+    try:
+        _sandbox.parse(body)
+    except TemplateSyntaxError as exc:
+        raise BadTemplate(f"line {exc.lineno}: {exc.message}") from exc
+
+
+def variables(customer: CustomerView, shop: ShopConfig) -> dict[str, Any]:
+    return {
+        "customer": {
+            "name": customer.name or "",
+            "tier": TIER_NAMES.get(customer.tier, customer.tier),
+        },
+        "shop": {"name": shop.name, "phone": shop.phone},
+    }
+
+
+def render_reply(body: str, values: dict[str, Any]) -> str:
+    """The text to send; on a template error the body as written (the owner edits it)."""
+    try:
+        text = _sandbox.from_string(body).render(**values)
+    except (TemplateError, ArithmeticError, TypeError, ValueError) as exc:
+        log.info("saved reply did not render: %s", type(exc).__name__)
+        return body
+    return text[:RENDERED_MAX]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A saved reply offered in a conversation's composer, rendered for its customer."""
+
+    id: int
+    title: str
+    text: str
+
+
+def choices(
+    saved: list[queries.SavedReplyView], customer: CustomerView, shop: ShopConfig
+) -> list[Choice]:
+    values = variables(customer, shop)
+    return [Choice(s.id, s.title, render_reply(s.body, values)) for s in saved]
+
+
+# --------------------------------------------------------------------------- the page
+
+
+@dataclass(frozen=True)
+class Problem:
+    reply_id: int | None  # None: the "add" form
+    code: str  # title_empty | title_long | body_empty | body_long | syntax
+    title: str
+    body: str
+    detail: str = ""
+
+
+def _validate(title: str, body: str) -> tuple[str | None, str]:
+    if not title:
+        return "title_empty", ""
+    if len(title) > TITLE_MAX:
+        return "title_long", ""
+    if not body.strip():
+        return "body_empty", ""
+    if len(body) > BODY_MAX:
+        return "body_long", ""
+    try:
+        check_template(body)
+    except BadTemplate as exc:
+        return "syntax", str(exc)
+    return None, ""
+
+
+async def _page(request: web.Request, problem: Problem | None = None) -> web.Response:
+    viewer = current(request)
+    shop = shop_of(request, viewer)
+    at = now(request)
+    async with request.config_dict[keys.DATABASE].read() as conn:
+        saved = await queries.saved_replies(conn, viewer, shop.timezone)
+        header = await queries.header(conn, viewer, at, shop.timezone)
+    return page(
+        request,
+        "saved_replies.html",
+        viewer=viewer,
+        header=header,
+        status=400 if problem else 200,
+        saved=saved,
+        problem=problem,
+        title_max=TITLE_MAX,
+        body_max=BODY_MAX,
+        nav="saved",
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    return await _page(request)
+
+
+async def _save(request: web.Request, reply_id: int | None) -> web.Response:
+    viewer = require_owner(request)
+    form = await request.post()
+    title = " ".join(clean_text(field(form, "title")).split())
+    body = clean_text(field(form, "body")).strip()
+    code, detail = _validate(title, body)
+    if code is not None:
+        return await _page(request, Problem(reply_id, code, title, body, detail))
+    hub = request.config_dict[keys.LIVE]
+    try:
+        saved_id = await hub.write(changes.save_reply(viewer, reply_id, title, body, now(request)))
+    except changes.NotFound:
+        raise web.HTTPNotFound from None
+    return see_other(f"{HOME}#r-{saved_id}")
+
+
+async def create(request: web.Request) -> web.Response:
+    return await _save(request, None)
+
+
+async def update(request: web.Request) -> web.Response:
+    return await _save(request, object_id(request))
+
+
+async def delete(request: web.Request) -> web.Response:
+    viewer = require_owner(request)
+    try:
+        await request.config_dict[keys.LIVE].write(
+            changes.delete_reply(viewer, object_id(request), now(request))
+        )
+    except changes.NotFound:
+        raise web.HTTPNotFound from None
+    return see_other(HOME)
