@@ -386,3 +386,14 @@ async def test_median_reply_time_is_quoted_when_known(client: Client) -> None:
     await app[keys.REPLY_STATS].refresh(app[keys.DATABASE], [shop_id], now)
     _, answer = await post(client, payload())
     assert "보통 12분 안에" in texts(answer)[0]
+
+
+async def test_a_new_message_reaches_the_owners_console_live(client: Client) -> None:
+    hub = client.app[keys.LIVE]
+    with hub.subscribe(client.app[keys.SHOP_IDS]["hanbit"]) as consoles:
+        await post(client, payload())
+        event = await consoles.next(within=5)
+        assert event is not None
+        assert event["type"] == "message"
+        await post(client, payload())  # a resend is not news
+        assert await consoles.next(within=0.3) is None
