@@ -44,12 +44,12 @@ from bot.models import (
     Customer,
     CustomerIdentity,
     Message,
-    OutboxItem,
     Shop,
     UTCDateTime,
 )
 from bot.routing import Context, Dispatcher, Effects, Incoming, Memo, Reply
 from bot.texts import Texts
+from scheduler.outbox import enqueue_many, outbox_row
 
 # Kakao sends no request id, so an identical payload from the same person this soon after
 # the first is taken as a resend, not as a new message.
@@ -129,7 +129,6 @@ ident = cast(sa.Table, CustomerIdentity.__table__)
 msg_t = cast(sa.Table, Message.__table__)
 shops = cast(sa.Table, Shop.__table__)
 customers = cast(sa.Table, Customer.__table__)
-outbox = cast(sa.Table, OutboxItem.__table__)
 consents = cast(sa.Table, Consent.__table__)
 
 _held = (
@@ -189,12 +188,6 @@ INSERT_INBOUND = _per_dialect(
         insert(msg_t)
         .on_conflict_do_nothing()
         .returning(msg_t.c.id, msg_t.c.shop_id, msg_t.c.idempotency_key)
-    )
-)
-# The outbox row `scheduler.outbox.enqueue` writes, for many notifications at once.
-ENQUEUE_NOTICES = _per_dialect(
-    lambda insert: insert(outbox).on_conflict_do_nothing(
-        index_elements=[outbox.c.shop_id, outbox.c.idempotency_key]
     )
 )
 STORED_KEYS = sa.select(msg_t.c.id, msg_t.c.shop_id, msg_t.c.idempotency_key).where(
@@ -614,8 +607,7 @@ def apply_effects(conn: Connection, new: list[_Message], texts: Texts) -> None:
         conn.execute(INSERT_CONSENTS, consent_rows)
 
     notices = [row for m in new if m.notify for row in _owner_notices(m, texts)]
-    if notices:
-        conn.execute(ENQUEUE_NOTICES[conn.dialect.name], notices)
+    enqueue_many(conn, notices)
 
 
 def _consent_row(m: _Message) -> dict[str, Any]:
@@ -632,7 +624,7 @@ def _consent_row(m: _Message) -> dict[str, Any]:
 
 
 def _owner_notices(m: _Message, texts: Texts) -> list[dict[str, Any]]:
-    """The outbox rows telling the owner, one per way they want to hear (as `enqueue`)."""
+    """The outbox rows telling the owner, one per way they want to hear."""
     a, effects = m.arrival, m.effects
     text = texts.render(
         "owner_notification",
@@ -644,20 +636,15 @@ def _owner_notices(m: _Message, texts: Texts) -> list[dict[str, Any]]:
     )
     owner = a.shop.owner
     return [
-        {
-            "shop_id": a.shop_id,
-            "message_id": None,
-            "purpose": "owner_notification",
-            "provider": provider,
-            "recipient": {"owner": True, "name": owner.name, "phone": owner.phone},
-            "payload": {"text": text, "conversation_id": m.conversation_id},
-            "status": "pending",
-            "attempts": 0,
-            "not_before": a.received_at,
-            "idempotency_key": f"notify:{provider}:{m.notify}",
-            "created_at": a.received_at,
-            "updated_at": a.received_at,
-        }
+        outbox_row(
+            shop_id=a.shop_id,
+            purpose="owner_notification",
+            provider=provider,
+            recipient={"owner": True, "name": owner.name, "phone": owner.phone},
+            payload={"text": text, "conversation_id": m.conversation_id},
+            idempotency_key=f"notify:{provider}:{m.notify}",
+            now=a.received_at,
+        )
         for provider in owner.notify_via
     ]
 

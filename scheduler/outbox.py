@@ -98,10 +98,17 @@ _ENQUEUE = {
     "sqlite": _enqueue_statement(sqlite_insert),
     "postgresql": _enqueue_statement(pg_insert),
 }
+_ENQUEUE_MANY = {
+    "sqlite": sqlite_insert(OUTBOX).on_conflict_do_nothing(
+        index_elements=[OUTBOX.c.shop_id, OUTBOX.c.idempotency_key]
+    ),
+    "postgresql": pg_insert(OUTBOX).on_conflict_do_nothing(
+        index_elements=[OUTBOX.c.shop_id, OUTBOX.c.idempotency_key]
+    ),
+}
 
 
-def enqueue(
-    conn: Connection,
+def outbox_row(
     *,
     shop_id: int,
     purpose: str,
@@ -112,13 +119,8 @@ def enqueue(
     now: datetime,
     message_id: int | None = None,
     not_before: datetime | None = None,
-) -> int | None:
-    """Add a message to send, in the caller's transaction (call it inside a unit).
-
-    Returns the new row's id, or None when a row with this idempotency key exists already
-    for the shop (nothing is inserted then). After the unit commits, call
-    `Dispatcher.on_enqueued()` so urgent rows go out before the next tick.
-    """
+) -> dict[str, Any]:
+    """A new outbox row, checked: what `enqueue` and `enqueue_many` insert."""
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         raise ValueError(f"idempotency_key must be 1–{IDEMPOTENCY_KEY_MAX} characters")
     if not purpose or len(purpose) > PURPOSE_MAX:
@@ -126,24 +128,37 @@ def enqueue(
     text = payload.get("text")
     if not isinstance(text, str) or not text:
         raise ValueError("an outbox payload needs a non-empty 'text'")
-    row = conn.execute(
-        _ENQUEUE[conn.dialect.name],
-        {
-            "shop_id": shop_id,
-            "message_id": message_id,
-            "purpose": purpose,
-            "provider": provider,
-            "recipient": recipient,
-            "payload": payload,
-            "status": "pending",
-            "attempts": 0,
-            "not_before": not_before or now,
-            "idempotency_key": idempotency_key,
-            "created_at": now,
-            "updated_at": now,
-        },
-    ).first()
-    return None if row is None else int(row[0])
+    return {
+        "shop_id": shop_id,
+        "message_id": message_id,
+        "purpose": purpose,
+        "provider": provider,
+        "recipient": recipient,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "not_before": not_before or now,
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def enqueue(conn: Connection, **row: Any) -> int | None:
+    """Add a message to send, in the caller's transaction (call it inside a unit).
+
+    Takes `outbox_row`'s arguments. Returns the new row's id, or None when a row with this
+    idempotency key exists already for the shop (nothing is inserted then). After the unit
+    commits, call `Dispatcher.on_enqueued()` so urgent rows go out before the next tick.
+    """
+    found = conn.execute(_ENQUEUE[conn.dialect.name], outbox_row(**row)).first()
+    return None if found is None else int(found[0])
+
+
+def enqueue_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """`enqueue` for many `outbox_row`s in one statement (keys already taken are skipped)."""
+    if rows:
+        conn.execute(_ENQUEUE_MANY[conn.dialect.name], rows)
 
 
 _CANCEL = (
