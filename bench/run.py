@@ -5,8 +5,8 @@ Same run, same machine, 50 connections from wrk on 127.0.0.1:
    committed before the answer) on SQLite and on PostgreSQL;
 2. at a fixed offered load of half the bare handler's rate: dangol's latency (p50/p99/max).
 Afterwards the database is counted: every 200 answer must have its message stored.
-Writes bench/RESULTS.md. Needs `wrk` (Debian package) and, for the PostgreSQL row,
-the server in DANGOL_TEST_PG_URL.
+Writes bench/RESULTS.md, keeping the sections other benchmarks own (bench/sections.py).
+Needs `wrk` (Debian package) and, for the PostgreSQL row, the server in DANGOL_TEST_PG_URL.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import sections
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -250,7 +251,8 @@ def write_results(
     lines = [
         "# Benchmark results",
         "",
-        "`make bench` (bench/run.py) writes this file. Kakao skill endpoint, wrk with "
+        "`make bench` writes this file: bench/run.py the Kakao skill endpoint sections, "
+        "bench/inbox.py the owner console inbox section at the end. Kakao skill endpoint, wrk with "
         f"{CONNECTIONS} connections on 127.0.0.1, {DURATION} s per run after a {WARMUP} s warm-up, "
         "distinct customers and messages (no resends). The bare handler parses the same JSON and "
         "returns a fixed SkillResponse; dangol commits the message, the reply and any owner "
@@ -310,7 +312,10 @@ def write_results(
         "runs (warm-up included); it must be at least the number of 200 answers of the measured runs.",
         "",
     ]
-    (BENCH / "RESULTS.md").write_text("\n".join(lines), "utf-8")
+    # The other benchmarks' sections (bench/inbox.py …) stay as they were.
+    kept = sections.every(sections.read())
+    text = "\n".join(lines) + "".join("\n" + section for section in kept)
+    sections.RESULTS.write_text(text, "utf-8")
     print("\n".join(lines))
 
 

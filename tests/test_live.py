@@ -16,7 +16,16 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from conftest import PG_URL, shop_table
-from console_helpers import Client, add_account, app_of, rows, shop_id, sign_in, thread
+from console_helpers import (
+    Client,
+    add_account,
+    app_of,
+    rows,
+    shop_id,
+    sign_in,
+    thread,
+    write,
+)
 from sqlalchemy.engine import Connection
 
 from bot import accounts, keys
@@ -31,6 +40,7 @@ from bot.live import (
     notify_in,
 )
 from bot.models import ConsoleSession, Message
+from bot.photos import new_stored_name, public_path
 
 WAIT = 5.0  # seconds an expected event may take (it takes milliseconds)
 
@@ -437,6 +447,35 @@ async def test_a_reply_to_a_simulator_customer_reaches_the_simulator(owner: Clie
     assert (await updates(owner, f"user={USER}"))[1]["last"] == reply.id
     # Another simulated customer sees none of it.
     assert (await updates(owner, "user=abcdefabcdefabcdef&after=0"))[1]["messages"] == []
+
+
+async def test_a_photo_reply_reaches_the_simulator_by_its_public_url_only(owner: Client) -> None:
+    await say(owner, "사진 보내주세요")
+    (conv,) = await rows(owner, sa.select(Message.conversation_id).where(Message.direction == "in"))
+    await owner.post(
+        f"/console/c/{conv.conversation_id}/reply",
+        data={"csrf": owner.csrf, "text": "사진을 보냈어요."},  # type: ignore[attr-defined]
+    )
+    name = new_stored_name()
+    attachments = [
+        {"photo_id": 1, "url": public_path(name), "width": 4, "height": 3},
+        {"photo_id": 2, "url": "https://elsewhere.example/x.jpg"},  # never ours: dropped
+        {"photo_id": 3, "url": "/p/../../etc/passwd"},
+        "not an attachment",
+    ]
+    await write(
+        owner,
+        lambda conn: conn.execute(
+            sa.update(Message)
+            .where(Message.sender == "owner")
+            .values(payload={"author": "kim", "attachments": attachments})
+        ),
+    )
+    status, body = await updates(owner, f"user={USER}&after=0")
+    assert status == 200
+    assert [(m["text"], m["photos"]) for m in body["messages"]] == [
+        ("사진을 보냈어요.", [f"/p/{name}"])
+    ]
 
 
 async def test_the_simulator_long_poll_answers_when_the_owner_replies(owner: Client) -> None:

@@ -1,5 +1,6 @@
 """The demo customer's chat page: `GET /simulator`, `POST /simulator/api/say` and
-`GET /simulator/api/updates` (the owner's replies, pushed to the page as they are sent).
+`GET /simulator/api/updates` (the owner's replies, photos included, pushed to the page as they
+are sent).
 
 The browser never sees a skill secret. It posts plain text here; we build the SkillPayload
 Kakao would send (PROTOCOLS §1.2) and POST it over HTTP to our own `/hooks/kakao/{shop}`
@@ -27,6 +28,7 @@ from bot import keys
 from bot.config import ShopConfig
 from bot.live import Closed, TooManySubscribers
 from bot.models import CustomerIdentity, Message
+from bot.photos import is_stored_name, public_path
 from bot.webhooks.kakao import SIMULATOR_HEADER
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -169,11 +171,13 @@ async def say(request: web.Request) -> web.Response:
     )
 
 
-def _owner_replies(shop_id: int, user: str, after: int | None) -> sa.Select[int, str, datetime]:
+def _owner_replies(
+    shop_id: int, user: str, after: int | None
+) -> sa.Select[int, str, datetime, dict[str, Any]]:
     """The owner's replies pushed to this simulated customer (known by botUserKey)."""
     ident = CustomerIdentity
     stmt = (
-        sa.select(Message.id, Message.body, Message.created_at)
+        sa.select(Message.id, Message.body, Message.created_at, Message.payload)
         .join(ident, ident.customer_id == Message.customer_id)
         .where(
             ident.shop_id == shop_id,
@@ -221,12 +225,29 @@ async def updates(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "messages": [
-                {"id": r.id, "text": r.body, "at": r.created_at.isoformat()} for r in found
+                {
+                    "id": r.id,
+                    "text": r.body,
+                    "at": r.created_at.isoformat(),
+                    "photos": _photo_urls(r.payload),
+                }
+                for r in found
             ],
             "last": found[-1].id if found else after,
         },
         dumps=lambda obj: json.dumps(obj, ensure_ascii=False),
     )
+
+
+def _photo_urls(payload: Any) -> list[str]:
+    """The customer-facing URLs of a reply's photos, as Kakao or an MMS would show them."""
+    attachments = payload.get("attachments") if isinstance(payload, dict) else None
+    urls: list[str] = []
+    for a in attachments if isinstance(attachments, list) else []:
+        name = str(a.get("url", "")).removeprefix("/p/") if isinstance(a, dict) else ""
+        if is_stored_name(name):
+            urls.append(public_path(name))
+    return urls
 
 
 async def _wait_for_reply(request: web.Request, shop_id: int, fetch: Any) -> list[Any]:

@@ -157,14 +157,23 @@
     return prev;
   }
 
+  // Where the thread ends: the composer's place in the flow, under the newest message. The
+  // composer is sticky, so scrolling *it* into view does nothing (it is always in view) and
+  // the page's own end lies below the customer panel: both are measured from the thread.
+  function threadEnd() {
+    var composer = document.getElementById("composer");
+    var thread = composer ? composer.parentElement : null;
+    return thread ? thread.getBoundingClientRect().bottom + window.scrollY : null;
+  }
+
   function nearBottom() {
-    var doc = document.documentElement;
-    return window.innerHeight + window.scrollY >= doc.scrollHeight - 200;
+    var end = threadEnd();
+    return end !== null && window.innerHeight + window.scrollY >= end - 200;
   }
 
   function scrollToComposer() {
-    var composer = document.getElementById("composer");
-    if (composer) composer.scrollIntoView({ block: "end" });
+    var end = threadEnd();
+    if (end !== null) window.scrollTo(0, Math.max(0, end - window.innerHeight));
   }
 
   function mergeTimeline(html) {

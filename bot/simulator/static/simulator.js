@@ -243,7 +243,7 @@
   var pollGeneration = 0;
   var lastOwnerId = null;
 
-  function addOwnerReply(text) {
+  function addOwnerReply(text, photos) {
     if (examples) { examples.remove(); examples = null; }
     dayDivider(new Date());
     var body = botGroup();
@@ -251,6 +251,15 @@
     var bubble = el("div", "bubble bubble-bot tail bubble-owner");
     bubble.appendChild(el("span", "owner-label", t.labelOwner));
     fillText(bubble, text);
+    (Array.isArray(photos) ? photos : []).forEach(function (url) {
+      // Only our own capability URLs (/p/<random name>), as the server sends them.
+      if (typeof url !== "string" || !/^\/p\/[A-Za-z0-9_-]+\.jpg$/.test(url)) return;
+      var image = el("img", "photo");
+      image.src = url;
+      image.alt = t.labelPhoto || "";
+      image.addEventListener("load", scrollDown);
+      bubble.appendChild(image);
+    });
     row.appendChild(bubble);
     row.appendChild(el("span", "meta", clockText(new Date())));
     body.appendChild(row);
@@ -271,7 +280,9 @@
       .then(function (data) {
         if (generation !== pollGeneration) return; // the room was reset meanwhile
         if (lastOwnerId !== null && Array.isArray(data.messages)) {
-          data.messages.forEach(function (m) { addOwnerReply(String(m && m.text || "")); });
+          data.messages.forEach(function (m) {
+            addOwnerReply(String(m && m.text || ""), m && m.photos);
+          });
         }
         lastOwnerId = Number(data.last) || 0;
         setTimeout(function () { poll(generation); }, 200);
