@@ -11,6 +11,8 @@ import aiohttp
 from providers.base import Capability, Provider, ProviderConfigError
 from providers.console import ConsoleProvider
 from providers.fake import FakeProvider
+from providers.solapi import SolapiProvider
+from providers.twilio import TwilioProvider
 
 log = logging.getLogger("dangol.providers")
 
@@ -65,6 +67,8 @@ class Registry:
 default_registry = Registry()
 default_registry.register(ConsoleProvider)
 default_registry.register(FakeProvider)
+default_registry.register(SolapiProvider)
+default_registry.register(TwilioProvider)
 
 
 class Providers:

@@ -43,6 +43,21 @@ def outgoing(ref: str = "1", phone: str | None = PHONE, text: str = "안녕하�
 CONTRACT_OPTIONS: dict[str, dict[str, Any]] = {
     "console": {"show_text": False},
     "fake": {"api_secret": "s3cr3t-do-not-print"},
+    # SOLAPI on a closed loopback port: every message comes back as a TransientError outcome
+    "solapi": {
+        "api_key": "NCSCONTRACTKEY01",
+        "api_secret": "s0lapi-s3cr3t-do-not-print",
+        "sender": "0212345678",
+        "base_url": "http://127.0.0.1:9",
+    },
+    # nothing listens on port 9: every message comes back as a TransientError outcome
+    "twilio": {
+        "account_sid": "AC" + "0" * 32,
+        "auth_token": "tw-t0ken-do-not-print",
+        "from_number": "+14155550199",
+        "base_url": "http://127.0.0.1:9",
+        "timeout": 2.0,
+    },
 }
 
 

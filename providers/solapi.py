@@ -1,0 +1,669 @@
+"""SOLAPI (solapi.com, formerly CoolSMS): SMS/LMS and AlimTalk with SMS fallback.
+
+Facts are in PROTOCOLS.md §2.3 and §3. The adapter
+
+* signs every request with a fresh ``HMAC-SHA256`` header (new date and salt each time, so a
+  retry never trips ``DuplicatedSignature``);
+* sizes texts by CP949 bytes (`providers.sms_text`): SMS ≤ 90 bytes, else LMS ≤ 2000 bytes
+  with a subject ≤ 40; unencodable characters are substituted or refused, never sent as "?";
+  texts over 2000 bytes are refused (see sms_text for why we do not split);
+* sends a batch with one ``POST /messages/v4/send-many/detail`` (≤ 10 000 messages), our
+  outbox id in ``customFields.ourId``; per-message failures are read from
+  ``failedMessageList`` and classified by status code (`classify_status`);
+* turns whole-call failures into one error per message (`send` never raises a
+  ProviderError), so a message refused locally keeps its own reason;
+* reconciles an unknown outcome with ``GET /messages/v4/list`` (`lookup`): by message id
+  when we have it, else by a creation-date window around the attempt, matched on ourId;
+* parses delivery-report webhooks (`parse_report`) and orders statuses monotonically
+  (`status_advances`).
+
+Error classification of a whole call (`SolapiProvider._request`):
+
+=========================================  ===================  =========================
+what happened                               error                why
+=========================================  ===================  =========================
+connect refused / DNS / connect timeout     TransientError       the request never left
+timeout after connecting                    UnknownOutcome       SOLAPI may have taken it
+disconnect/reset after connecting           UnknownOutcome       cannot tell whether it
+                                                                 was read: look up first
+HTTP 200 with unreadable JSON               UnknownOutcome       accepted, answer garbled
+HTTP 403 RequestTimeTooSkewed,              TransientError       fresh date/salt next time
+         DuplicatedSignature
+HTTP 403 InvalidAPIKey,                     PermanentError       fix the credentials
+         SignatureDoesNotMatch, other
+HTTP 429                                    RateLimited          Retry-After honoured
+HTTP 408                                    TransientError       request not read in full
+other 4xx                                   PermanentError       the request is wrong
+HTTP 5xx                                    UnknownOutcome       no idempotency key
+=========================================  ===================  =========================
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+
+from providers.base import (
+    Capability,
+    Option,
+    Outgoing,
+    PermanentError,
+    Provider,
+    ProviderConfigError,
+    ProviderError,
+    RateLimited,
+    Recipient,
+    RejectedWebhook,
+    SendRef,
+    SendResult,
+    TransientError,
+    UnknownOutcome,
+)
+from providers.sms_text import UnsendableText, size_text
+
+log = logging.getLogger("dangol.providers.solapi")
+
+DEFAULT_BASE_URL = "https://api.solapi.com"
+SEND_PATH = "/messages/v4/send-many/detail"
+LIST_PATH = "/messages/v4/list"
+MAX_BATCH = 10_000
+OUR_ID = "ourId"  # the customFields key carrying our outbox id
+
+RETRYABLE_AUTH = frozenset({"RequestTimeTooSkewed", "DuplicatedSignature"})
+
+# --------------------------------------------------------------------------- status codes
+
+
+def _codes(*items: int | tuple[int, int]) -> frozenset[str]:
+    out: set[str] = set()
+    for item in items:
+        lo, hi = item if isinstance(item, tuple) else (item, item)
+        out.update(str(c) for c in range(lo, hi + 1))
+    return frozenset(out)
+
+
+PERMANENT_DATA = _codes(
+    1010, 1011, 1013, 1014, (1025, 1029), (1031, 1034), (1041, 1053), 3010, 3013, 3101, 3103,
+    3105, 3106,
+)  # fmt: skip
+RECIPIENT = _codes(1060, 2060, 1061, 2061, 1064, 2064, 2254, 3032, 3047, 3050, 3054, 3055, 3059)
+OPT_OUT = _codes(1061, 2061)
+ACCOUNT = _codes(1020, 1030, 2230, 1062, 2062, 2063)
+KAKAO_UNDELIVERABLE = _codes(3102, 3104, 3107)
+KAKAO_OUTSIDE_HOURS = _codes(3108)
+TRANSIENT = _codes(
+    1024, 2024, 3024, 3012, 3014, (3040, 3045), 3048, 3053, 3056, 3057
+)  # fmt: skip
+
+# Short Korean labels for the owner's console; the vendor's statusMessage follows them.
+_LABELS: dict[str, str] = {
+    "1061": "수신거부(080) 번호",
+    "2061": "수신거부(080) 번호",
+    "1060": "차단된 번호",
+    "2060": "차단된 번호",
+    "1062": "발신번호 미등록",
+    "2062": "발신번호 미등록",
+    "1030": "SOLAPI 잔액 부족",
+    "2230": "SOLAPI 잔액 부족",
+    "2063": "SOLAPI 계정 차단",
+    "1020": "SOLAPI 인증 오류",
+    "1029": "보낼 수 없는 글자",
+    "3104": "카카오톡 사용자가 아님",
+    "3107": "알림톡 수신 불가(차단 또는 장기 미사용)",
+    "3108": "알림톡 발송 가능 시간(08–20시)이 아님",
+}
+
+
+class SolapiRecipientError(PermanentError):
+    """The number cannot or must not receive (blocked, opted out, spam-flagged).
+
+    `opt_out` is True for 1061/2061 (080 수신거부): the wiring records an opt-out."""
+
+    def __init__(self, reason: str, *, code: str | None = None, opt_out: bool = False) -> None:
+        super().__init__(reason, code=code)
+        self.opt_out = opt_out
+
+
+class SolapiAccountError(PermanentError):
+    """Our SOLAPI account needs an operator (balance, sender number, key): fix, then requeue."""
+
+
+def classify_status(code: str, message: str = "") -> ProviderError:
+    """The error for a failed message's 4-digit status code (PROTOCOLS.md §2.3 table).
+
+    Unlisted codes: 1xxx (rejected at intake) are permanent; 2xxx/3xxx (platform or carrier
+    trouble after intake) are transient, bounded by the outbox's max_attempts.
+    """
+    label = _LABELS.get(code, "")
+    reason = " — ".join(p for p in (label, message) if p) or f"SOLAPI 상태 {code}"
+    if code in OPT_OUT:
+        return SolapiRecipientError(reason, code=code, opt_out=True)
+    if code in RECIPIENT:
+        return SolapiRecipientError(reason, code=code)
+    if code in ACCOUNT:
+        return SolapiAccountError(reason, code=code)
+    if code in PERMANENT_DATA or code in KAKAO_UNDELIVERABLE:
+        return PermanentError(reason, code=code)
+    if code in TRANSIENT or code in KAKAO_OUTSIDE_HOURS:
+        return TransientError(reason, code=code)
+    if code.startswith("1"):
+        return PermanentError(reason, code=code)
+    return TransientError(reason, code=code)
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def signature(api_secret: str, date: str, salt: str) -> str:
+    """hex(HMAC_SHA256(key=secret, msg=date + salt))."""
+    return hmac.new(api_secret.encode(), (date + salt).encode(), hashlib.sha256).hexdigest()
+
+
+def auth_header(api_key: str, api_secret: str, date: str, salt: str) -> str:
+    sig = signature(api_secret, date, salt)
+    return f"HMAC-SHA256 apiKey={api_key}, date={date}, salt={salt}, signature={sig}"
+
+
+def parse_auth_header(value: str) -> dict[str, str] | None:
+    """{'apikey','date','salt','signature'} (names lower-cased) or None if not HMAC-SHA256."""
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.upper() != "HMAC-SHA256":
+        return None
+    out: dict[str, str] = {}
+    for part in rest.split(","):
+        name, sep, val = part.strip().partition("=")
+        if sep:
+            out[name.strip().lower()] = val.strip()
+    return out
+
+
+def default_salt() -> str:
+    return secrets.token_hex(16)  # 32 characters, like the Node SDK
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def to_national_number(recipient: Recipient) -> str:
+    """01012345678 for +821012345678 / 010-1234-5678; PermanentError for others."""
+    phone = recipient.phone
+    if not phone:
+        raise PermanentError("전화번호가 없어요", code="no_phone")
+    digits = re.sub(r"\D", "", phone)
+    if phone.strip().startswith("+"):
+        if not digits.startswith("82"):
+            raise PermanentError(
+                "해외 번호는 SOLAPI로 보내지 않아요 (Twilio를 설정하세요)", code="foreign_number"
+            )
+        rest = digits[2:]
+        digits = rest if rest.startswith("0") else "0" + rest
+    if not digits.startswith("0") or not 9 <= len(digits) <= 11:
+        raise PermanentError("전화번호 형식이 잘못됐어요", code="bad_number")
+    return digits
+
+
+def _variable_name(name: str) -> str:
+    return name if name.startswith("#{") and name.endswith("}") else f"#{{{name}}}"
+
+
+def path_for_type(kind: str | None) -> str:
+    return {"ATA": "alimtalk", "CTA": "friendtalk", "CTI": "friendtalk"}.get(
+        kind or "", (kind or "solapi").lower()
+    )
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); 1 s if absent."""
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _custom_ref(entry: Mapping[str, Any]) -> str | None:
+    fields = entry.get("customFields")
+    if isinstance(fields, Mapping):
+        ref = fields.get(OUR_ID)
+        return str(ref) if ref not in (None, "") else None
+    return None
+
+
+def _iso(when: datetime) -> str:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- the provider
+
+
+class SolapiProvider(Provider):
+    name = "solapi"
+    capabilities = Capability.INITIATE | Capability.DELIVERY_REPORTS
+    max_text_chars = 2000  # a first cut; the real limit is 2000 CP949 bytes (sms_text)
+    rate_per_second = None
+    max_batch = MAX_BATCH
+    options_spec: ClassVar[Mapping[str, Option]] = {
+        "api_key": Option(str, required=True, secret=True, help="SOLAPI API key"),
+        "api_secret": Option(str, required=True, secret=True, help="SOLAPI API secret"),
+        "sender": Option(str, required=True, help="pre-registered sender number (발신번호)"),
+        "base_url": Option(str, default=DEFAULT_BASE_URL, help="API root (tests: fake)"),
+        "pf_id": Option(str, default=None, help="Kakao channel id (pfId) for AlimTalk"),
+        "timeout": Option(float, default=10.0, minimum=0.01, help="seconds per request"),
+    }
+
+    # A lookup without a message id scans SOLAPI's list by creation date around the attempt.
+    lookup_before = timedelta(minutes=5)  # clock skew between us and SOLAPI
+    lookup_without_attempt = timedelta(hours=24)
+    lookup_page_size = 500
+    lookup_max_pages = 20
+
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        session: aiohttp.ClientSession | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        salt: Callable[[], str] = default_salt,
+    ) -> None:
+        super().__init__(options, session)
+        sender = re.sub(r"[\s-]", "", str(self.options["sender"]))
+        if not sender.isdigit() or not 8 <= len(sender) <= 11:
+            raise ProviderConfigError(
+                "providers.solapi.sender: expected the registered number, 8–11 digits"
+            )
+        self.sender = sender
+        self.base_url = str(self.options["base_url"]).rstrip("/")
+        self._clock = clock
+        self._salt = salt
+        self._own_session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        self._http()
+
+    async def close(self) -> None:
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self.session is not None:
+            return self.session
+        if self._own_session is None:  # no shared session given (tests, tools): our own
+            self._own_session = aiohttp.ClientSession()
+        return self._own_session
+
+    # -- auth
+
+    def authorization(self) -> str:
+        """A fresh Authorization header: new date and salt on every call."""
+        date = _iso(self._clock())
+        return auth_header(self.options["api_key"], self.options["api_secret"], date, self._salt())
+
+    # -- building messages
+
+    def build_message(self, msg: Outgoing) -> tuple[dict[str, Any], str]:
+        """The wire object for `msg` and its path; PermanentError if it cannot go out."""
+        if msg.image_path:
+            raise PermanentError("사진 문자(MMS)는 아직 SOLAPI로 보낼 수 없어요", code="mms")
+        body: dict[str, Any] = {
+            "to": to_national_number(msg.recipient),
+            "from": self.sender,
+            "customFields": {OUR_ID: msg.ref},
+        }
+        if msg.template:
+            if not msg.informational:
+                raise PermanentError("알림톡으로는 광고를 보낼 수 없어요", code="ad_on_alimtalk")
+            pf_id = self.options["pf_id"]
+            if not pf_id:
+                raise PermanentError(
+                    "알림톡에 필요한 카카오 채널 ID(providers.solapi.pf_id)가 설정되지 않았어요",
+                    code="no_pf_id",
+                )
+            # No `text`: SOLAPI renders the approved template with the variables (a text
+            # that differs from the template would be refused, 3103); fallback SMS on.
+            body["type"] = "ATA"
+            body["kakaoOptions"] = {
+                "pfId": pf_id,
+                "templateId": msg.template,
+                "variables": {_variable_name(k): str(v) for k, v in msg.variables.items()},
+                "disableSms": False,
+            }
+            return body, "alimtalk"
+        try:
+            sized = size_text(msg.text, msg.subject)
+        except UnsendableText as exc:
+            raise PermanentError(exc.reason, code=exc.code) from None
+        body["type"] = sized.kind
+        body["text"] = sized.text
+        if sized.subject:
+            body["subject"] = sized.subject
+        return body, sized.kind.lower()
+
+    # -- sending
+
+    async def send(self, batch: Sequence[Outgoing]) -> Sequence[SendResult | ProviderError]:
+        outcomes: dict[int, SendResult | ProviderError] = {}
+        wire: list[tuple[int, str, dict[str, Any]]] = []  # (index, path, message)
+        seen: set[str] = set()
+        for i, msg in enumerate(batch):
+            if msg.ref in seen:
+                outcomes[i] = PermanentError("같은 ref가 한 배치에 두 번 있어요", code="dup_ref")
+                continue
+            seen.add(msg.ref)
+            try:
+                body, path = self.build_message(msg)
+            except PermanentError as exc:
+                outcomes[i] = exc
+                continue
+            wire.append((i, path, body))
+        for start in range(0, len(wire), MAX_BATCH):
+            chunk = wire[start : start + MAX_BATCH]
+            payload = {
+                "messages": [m for _, _, m in chunk],
+                "showMessageList": True,
+                # Two outbox rows for one customer in a batch are legitimate (else 1026).
+                "allowDuplicates": True,
+            }
+            try:
+                answer = await self._request("POST", SEND_PATH, json_body=payload)
+            except ProviderError as exc:
+                for i, _, _ in chunk:
+                    outcomes[i] = exc
+                continue
+            refs = [(i, batch[i].ref, path) for i, path, _ in chunk]
+            outcomes.update(self._read_send_answer(answer, refs))
+        return [outcomes[i] for i in range(len(batch))]
+
+    def _read_send_answer(
+        self, answer: Any, refs: Iterable[tuple[int, str, str]]
+    ) -> dict[int, SendResult | ProviderError]:
+        if not isinstance(answer, Mapping):
+            unknown = UnknownOutcome("SOLAPI의 응답을 읽을 수 없어요", code="bad_answer")
+            return {i: unknown for i, _, _ in refs}
+        accepted: dict[str, Mapping[str, Any]] = {}
+        failed: dict[str, Mapping[str, Any]] = {}
+        for key, into in (("messageList", accepted), ("failedMessageList", failed)):
+            entries = answer.get(key)
+            if isinstance(entries, Mapping):  # some list answers key entries by id
+                entries = list(entries.values())
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, Mapping) and (ref := _custom_ref(entry)):
+                    into[ref] = entry
+        out: dict[int, SendResult | ProviderError] = {}
+        for i, ref, path in refs:
+            if ref in failed:
+                entry = failed[ref]
+                out[i] = classify_status(
+                    str(entry.get("statusCode", "")), str(entry.get("statusMessage", ""))
+                )
+            elif ref in accepted:
+                entry = accepted[ref]
+                mid = entry.get("messageId")
+                out[i] = SendResult(
+                    ref=ref,
+                    provider_message_id=str(mid) if mid else None,
+                    status="accepted",
+                    path=path,
+                    detail=str(entry.get("statusMessage", "")),
+                )
+            else:
+                out[i] = UnknownOutcome("SOLAPI 응답에 이 메시지가 없어요", code="missing")
+        return out
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One signed call; the decoded JSON of a 200, else the classified error."""
+        seconds = float(self.options["timeout"])
+        timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, 5.0))
+        headers = {"Authorization": self.authorization()}
+        try:
+            async with self._http().request(
+                method,
+                self.base_url + path,
+                json=json_body,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+            ) as resp:
+                status = resp.status
+                raw = await resp.read()
+                retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise TransientError(f"SOLAPI에 연결할 수 없어요 ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise UnknownOutcome(f"SOLAPI 응답 시간 초과 ({seconds:g}초)", code="timeout") from None
+        except aiohttp.ClientError as exc:
+            raise UnknownOutcome(
+                f"SOLAPI 연결이 끊겼어요 ({type(exc).__name__})", code="disconnected"
+            ) from None
+        if status == 200:
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise UnknownOutcome(
+                    "SOLAPI가 읽을 수 없는 응답을 보냈어요", code="bad_json"
+                ) from None
+        code, message = _error_body(raw)
+        if status == 429:
+            raise RateLimited(
+                "SOLAPI 요청 한도 초과",
+                retry_after=parse_retry_after(retry_after, self._clock()),
+                code=code or "429",
+            )
+        if status == 403:
+            reason = f"SOLAPI 인증 실패: {message or code}"
+            if code in RETRYABLE_AUTH:
+                raise TransientError(reason, code=code)
+            raise SolapiAccountError(reason, code=code or "403")
+        if status == 408:
+            raise TransientError("SOLAPI 요청 시간 초과", code="408")
+        if 400 <= status < 500:
+            raise PermanentError(f"SOLAPI가 요청을 거부했어요: {message or code}", code=code)
+        raise UnknownOutcome(f"SOLAPI 서버 오류 (HTTP {status})", code=f"http_{status}")
+
+    # -- lookup
+
+    async def lookup(self, ref: SendRef) -> SendResult | None:
+        """The message SOLAPI holds for `ref`, or None (not there, or cannot tell now)."""
+        try:
+            if ref.provider_message_id:
+                criteria = {"criteria": "messageId", "cond": "eq", "value": ref.provider_message_id}
+                for entry in await self._list_page(criteria, None):
+                    if str(entry.get("messageId")) == ref.provider_message_id:
+                        return self._found(ref.ref, entry)
+                return None
+            now = self._clock()
+            start = (
+                ref.attempted_at - self.lookup_before
+                if ref.attempted_at is not None
+                else now - self.lookup_without_attempt
+            )
+            end = now + self.lookup_before
+            criteria = {
+                "criteria": "dateCreated,dateCreated",
+                "cond": "gte,lte",
+                "value": f"{_iso(start)},{_iso(end)}",
+            }
+            key: str | None = None
+            for _ in range(self.lookup_max_pages):
+                page, key = await self._list(criteria, key)
+                for entry in page:
+                    if _custom_ref(entry) == ref.ref:
+                        return self._found(ref.ref, entry)
+                if not key:
+                    return None
+            log.warning("solapi lookup for ref %s: too many messages in the window", ref.ref)
+            return None
+        except ProviderError as exc:
+            log.warning("solapi lookup for ref %s failed: %s", ref.ref, exc.describe())
+            return None
+
+    async def _list_page(
+        self, criteria: Mapping[str, str], key: str | None
+    ) -> list[Mapping[str, Any]]:
+        return (await self._list(criteria, key))[0]
+
+    async def _list(
+        self, criteria: Mapping[str, str], key: str | None
+    ) -> tuple[list[Mapping[str, Any]], str | None]:
+        params = {**criteria, "limit": str(self.lookup_page_size)}
+        if key:
+            params["startKey"] = key
+        answer = await self._request("GET", LIST_PATH, params=params)
+        if not isinstance(answer, Mapping):
+            raise UnknownOutcome("SOLAPI 목록 응답을 읽을 수 없어요", code="bad_answer")
+        entries = answer.get("messageList") or []
+        if isinstance(entries, Mapping):
+            entries = list(entries.values())
+        page = [e for e in entries if isinstance(e, Mapping)] if isinstance(entries, list) else []
+        next_key = answer.get("nextKey")
+        return page, str(next_key) if next_key else None
+
+    def _found(self, ref: str, entry: Mapping[str, Any]) -> SendResult | None:
+        code = str(entry.get("statusCode", ""))
+        if code.startswith("1"):  # refused at intake: nothing went out, a resend is safe
+            return None
+        mid = entry.get("messageId") or entry.get("_id")
+        kind = entry.get("type")
+        return SendResult(
+            ref=ref,
+            provider_message_id=str(mid) if mid else None,
+            status="delivered" if code == "4000" else "accepted",
+            path=path_for_type(str(kind) if kind else None),
+            detail=str(entry.get("statusMessage") or ""),
+        )
+
+
+def _error_body(raw: bytes) -> tuple[str | None, str]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None, ""
+    if not isinstance(data, Mapping):
+        return None, ""
+    code = data.get("errorCode")
+    return (str(code) if code else None), str(data.get("errorMessage") or "")
+
+
+# --------------------------------------------------------------------------- delivery reports
+
+ReportStatus = Literal["accepted", "sent", "delivered", "failed"]
+
+# accepted < sent < delivered = failed: a final status is never replaced by an earlier one,
+# and the first final status wins.
+STATUS_RANK: dict[str, int] = {"accepted": 1, "sent": 2, "delivered": 3, "failed": 3}
+
+
+def status_for_code(code: str) -> ReportStatus:
+    if code == "2000":
+        return "accepted"
+    if code == "3000":
+        return "sent"
+    if code == "4000":
+        return "delivered"
+    return "failed"
+
+
+def status_advances(current: str | None, new: str) -> bool:
+    """Should `new` replace `current`? Only when it is strictly later in the order."""
+    if current is None:
+        return True
+    return STATUS_RANK.get(new, 0) > STATUS_RANK.get(current, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One single-message delivery report. `event_id` is the dedupe key."""
+
+    event_id: str
+    message_id: str
+    ref: str | None  # our outbox id (customFields.ourId)
+    status: ReportStatus
+    status_code: str
+    status_message: str
+    path: str
+    reported_at: datetime | None
+    retry_count: int
+    error: ProviderError | None  # for "failed": the classified reason
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def parse_report(body: bytes) -> list[Report]:
+    """Single-message reports from a SOLAPI webhook body (a JSON array).
+
+    Group reports (no messageId) and malformed items are skipped; a body that is not a
+    JSON array of objects is a RejectedWebhook (HTTP 400).
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise RejectedWebhook("SOLAPI report is not JSON", http_status=400) from None
+    if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
+        raise RejectedWebhook("SOLAPI report must be a JSON array of objects", http_status=400)
+    reports: list[Report] = []
+    for item in data:
+        event = item.get("eventDataId")
+        payload = item.get("data")
+        if not event or not isinstance(payload, Mapping) or not payload.get("messageId"):
+            continue
+        code = str(payload.get("statusCode") or "")
+        message = str(payload.get("statusMessage") or "")
+        status = status_for_code(code)
+        retry = item.get("retryCount")
+        kind = payload.get("type")
+        reports.append(
+            Report(
+                event_id=str(event),
+                message_id=str(payload["messageId"]),
+                ref=_custom_ref(payload),
+                status=status,
+                status_code=code,
+                status_message=message,
+                path=path_for_type(str(kind) if kind else None),
+                reported_at=_parse_time(payload.get("dateReported")),
+                retry_count=retry if isinstance(retry, int) else 0,
+                error=classify_status(code, message) if status == "failed" else None,
+            )
+        )
+    return reports

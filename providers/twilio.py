@@ -1,0 +1,606 @@
+"""Twilio Programmable Messaging (PROTOCOLS.md §5): SMS/MMS to non-Korean numbers.
+
+One POST per message to `/2010-04-01/Accounts/{sid}/Messages.json` (form-encoded, HTTP
+Basic auth). Every answer is mapped here, once:
+
+    201 + Message JSON                → SendResult("accepted", sid, path "sms" | "mms")
+    400 code 21610                    → PermanentError("수신거부한 번호예요", code "21610")
+    other 4xx (21211 bad number, …)   → PermanentError(code = Twilio's error code)
+    401 / 403                         → PermanentError (credentials), code "auth"
+    429                               → RateLimited(retry_after = Retry-After)
+    5xx, timeout / reset after the request left, unreadable 201
+                                      → UnknownOutcome (reconcile with lookup first)
+    connection refused / connect timeout (nothing left)
+                                      → TransientError
+
+`lookup` — Twilio has no search by a client reference, so:
+  * with the Message SID (the outbox stores it once a send succeeded): GET Messages/{sid}.json;
+  * without it (the answer to the create call was lost): only if *this process* attempted
+    the send, list `Messages.json?To=…[&From=…]` (newest 50) and take the earliest outbound
+    message with exactly our body created since just before our attempt and not already
+    claimed by another ref. After a restart that memory is gone and lookup answers None
+    ("cannot tell"), so the outbox may resend after the lease: a duplicate is possible then.
+
+The parsing helpers for the webhooks (`parse_status`, `parse_inbound`) live here too; the
+signature check is in `providers.twilio_signature`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+
+from providers.base import (
+    Capability,
+    Option,
+    Outgoing,
+    PermanentError,
+    Provider,
+    ProviderConfigError,
+    ProviderError,
+    RateLimited,
+    SendRef,
+    SendResult,
+    TokenBucket,
+    TransientError,
+    UnknownOutcome,
+    mask_in_text,
+    mask_phone,
+)
+
+log = logging.getLogger("dangol.providers.twilio")
+
+API_VERSION = "2010-04-01"
+MAX_BODY_CHARS = 1600
+MAX_MEDIA = 10
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
+LOOKUP_PAGE_SIZE = 50
+LOOKUP_CLOCK_SKEW = timedelta(minutes=2)
+
+OPT_OUT_CODE = "21610"
+
+# Twilio error codes we explain in Korean (the console shows these); others keep Twilio's text.
+ERROR_REASONS: dict[str, str] = {
+    "21610": "수신거부한 번호예요",
+    "21211": "잘못된 전화번호예요",
+    "21214": "잘못된 전화번호예요",
+    "21408": "이 국가로 보내는 권한이 Twilio 계정에 없어요",
+    "21606": "발신번호가 SMS를 보낼 수 없는 번호예요",
+    "21612": "이 발신번호로는 이 수신번호에 보낼 수 없어요",
+    "21614": "휴대전화 번호가 아니에요",
+    "21617": "본문이 너무 길어요 (1600자 초과)",
+    "21660": "발신번호가 이 Twilio 계정의 번호가 아니에요",
+    "30003": "수신 단말에 연결할 수 없어요",
+    "30004": "수신이 차단된 번호예요",
+    "30005": "없는 번호예요",
+    "30006": "유선 전화이거나 통신사에 연결할 수 없어요",
+    "30007": "통신사 스팸 필터에 걸렸어요",
+    "30008": "알 수 없는 전달 오류예요",
+    "30034": "미등록 발신번호예요 (A2P 10DLC)",
+}
+
+
+def reason_for(code: str | None, fallback: str = "") -> str:
+    if code and code in ERROR_REASONS:
+        return ERROR_REASONS[code]
+    return mask_in_text(fallback) if fallback else (f"Twilio 오류 {code}" if code else "")
+
+
+# --------------------------------------------------------------------------- the adapter
+
+
+@dataclass
+class _Pending:
+    """A send that may have left without an answer: what lookup needs to find it."""
+
+    to: str
+    sender: str | None  # From, when sending from a number (None with a Messaging Service)
+    body: str
+    started: datetime
+
+
+class TwilioProvider(Provider):
+    name = "twilio"
+    capabilities = Capability.INITIATE | Capability.IMAGES | Capability.DELIVERY_REPORTS
+    max_text_chars = MAX_BODY_CHARS
+    rate_per_second = 1.0  # a US long code sends 1 message/second; see the option
+    max_batch = 100
+    options_spec: ClassVar[Mapping[str, Option]] = {
+        "account_sid": Option(str, required=True, help="AC… from the Twilio console"),
+        "auth_token": Option(str, required=True, secret=True, help="or auth_token_env"),
+        "from_number": Option(str, help="sender in E.164 (+14155550199)"),
+        "messaging_service_sid": Option(str, help="MG…, instead of from_number"),
+        "base_url": Option(str, default="https://api.twilio.com"),
+        "status_callback_url": Option(str, help="public URL Twilio posts delivery reports to"),
+        "validity_period": Option(
+            int, minimum=1, help="seconds Twilio may queue a message (1–36000); unset: Twilio's"
+        ),
+        "timeout": Option(float, default=15.0, minimum=0.1, help="seconds per HTTP call"),
+        "rate_per_second": Option(float, default=1.0, minimum=0.01, help="messages per second"),
+    }
+
+    def __init__(
+        self,
+        options: Mapping[str, Any] | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        super().__init__(options or {}, session)
+        o = self.options
+        if not str(o["account_sid"]).startswith("AC"):
+            raise ProviderConfigError("providers.twilio.account_sid: must start with 'AC'")
+        if bool(o["from_number"]) == bool(o["messaging_service_sid"]):
+            raise ProviderConfigError(
+                "providers.twilio.from_number: give exactly one of from_number "
+                "or messaging_service_sid"
+            )
+        if o["from_number"] and not E164.match(o["from_number"]):
+            raise ProviderConfigError(
+                "providers.twilio.from_number: must be E.164, like +14155550199"
+            )
+        if o["messaging_service_sid"] and not str(o["messaging_service_sid"]).startswith("MG"):
+            raise ProviderConfigError(
+                "providers.twilio.messaging_service_sid: must start with 'MG'"
+            )
+        vp = o["validity_period"]
+        if vp is not None and vp > 36000:
+            raise ProviderConfigError("providers.twilio.validity_period: at most 36000 seconds")
+        for key in ("base_url", "status_callback_url"):
+            value = o[key]
+            if value is not None and not re.match(r"^https?://[^/\s]+", value):
+                raise ProviderConfigError(f"providers.twilio.{key}: must be an http(s) URL")
+        # One bucket per configured account (one instance per [providers.twilio] table).
+        self.rate_limit = TokenBucket(float(o["rate_per_second"]))
+        self._base = str(o["base_url"]).rstrip("/")
+        basic = base64.b64encode(f"{o['account_sid']}:{o['auth_token']}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
+        self._own_session: aiohttp.ClientSession | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._claimed: dict[str, str] = {}  # sid -> ref, so two refs never share one message
+
+    # -- plumbing
+
+    @property
+    def messages_url(self) -> str:
+        return f"{self._base}/{API_VERSION}/Accounts/{self.options['account_sid']}/Messages.json"
+
+    def _message_url(self, sid: str) -> str:
+        return self.messages_url.removesuffix(".json") + f"/{sid}.json"
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        total = float(self.options["timeout"])
+        return aiohttp.ClientTimeout(total=total, connect=min(total, 5.0))
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self.session is not None:
+            return self.session
+        if self._own_session is None or self._own_session.closed:
+            self._own_session = aiohttp.ClientSession()
+        return self._own_session
+
+    async def close(self) -> None:
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None
+
+    # -- sending
+
+    def form_for(self, msg: Outgoing) -> list[tuple[str, str]] | PermanentError:
+        """The form fields for one message, or why it cannot be sent."""
+        to = msg.recipient.phone
+        if not to:
+            return PermanentError("Twilio는 전화번호로만 보낼 수 있어요", code="no-phone")
+        if not E164.match(to):
+            return PermanentError(
+                f"전화번호가 국제 형식(E.164)이 아니에요: {mask_phone(to)}", code="21211"
+            )
+        if len(msg.text) > MAX_BODY_CHARS:
+            return PermanentError(
+                f"본문이 너무 길어요: {len(msg.text)}자 (Twilio 최대 {MAX_BODY_CHARS}자)",
+                code="21617",
+            )
+        media: list[str] = []
+        if msg.image_path:
+            if not re.match(r"^https?://", msg.image_path):
+                return PermanentError(
+                    "Twilio MMS에는 공개된 이미지 URL이 필요해요 (로컬 파일은 보낼 수 없어요)",
+                    code="media-url",
+                )
+            media.append(msg.image_path)
+        if not msg.text.strip() and not media:
+            return PermanentError("보낼 내용이 없어요", code="empty")
+        o = self.options
+        form: list[tuple[str, str]] = [("To", to)]
+        if o["messaging_service_sid"]:
+            form.append(("MessagingServiceSid", o["messaging_service_sid"]))
+        else:
+            form.append(("From", o["from_number"]))
+        if msg.text:
+            form.append(("Body", msg.text))
+        form.extend(("MediaUrl", url) for url in media[:MAX_MEDIA])
+        if o["status_callback_url"]:
+            form.append(("StatusCallback", o["status_callback_url"]))
+        if o["validity_period"] is not None:
+            form.append(("ValidityPeriod", str(o["validity_period"])))
+        return form
+
+    async def send(self, batch: Sequence[Outgoing]) -> Sequence[SendResult | ProviderError]:
+        outcomes: list[SendResult | ProviderError] = []
+        for msg in batch:
+            try:
+                outcomes.append(await self._send_one(msg))
+            except ProviderError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _send_one(self, msg: Outgoing) -> SendResult | ProviderError:
+        form = self.form_for(msg)
+        if isinstance(form, PermanentError):
+            return form
+        await self.throttle()
+        self._pending[msg.ref] = _Pending(
+            to=form[0][1],
+            sender=self.options["from_number"],
+            body=msg.text,
+            started=datetime.now(UTC),
+        )
+        path = "mms" if any(k == "MediaUrl" for k, _ in form) else "sms"
+        try:
+            status, headers, text = await self._request("POST", self.messages_url, form=form)
+        except ProviderError as exc:
+            if not isinstance(exc, UnknownOutcome):
+                self._pending.pop(msg.ref, None)
+            raise
+        outcome = self._send_outcome(msg, status, headers, text, path)
+        if not isinstance(outcome, UnknownOutcome):
+            self._pending.pop(msg.ref, None)
+        if isinstance(outcome, SendResult) and outcome.provider_message_id:
+            self._claim(outcome.provider_message_id, msg.ref)
+        return outcome
+
+    def _claim(self, sid: str, ref: str) -> None:
+        self._claimed[sid] = ref
+        if len(self._claimed) > 10_000:  # bounded: the oldest claims go first
+            for old in list(self._claimed)[:1000]:
+                del self._claimed[old]
+
+    async def _request(
+        self,
+        method: Literal["GET", "POST"],
+        url: str,
+        *,
+        form: list[tuple[str, str]] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[int, Mapping[str, str], str]:
+        """One HTTP call; network failures mapped by whether the request may have left."""
+        try:
+            async with self._http().request(
+                method,
+                url,
+                data=form,
+                params=params,
+                timeout=self._timeout(),
+                headers=self._headers,
+            ) as resp:
+                text = await resp.text()
+                return resp.status, dict(resp.headers), text
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Nothing reached Twilio: safe to try again.
+            raise TransientError(
+                f"Twilio에 연결할 수 없어요 ({type(exc).__name__})", code="connect"
+            ) from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UnknownOutcome("Twilio 응답 시간 초과", code="timeout") from exc
+        except aiohttp.ClientError as exc:
+            # Reset / disconnected / broken payload after the request left.
+            raise UnknownOutcome(
+                f"Twilio 연결이 끊겼어요 ({type(exc).__name__})", code="disconnected"
+            ) from exc
+
+    def _send_outcome(
+        self, msg: Outgoing, status: int, headers: Mapping[str, str], text: str, path: str
+    ) -> SendResult | ProviderError:
+        if status in (200, 201):
+            data = _json_object(text)
+            sid = data.get("sid") if data else None
+            if not isinstance(sid, str) or not sid:
+                return UnknownOutcome("Twilio가 알아볼 수 없는 응답을 보냈어요", code="bad-json")
+            detail = f"twilio {data.get('status')}" if data and data.get("status") else ""
+            return SendResult(
+                ref=msg.ref, provider_message_id=sid, status="accepted", path=path, detail=detail
+            )
+        return error_for(status, headers, text)
+
+    # -- lookup
+
+    async def lookup(self, ref: SendRef) -> SendResult | None:
+        if ref.provider_message_id:
+            return await self._lookup_sid(ref.ref, ref.provider_message_id)
+        pending = self._pending.get(ref.ref)
+        if pending is None:
+            return None  # not attempted by this process: cannot tell
+        return await self._lookup_listing(ref.ref, pending)
+
+    async def _lookup_sid(self, ref: str, sid: str) -> SendResult | None:
+        if not _SID.match(sid):
+            return None
+        status, headers, text = await self._request("GET", self._message_url(sid))
+        if status == 404:
+            return None
+        if status != 200:
+            raise error_for(status, headers, text)
+        data = _json_object(text)
+        return _result_from_resource(ref, data) if data else None
+
+    async def _lookup_listing(self, ref: str, pending: _Pending) -> SendResult | None:
+        params = {"To": pending.to, "PageSize": str(LOOKUP_PAGE_SIZE)}
+        if pending.sender:
+            params["From"] = pending.sender
+        status, headers, text = await self._request("GET", self.messages_url, params=params)
+        if status != 200:
+            raise error_for(status, headers, text)
+        data = _json_object(text)
+        messages = data.get("messages") if data else None
+        if not isinstance(messages, list):
+            return None
+        since = pending.started - LOOKUP_CLOCK_SKEW
+        candidates: list[tuple[datetime, dict[str, Any]]] = []
+        for m in messages:
+            if not isinstance(m, dict) or not isinstance(m.get("sid"), str):
+                continue
+            if self._claimed.get(m["sid"], ref) != ref:
+                continue
+            if not str(m.get("direction", "outbound")).startswith("outbound"):
+                continue
+            if m.get("body") != pending.body:
+                continue
+            created = _parse_date(m.get("date_created"))
+            if created is None or created < since:
+                continue
+            candidates.append((created, m))
+        if not candidates:
+            return None
+        _, found = min(candidates, key=lambda c: c[0])
+        result = _result_from_resource(ref, found)
+        if result is not None and result.provider_message_id:
+            self._claim(result.provider_message_id, ref)
+            self._pending.pop(ref, None)
+        return result
+
+
+def error_for(status: int, headers: Mapping[str, str], text: str) -> ProviderError:
+    """Map a non-success Twilio answer to the error family."""
+    data = _json_object(text) or {}
+    raw_code = data.get("code")
+    code = str(raw_code) if raw_code not in (None, "") else None
+    message = str(data.get("message") or "")
+    if status == 429:
+        return RateLimited(
+            reason_for(code, "Twilio 요청 한도 초과"),
+            retry_after=_retry_after(headers),
+            code=code or "429",
+        )
+    if status in (401, 403):
+        return PermanentError(
+            "Twilio 인증 실패: account_sid / auth_token을 확인하세요"
+            + (f" ({mask_in_text(message)})" if message else ""),
+            code="auth",
+        )
+    if status >= 500:
+        return UnknownOutcome(f"Twilio 서버 오류 HTTP {status}", code=str(status))
+    if 400 <= status < 500:
+        return PermanentError(
+            reason_for(code, message or f"Twilio가 거절했어요 (HTTP {status})"),
+            code=code or str(status),
+        )
+    return UnknownOutcome(f"Twilio의 예상 밖 응답 HTTP {status}", code=str(status))
+
+
+def _retry_after(headers: Mapping[str, str]) -> float:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _parse_date(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _result_from_resource(ref: str, data: Mapping[str, Any]) -> SendResult | None:
+    sid = data.get("sid")
+    if not isinstance(sid, str):
+        return None
+    twilio_status = str(data.get("status") or "")
+    ours = map_status(twilio_status)
+    media = str(data.get("num_media") or "0")
+    path = "mms" if media not in ("", "0") or sid.startswith("MM") else "sms"
+    code = data.get("error_code")
+    detail = f"twilio {twilio_status}" + (f" ({code})" if code else "")
+    return SendResult(
+        ref=ref,
+        provider_message_id=sid,
+        # The message left either way; a failure is reported by its status (callback).
+        status="delivered" if ours == "delivered" else "accepted",
+        path=path,
+        detail=detail,
+    )
+
+
+# --------------------------------------------------------------------------- status callbacks
+
+OurStatus = Literal["sent", "delivered", "failed"]
+
+_STATUS_MAP: dict[str, OurStatus] = {
+    "queued": "sent",
+    "accepted": "sent",
+    "scheduled": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "partially_delivered": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "failed": "failed",
+    "undelivered": "failed",
+    "canceled": "failed",
+}
+# Only forward: queued < sent < (delivered | failed). Final states are never overwritten,
+# the same rule the outbox applies to messages.
+_RANK = {"queued": 0, "held": 0, "sent": 1, "delivered": 2, "failed": 2}
+
+
+def map_status(twilio_status: str) -> OurStatus | None:
+    """Twilio's MessageStatus in our words; None for statuses that are not about a send."""
+    return _STATUS_MAP.get(twilio_status.strip().lower())
+
+
+def status_advances(current: str | None, new: str) -> bool:
+    """Should a report of `new` replace `current`? (A late "sent" never undoes "delivered".)"""
+    if current is None:
+        return new in _RANK
+    if current not in _RANK or new not in _RANK:
+        return False
+    return _RANK[new] > _RANK[current]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    message_sid: str
+    twilio_status: str
+    status: OurStatus | None  # None: not a delivery status (receiving/received)
+    error_code: str | None = None
+    reason: str = ""  # for people, when failed
+    to: str | None = None
+
+    @property
+    def opted_out(self) -> bool:
+        return self.error_code == OPT_OUT_CODE
+
+
+def parse_status(form: Mapping[str, str]) -> StatusReport:
+    """A status-callback form → StatusReport. Raises ValueError when it is not one."""
+    sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
+    twilio_status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip().lower()
+    if not sid or not twilio_status:
+        raise ValueError("not a Twilio status callback (MessageSid/MessageStatus missing)")
+    code = (form.get("ErrorCode") or "").strip() or None
+    ours = map_status(twilio_status)
+    reason = ""
+    if ours == "failed":
+        reason = reason_for(code, f"Twilio: {twilio_status}")
+    return StatusReport(
+        message_sid=sid,
+        twilio_status=twilio_status,
+        status=ours,
+        error_code=code,
+        reason=reason,
+        to=form.get("To") or None,
+    )
+
+
+# --------------------------------------------------------------------------- inbound SMS
+
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "UNSUBSCRIBE", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT", "CANCEL"}
+)
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+
+
+def opt_out_keyword(body: str) -> Literal["stop", "start"] | None:
+    """Twilio's default keywords: the whole message, any case, surrounding blanks/punctuation."""
+    word = re.sub(r"[\s.!]+", "", body).upper()
+    if word in OPT_OUT_WORDS:
+        return "stop"
+    if word in OPT_IN_WORDS:
+        return "start"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    message_sid: str
+    from_e164: str
+    to_e164: str
+    body: str
+    media: list[tuple[str, str]] = field(default_factory=list)  # (url, content type)
+    opt_out: Literal["stop", "start"] | None = None
+    account_sid: str = ""
+    messaging_service_sid: str | None = None
+
+    def __repr__(self) -> str:  # no bodies or numbers in logs
+        return (
+            f"InboundSms(sid={self.message_sid!r}, from={mask_phone(self.from_e164)}, "
+            f"body=<{len(self.body)} chars>, media={len(self.media)}, opt_out={self.opt_out!r})"
+        )
+
+
+def parse_inbound(form: Mapping[str, str]) -> InboundSms:
+    """An inbound-message webhook form → InboundSms. Raises ValueError when it is not one.
+
+    Media URLs need HTTP Basic auth (account SID / auth token) to download.
+    """
+    sid = (form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid") or "").strip()
+    sender = (form.get("From") or "").strip()
+    to = (form.get("To") or "").strip()
+    if not sid or not sender or not to:
+        raise ValueError("not a Twilio inbound message (MessageSid/From/To missing)")
+    body = form.get("Body") or ""
+    try:
+        count = min(int(form.get("NumMedia") or "0"), MAX_MEDIA)
+    except ValueError:
+        count = 0
+    media = [
+        (form[f"MediaUrl{i}"], form.get(f"MediaContentType{i}") or "")
+        for i in range(count)
+        if form.get(f"MediaUrl{i}")
+    ]
+    opt: Literal["stop", "start"] | None
+    opt_type = (form.get("OptOutType") or "").strip().upper()
+    if opt_type in ("STOP", "STOPALL") or opt_type in OPT_OUT_WORDS:
+        opt = "stop"
+    elif opt_type in ("START", *OPT_IN_WORDS):
+        opt = "start"
+    else:
+        opt = opt_out_keyword(body)
+    return InboundSms(
+        message_sid=sid,
+        from_e164=sender,
+        to_e164=to,
+        body=body,
+        media=media,
+        opt_out=opt,
+        account_sid=form.get("AccountSid") or "",
+        messaging_service_sid=form.get("MessagingServiceSid") or None,
+    )

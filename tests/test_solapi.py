@@ -1,0 +1,429 @@
+"""SOLAPI adapter against the fake SOLAPI on 127.0.0.1 (tests/fakes/solapi.py)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from fakes.solapi import FakeSolapi
+
+from providers.base import (
+    Outgoing,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    Recipient,
+    RejectedWebhook,
+    SendRef,
+    SendResult,
+    TransientError,
+    UnknownOutcome,
+)
+from providers.sms_text import cp949_len, cut_bytes, size_text
+from providers.solapi import (
+    SolapiAccountError,
+    SolapiProvider,
+    SolapiRecipientError,
+    auth_header,
+    classify_status,
+    parse_report,
+    parse_retry_after,
+    status_advances,
+)
+
+PAYLOADS = Path(__file__).parent / "payloads" / "solapi"
+NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
+PF_ID = "KA01PF2603090000000000000000001"
+
+
+def msg(ref: str, phone: str = "+821011112222", text: str = "안녕하세요", **kw: Any) -> Outgoing:
+    return Outgoing(ref=ref, recipient=Recipient(phone=phone), text=text, purpose="reply", **kw)
+
+
+class Env:
+    def __init__(self, fake: FakeSolapi, url: str, session: aiohttp.ClientSession) -> None:
+        self.fake, self.url, self.session = fake, url, session
+
+    def provider(
+        self,
+        *,
+        clock: Callable[[], datetime] = lambda: NOW,
+        salt: Callable[[], str] | None = None,
+        **options: Any,
+    ) -> SolapiProvider:
+        opts: dict[str, Any] = {
+            "api_key": self.fake.api_key,
+            "api_secret": self.fake.api_secret,
+            "sender": "02-1234-5678",
+            "base_url": self.url,
+            "pf_id": PF_ID,
+            "timeout": 0.5,
+        } | options
+        opts = {k: v for k, v in opts.items() if v is not None}
+        counter = itertools.count()
+        return SolapiProvider(
+            opts,
+            self.session,
+            clock=clock,
+            salt=salt or (lambda: f"salt{next(counter):028d}"),
+        )
+
+
+@pytest.fixture
+async def env(aiohttp_server: Any) -> AsyncIterator[Env]:
+    fake = FakeSolapi(now=lambda: NOW)
+    server = await aiohttp_server(fake.app, host="127.0.0.1")
+    async with aiohttp.ClientSession() as session:
+        yield Env(fake, str(server.make_url("")).rstrip("/"), session)
+        fake.release()
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def test_documented_signature_vector() -> None:
+    header = auth_header(
+        "NCSEXAMPLEKEY0001",
+        "EXAMPLESECRETDONOTUSE",
+        "2026-03-09T10:15:00+09:00",
+        "4f1c2a9be0d34c7a8b61e2f05d9a7c33",
+    )
+    assert header == (
+        "HMAC-SHA256 apiKey=NCSEXAMPLEKEY0001, date=2026-03-09T10:15:00+09:00, "
+        "salt=4f1c2a9be0d34c7a8b61e2f05d9a7c33, "
+        "signature=afb01d36ca31f0afb634699331c8a7642318ab0ae34e93f265c0f2a88b0801a3"
+    )
+
+
+def test_provider_header_uses_its_clock_and_salt() -> None:
+    p = SolapiProvider(
+        {
+            "api_key": "NCSEXAMPLEKEY0001",
+            "api_secret": "EXAMPLESECRETDONOTUSE",
+            "sender": "0212345678",
+        },
+        None,
+        clock=lambda: datetime(2026, 3, 9, 10, 15, tzinfo=ZoneInfo("Asia/Seoul")),
+        salt=lambda: "4f1c2a9be0d34c7a8b61e2f05d9a7c33",
+    )
+    assert p.authorization().endswith(
+        "date=2026-03-09T10:15:00+09:00, salt=4f1c2a9be0d34c7a8b61e2f05d9a7c33, "
+        "signature=afb01d36ca31f0afb634699331c8a7642318ab0ae34e93f265c0f2a88b0801a3"
+    )
+
+
+async def test_fresh_salt_on_every_request_and_retry(env: Env) -> None:
+    p = env.provider()
+    env.fake.fail_next("503")
+    (first,) = await p.send([msg("1")])
+    assert isinstance(first, UnknownOutcome)
+    (second,) = await p.send([msg("1")])  # a retry: new salt, so no DuplicatedSignature
+    assert isinstance(second, SendResult)
+    assert len(env.fake.salts) == 2
+    assert len(set(env.fake.salts)) == 2
+    assert env.fake.auth_failures == []
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "code"),
+    [
+        ({"api_key": "NCSWRONG"}, SolapiAccountError, "InvalidAPIKey"),
+        ({"api_secret": "wrong"}, SolapiAccountError, "SignatureDoesNotMatch"),
+        ({"clock": lambda: NOW + timedelta(minutes=20)}, TransientError, "RequestTimeTooSkewed"),
+    ],
+)
+async def test_auth_failures(env: Env, change: dict[str, Any], error: type, code: str) -> None:
+    (out,) = await env.provider(**change).send([msg("1")])
+    assert type(out) is error
+    assert isinstance(out, ProviderError)
+    assert out.code == code
+    assert env.fake.messages == {}
+
+
+async def test_reused_signature_is_retryable(env: Env) -> None:
+    p = env.provider(salt=lambda: "the-same-salt-every-time-000000")
+    assert isinstance((await p.send([msg("1")]))[0], SendResult)
+    (out,) = await p.send([msg("2")])
+    assert type(out) is TransientError
+    assert out.code == "DuplicatedSignature"
+
+
+# --------------------------------------------------------------------------- sizing
+
+
+def test_cp949_sizing() -> None:
+    assert size_text("가" * 45).kind == "SMS"
+    assert size_text("가" * 45).size == 90
+    long = size_text("가" * 46)
+    assert long.kind == "LMS"
+    assert long.subject == "가" * 20
+    assert cp949_len(long.subject) == 40
+    # a cut never halves a character: 39 bytes of room after an ASCII char
+    assert cut_bytes("a" + "가" * 30, 40) == "a" + "가" * 19
+    titled = size_text("첫 줄 제목입니다\n" + "본문" * 50)
+    assert titled.subject == "첫 줄 제목입니다"
+    given = size_text("본문" * 50, subject="아주 긴 제목" * 10)
+    assert given.subject is not None
+    assert cp949_len(given.subject) <= 40
+    assert size_text("햏").size == 2  # cp949, not euc-kr's 8-byte jamo
+
+
+def test_substitutes_and_refuses_unencodable_characters() -> None:
+    assert size_text("수리비 ₩30,000 – 완료").text == "수리비 ￦30,000 - 완료"
+    with pytest.raises(ValueError, match=r"문자로 보낼 수 없는 글자\(😀\)가 있어요"):
+        size_text("감사합니다 😀")
+
+
+async def test_unsendable_texts_never_reach_solapi(env: Env) -> None:
+    p = env.provider()
+    out = await p.send(
+        [
+            msg("emoji", text="감사합니다 😀"),
+            msg("long", text="가" * 1000 + "a"),  # 2001 bytes
+            msg("ok", text="가" * 1000),  # 2000 bytes: LMS
+        ]
+    )
+    assert isinstance(out[0], PermanentError)
+    assert "😀" in out[0].reason
+    assert isinstance(out[1], PermanentError)
+    assert out[1].code == "too_long"
+    assert isinstance(out[2], SendResult)
+    assert out[2].path == "lms"
+    sent = env.fake.requests[0]["messages"]
+    assert [m["customFields"]["ourId"] for m in sent] == ["ok"]
+    assert sent[0]["type"] == "LMS"
+    assert cp949_len(sent[0]["subject"]) <= 40
+
+
+async def test_sms_and_lms_on_the_wire(env: Env) -> None:
+    p = env.provider()
+    out = await p.send([msg("s", text="가" * 45, subject="무시"), msg("l", text="가" * 46)])
+    assert [o.path for o in out if isinstance(o, SendResult)] == ["sms", "lms"]
+    body = env.fake.requests[0]
+    assert body["showMessageList"] is True
+    sms, lms = body["messages"]
+    assert sms == {
+        "to": "01011112222",
+        "from": "0212345678",
+        "customFields": {"ourId": "s"},
+        "type": "SMS",
+        "text": "가" * 45,
+    }
+    assert lms["type"] == "LMS"
+    assert lms["subject"] == "가" * 20
+
+
+def test_numbers() -> None:
+    p = SolapiProvider({"api_key": "k", "api_secret": "s", "sender": "0212345678"}, None)
+    assert p.build_message(msg("1", phone="010-2222-3333"))[0]["to"] == "01022223333"
+    for phone, code in [("+14155550123", "foreign_number"), ("+82123", "bad_number")]:
+        with pytest.raises(PermanentError) as info:
+            p.build_message(msg("1", phone=phone))
+        assert info.value.code == code
+
+
+# --------------------------------------------------------------------------- AlimTalk
+
+
+async def test_alimtalk_with_variables_and_sms_fallback(env: Env) -> None:
+    p = env.provider()
+    m = msg("a1", template="KA01TP1", variables={"고객명": "김민준", "#{작업}": "차단기 교체"})
+    body, path = p.build_message(m)
+    assert path == "alimtalk"
+    assert body["type"] == "ATA"
+    assert body["kakaoOptions"] == {
+        "pfId": PF_ID,
+        "templateId": "KA01TP1",
+        "variables": {"#{고객명}": "김민준", "#{작업}": "차단기 교체"},
+        "disableSms": False,
+    }
+    (out,) = await p.send([m])
+    assert isinstance(out, SendResult)
+    assert out.path == "alimtalk"
+
+    no_channel = env.provider(pf_id=None)
+    (refused,) = await no_channel.send([m])
+    assert isinstance(refused, PermanentError)
+    assert refused.code == "no_pf_id"
+    ad = msg("a2", template="KA01TP1", informational=False)
+    assert isinstance((await p.send([ad]))[0], PermanentError)
+
+
+# --------------------------------------------------------------------------- partial failure
+
+
+def test_fixture_partial_failure() -> None:
+    answer = json.loads((PAYLOADS / "send-many-detail-partial-failure.json").read_bytes())
+    p = SolapiProvider({"api_key": "k", "api_secret": "s", "sender": "0212345678"}, None)
+    got = p._read_send_answer(answer, [(0, "outbox-1", "sms"), (1, "outbox-2", "sms")])
+    assert got[0] == SendResult(
+        "outbox-1", "M4V20261122101500ABCDEFGHIJKLMN1", "accepted", "sms", "정상 접수"
+    )
+    assert isinstance(got[1], SolapiAccountError)
+    assert isinstance(got[1], PermanentError)
+    assert got[1].code == "1062"
+    assert "발신번호 미등록" in got[1].reason
+
+
+async def test_partial_failure_from_the_fake(env: Env) -> None:
+    env.fake.fail_recipient("01000000000", "1061", "080 수신거부")
+    out = await env.provider().send([msg("1"), msg("2", phone="+821000000000")])
+    assert isinstance(out[0], SendResult)
+    assert isinstance(out[1], SolapiRecipientError)
+    assert out[1].opt_out
+    assert env.fake.refs() == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "opt_out"),
+    [
+        ("1061", SolapiRecipientError, True),
+        ("2061", SolapiRecipientError, True),
+        ("3059", SolapiRecipientError, False),
+        ("1030", SolapiAccountError, False),
+        ("1029", PermanentError, False),
+        ("3104", PermanentError, False),
+        ("3108", TransientError, False),
+        ("3040", TransientError, False),
+        ("1999", PermanentError, False),
+        ("3999", TransientError, False),
+    ],
+)
+def test_status_classes(code: str, kind: type, opt_out: bool) -> None:
+    error = classify_status(code, "x")
+    assert type(error) is kind
+    assert error.code == code
+    assert getattr(error, "opt_out", False) is opt_out
+
+
+# --------------------------------------------------------------------------- failure matrix
+
+
+@pytest.mark.parametrize(
+    ("mode", "record", "error", "vendor_has_it"),
+    [
+        ("hang_before_read", False, UnknownOutcome, False),
+        ("hang_after_record", False, UnknownOutcome, True),
+        ("reset", False, UnknownOutcome, False),
+        ("429", False, RateLimited, False),
+        ("500", False, UnknownOutcome, False),
+        ("503", True, UnknownOutcome, True),
+        ("bad_json", False, UnknownOutcome, True),
+    ],
+)
+async def test_failure_matrix(
+    env: Env, mode: str, record: bool, error: type, vendor_has_it: bool
+) -> None:
+    p = env.provider(timeout=0.3)
+    env.fake.fail_next(mode, record=record)
+    (out,) = await p.send([msg("m1")])
+    assert type(out) is error
+    if isinstance(out, RateLimited):
+        assert out.retry_after == 3.0
+    assert (env.fake.refs() == ["m1"]) is vendor_has_it
+    # Reconcile as the outbox does before any resend: found ⇒ recorded as sent, no resend.
+    found = await p.lookup(SendRef("m1", None, NOW))
+    if vendor_has_it:
+        assert found is not None
+        assert (found.ref, found.status, found.path) == ("m1", "accepted", "sms")
+    else:
+        assert found is None
+        (again,) = await p.send([msg("m1")])
+        assert isinstance(again, SendResult)
+    assert env.fake.refs() == ["m1"]  # exactly one copy at the vendor either way
+
+
+async def test_connection_refused_is_transient(env: Env) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (out,) = await env.provider(base_url=f"http://127.0.0.1:{port}").send([msg("1")])
+    assert type(out) is TransientError
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after("7", NOW) == 7.0
+    assert parse_retry_after(None, NOW) == 1.0
+    assert parse_retry_after("Sun, 22 Nov 2026 01:15:30 GMT", NOW) == 30.0
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+async def test_lookup_by_message_id_and_by_window(env: Env) -> None:
+    p = env.provider()
+    p.lookup_page_size = 2  # forces paging through the window
+    out = await p.send([msg(str(i), phone=f"+8210111122{i:02d}") for i in range(5)])
+    ids = [o.provider_message_id for o in out if isinstance(o, SendResult)]
+    assert len(ids) == 5
+    by_id = await p.lookup(SendRef("3", ids[3]))
+    assert by_id is not None
+    assert (by_id.ref, by_id.provider_message_id) == ("3", ids[3])
+    by_window = await p.lookup(SendRef("4", None, NOW - timedelta(minutes=1)))
+    assert by_window is not None
+    assert by_window.provider_message_id == ids[4]
+    assert await p.lookup(SendRef("404", None, NOW)) is None
+    assert await p.lookup(SendRef("404")) is None  # no attempt time: last 24 h
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def test_parse_fixture_report() -> None:
+    (report,) = parse_report((PAYLOADS / "webhook-single-report.json").read_bytes())
+    assert report.event_id == "EV261122101512ABCDEF"
+    assert report.message_id == "M4V20261122101500ABCDEFGHIJKLMN1"
+    assert report.ref == "outbox-1"
+    assert report.status == "delivered"
+    assert report.path == "alimtalk"
+    assert report.reported_at == datetime(2026, 11, 22, 1, 15, 5, tzinfo=UTC)
+    assert report.error is None
+
+
+def test_parse_failed_and_group_reports() -> None:
+    body = [
+        {"eventDataId": "E1", "retryCount": 1, "data": {"messageId": "M1", "statusCode": "3059",
+         "statusMessage": "변작 발신번호", "type": "SMS", "customFields": {"ourId": "9"}}},
+        {"eventDataId": "E2", "retryCount": 0, "data": {"groupId": "G1", "count": {}}},
+    ]  # fmt: skip
+    (report,) = parse_report(json.dumps(body).encode())
+    assert (report.status, report.path, report.retry_count) == ("failed", "sms", 1)
+    assert isinstance(report.error, SolapiRecipientError)
+    for bad in (b"not json", b'{"eventDataId": "E"}', b"[1, 2]"):
+        with pytest.raises(RejectedWebhook) as info:
+            parse_report(bad)
+        assert info.value.http_status == 400
+
+
+def test_status_order_is_monotonic() -> None:
+    assert status_advances(None, "accepted")
+    assert status_advances("accepted", "sent")
+    assert status_advances("sent", "delivered")
+    assert status_advances("accepted", "failed")
+    assert not status_advances("delivered", "accepted")
+    assert not status_advances("delivered", "sent")
+    assert not status_advances("failed", "delivered")
+    assert not status_advances("delivered", "delivered")
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_repr_hides_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_SOLAPI_SECRET", "sup3r-s3cret-value")
+    p = SolapiProvider(
+        {"api_key": "NCSKEYVALUE123", "api_secret_env": "T_SOLAPI_SECRET", "sender": "0212345678"},
+        None,
+    )
+    for shown in (repr(p), str(p)):
+        assert "sup3r-s3cret-value" not in shown
+        assert "NCSKEYVALUE123" not in shown
+        assert "0212345678" in shown
