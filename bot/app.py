@@ -32,7 +32,8 @@ from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.shops import ReplyStats, sync_shops
 from bot.texts import Texts
-from bot.webhooks import kakao
+from bot.webhooks import kakao, solapi
+from bot.webhooks import twilio as twilio_hooks
 from providers.registry import Providers
 from scheduler.loop import Ticks
 from scheduler.outbox import Dispatcher
@@ -60,6 +61,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.on_shutdown.append(_end_live_streams)
 
     app.router.add_post("/hooks/kakao/{shop}", kakao.skill, name="kakao_skill")
+    app.router.add_post("/hooks/solapi/{shop}/{token}", solapi.report, name="solapi_report")
+    app.router.add_post(
+        "/hooks/twilio/{shop}/sms", twilio_hooks.inbound_sms, name="twilio_inbound_sms"
+    )
+    app.router.add_post(
+        "/hooks/twilio/{shop}/status", twilio_hooks.status_callback, name="twilio_status"
+    )
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/", index, name="index")

@@ -68,6 +68,10 @@ class ServerConfig:
     # The Kakao skill must answer within 5 s; we answer well before, whatever the database does.
     skill_budget_ms: int = 1500
     max_body_bytes: int = 256 * 1024
+    # Behind a reverse proxy: rebuild the URL a vendor called (for its webhook signature)
+    # from X-Forwarded-Proto / X-Forwarded-Host instead of public_url. Only when the proxy
+    # sets them itself: otherwise anyone could choose the URL that is checked.
+    trust_forwarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,13 @@ class KakaoConfig:
 
 
 @dataclass(frozen=True)
+class SolapiHookConfig:
+    """`[shops.solapi]`: the secret token in this shop's SOLAPI delivery-report webhook URL."""
+
+    webhook_token: Secret
+
+
+@dataclass(frozen=True)
 class OwnerConfig:
     name: str
     phone: str | None  # E.164
@@ -195,6 +206,10 @@ class ShopConfig:
     reply_target_minutes: int = 30
     complaint_fix_hours: int = 24
     delivery: Delivery = Delivery()
+    solapi: SolapiHookConfig | None = None  # delivery reports at /hooks/solapi/{slug}/{token}
+    # An SMS customer's "the owner will answer" acknowledgement waits this long, and does
+    # not go at all when the owner answers first.
+    sms_ack_delay_seconds: int = 90
 
 
 @dataclass(frozen=True)
@@ -379,6 +394,14 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
         )
         k.finish()
 
+    solapi = None
+    if (sp := t.table("solapi")) is not None:
+        token = sp.secret("webhook_token")
+        if len(token.reveal()) < 16:
+            raise sp.error("webhook_token_env", "the token must be at least 16 characters long")
+        solapi = SolapiHookConfig(webhook_token=token)
+        sp.finish()
+
     delivery = Delivery()
     if (dv := t.table("delivery")) is not None:
         chosen = {}
@@ -422,6 +445,8 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
         reply_target_minutes=t.integer("reply_target_minutes", 30, minimum=1),
         complaint_fix_hours=t.integer("complaint_fix_hours", 24, minimum=1),
         delivery=delivery,
+        solapi=solapi,
+        sms_ack_delay_seconds=t.integer("sms_ack_delay_seconds", 90, minimum=0),
     )
     t.finish()
     return shop
@@ -438,6 +463,7 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
         simulator=s.flag("simulator", False),
         skill_budget_ms=s.integer("skill_budget_ms", 1500, minimum=50),
         max_body_bytes=s.integer("max_body_bytes", 256 * 1024, minimum=1024),
+        trust_forwarded=s.flag("trust_forwarded", False),
     )
     if server.skill_budget_ms > 4000:
         raise s.error("skill_budget_ms", "must stay below Kakao's 5 s limit (at most 4000)")

@@ -47,9 +47,10 @@ from bot.models import (
     Shop,
     UTCDateTime,
 )
+from bot.replies import sms_ack_key
 from bot.routing import Context, Dispatcher, Effects, Incoming, Memo, Reply
 from bot.texts import Texts
-from scheduler.outbox import enqueue_many, outbox_row
+from scheduler.outbox import enqueue, enqueue_many, outbox_row
 
 # Kakao sends no request id, so an identical payload from the same person this soon after
 # the first is taken as a resend, not as a new message.
@@ -286,9 +287,15 @@ class _Message:
     change: dict[str, Any] = field(default_factory=dict)  # the conversation's UPDATE
     notify: str | None = None  # the owner notification's key, when one is due
     mailbox: tuple[str, ...] = ()
+    # SMS: the waiting period's acknowledgement key, when the reply is one (sent late)
+    ack_key: str | None = None
+    silent: bool = False  # SMS: nothing to send (a follow-up's ack, or the carrier answered)
 
     def __post_init__(self) -> None:
         a = self.arrival
+        if a.channel == "sms":  # the digest is the provider's message id: a resend any time
+            self.key = f"sms:{a.digest}"
+            return
         bucket = int(a.received_at.timestamp() // RESEND_WINDOW.total_seconds())
         self.key = f"{a.channel}:{a.digest}:{bucket}"
 
@@ -568,6 +575,7 @@ def decide(m: _Message, owner: OwnerState, services: Services) -> None:
     )
     m.reply = services.dispatcher.dispatch(Incoming(a.text, a.channel, a.extra), ctx)
     effects = m.effects = ctx.effects
+    was_waiting = t.waiting_since is not None
 
     sla_due_at = None
     if effects.wait_for_owner and t.waiting_since is None:
@@ -579,6 +587,8 @@ def decide(m: _Message, owner: OwnerState, services: Services) -> None:
     elif effects.handoff:
         m.notify = f"handoff:{m.conversation_id}:{int(now.timestamp())}"
     t.complaint = t.complaint or effects.complaint
+    if a.channel == "sms":
+        _plan_sms_reply(m, was_waiting)
 
     m.change = {
         "conv_id": m.conversation_id,
@@ -593,6 +603,20 @@ def decide(m: _Message, owner: OwnerState, services: Services) -> None:
         else None,
         "handoff_at": now if effects.handoff else None,
     }
+
+
+def _plan_sms_reply(m: _Message, was_waiting: bool) -> None:
+    """An SMS reply costs the customer a text: the "owner will answer" acknowledgement goes
+    once per waiting period and only after `sms_ack_delay_seconds` (the owner may answer
+    first, and then it is cancelled); a follow-up in the same period sends nothing. When
+    the provider already answered an opt-out keyword itself (Twilio's STOP handling on
+    long codes), ours would be a second text to a number that just opted out: none goes."""
+    a, t = m.arrival, m.thread
+    if a.extra.get("opt_out_replied_by"):
+        m.silent = True
+    elif m.effects.wait_for_owner and t.waiting_since is not None:
+        m.ack_key = sms_ack_key(m.conversation_id, t.waiting_since)
+        m.silent = was_waiting
 
 
 def apply_effects(conn: Connection, new: list[_Message], texts: Texts) -> None:
@@ -670,10 +694,46 @@ def hand_over_mailbox(conn: Connection, new: list[_Message]) -> None:
 
 
 def store_replies(conn: Connection, new: list[_Message]) -> None:
-    """The bot's answers, stored as delivered: they go back in the webhook's response."""
-    if not new:
+    """The bot's answers, stored as delivered: they go back in the webhook's response.
+    An SMS customer's answer is a text of its own, sent through the outbox."""
+    answered = [m for m in new if m.arrival.channel != "sms"]
+    if answered:
+        conn.execute(INSERT_REPLIES, [_reply_row(m) for m in answered])
+    for m in new:
+        if m.arrival.channel == "sms" and not m.silent:
+            _queue_sms_reply(conn, m)
+
+
+def _queue_sms_reply(conn: Connection, m: _Message) -> None:
+    """Store the bot's SMS answer as queued and put it in the outbox to the customer's
+    phone, by the shop's SMS provider: an acknowledgement after the shop's delay, anything
+    else (an FAQ answer, an opt-out confirmation) now."""
+    a = m.arrival
+    row = _reply_row(m) | {"status": "queued", "path": "sms", "delivered_at": None}
+    provider = a.shop.delivery.sms
+    phone = next((value for kind, value in a.identities if kind == "phone"), None)
+    if provider is None or phone is None:
+        row |= {"status": "failed", "error": "no SMS provider or phone number to answer by"}
+        conn.execute(INSERT_REPLIES, [row])
         return
-    conn.execute(INSERT_REPLIES, [_reply_row(m) for m in new])
+    if not row["body"]:
+        return
+    reply_id = conn.execute(sa.insert(msg_t).returning(msg_t.c.id), row).scalar_one()
+    delay = timedelta(seconds=a.shop.sms_ack_delay_seconds) if m.ack_key else timedelta(0)
+    queued = enqueue(
+        conn,
+        shop_id=a.shop_id,
+        purpose="reply",
+        provider=provider,
+        recipient={"phone": phone},
+        payload={"text": row["body"], "path": "sms"},
+        idempotency_key=m.ack_key or f"sms-reply:{reply_id}",
+        now=a.received_at,
+        message_id=reply_id,
+        not_before=a.received_at + delay,
+    )
+    if queued is None:  # this wait's acknowledgement is queued already: no second one
+        conn.execute(sa.update(msg_t).where(msg_t.c.id == reply_id).values(status="cancelled"))
 
 
 def _reply_row(m: _Message) -> dict[str, Any]:

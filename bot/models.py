@@ -318,3 +318,25 @@ class Photo(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
+
+
+# --------------------------------------------------------------------------- delivery reports
+
+# Delivery reports name a message by the provider's id: found within the shop.
+Index("ix_messages_provider_message", Message.shop_id, Message.provider_message_id)
+
+
+class DeliveryEvent(Base):
+    """One delivery report as the provider sent it; the unique key makes a redelivery a no-op."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (UniqueConstraint("shop_id", "provider", "event_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))
+    provider: Mapped[str] = mapped_column(String(40))  # solapi
+    event_id: Mapped[str] = mapped_column(String(100))  # SOLAPI eventDataId
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(12))  # accepted | sent | delivered | failed
+    code: Mapped[str | None] = mapped_column(String(20))  # the vendor's status code
+    detail: Mapped[str | None] = mapped_column(Text)  # the vendor's status message
+    received_at: Mapped[datetime]

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bot.config import Delivery
-from bot.models import Conversation, CustomerIdentity, Message
-from scheduler.outbox import enqueue
+from bot.models import Conversation, CustomerIdentity, Message, OutboxItem
+from scheduler.outbox import cancel, enqueue
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,8 @@ def owner_reply(
                 message_id=message_id,
             )
 
+        if conv.channel == "sms" and conv.waiting_since is not None:
+            cancel_sms_ack(conn, shop_id, conv.id, conv.waiting_since, now)
         answered: dict[str, Any] = {"waiting_since": None, "sla_due_at": None, "unread_count": 0}
         if conv.first_response_at is None:
             answered["first_response_at"] = now
@@ -165,3 +167,30 @@ def owner_reply(
         return Sent(message_id, path, outbox_id)
 
     return unit
+
+
+def sms_ack_key(conversation_id: int, waiting_since: datetime) -> str:
+    """The outbox key of an SMS customer's acknowledgement: one per waiting period."""
+    return f"sms-ack:{conversation_id}:{int(waiting_since.timestamp())}"
+
+
+def cancel_sms_ack(
+    conn: Connection, shop_id: int, conversation_id: int, waiting_since: datetime, now: datetime
+) -> bool:
+    """The owner answered first: the delayed acknowledgement is not sent (if it has not
+    gone yet), and its message says so. True if one was withdrawn."""
+    key = sms_ack_key(conversation_id, waiting_since)
+    message_id = conn.execute(
+        sa.select(OutboxItem.message_id).where(
+            OutboxItem.shop_id == shop_id, OutboxItem.idempotency_key == key
+        )
+    ).scalar_one_or_none()
+    if not cancel(conn, shop_id=shop_id, idempotency_key=key, now=now):
+        return False
+    if message_id is not None:
+        conn.execute(
+            sa.update(Message)
+            .where(Message.id == message_id, Message.status == "queued")
+            .values(status="cancelled")
+        )
+    return True
