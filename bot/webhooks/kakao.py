@@ -9,7 +9,6 @@ so the admin-center bot tester shows the installer what is wrong.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -17,9 +16,10 @@ import secrets
 from aiohttp import web
 
 from bot import keys
-from bot.inbound import Arrival, Outcome, digest_of_body, receive_batched
+from bot.inbound import Arrival, digest_of_body
 from bot.kakao import PayloadError, QuickReply, SkillRequest, parse_skill_request, skill_response
 from bot.routing import Memo, default_quick_replies
+from bot.webhooks import receive_in_time
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,16 @@ async def skill(request: web.Request) -> web.Response:
         received_at=app[keys.CLOCK].now(),
         extra=req.client_extra,
     )
-    outcome = await _within_budget(request.app, arrival, settings.server.skill_budget_ms / 1000)
+    try:
+        outcome = await receive_in_time(app, arrival)
+    except Exception:
+        log.exception("kakao skill: could not store the message", extra={"shop": shop.slug})
+        outcome = None
     if outcome is None:
         metrics.skill_replies.labels("graceful").inc()
         return _answer(200, texts.render("received_later"), quick=default_quick_replies(shop))
     if outcome.notified_owner:
         app[keys.OUTBOX].on_enqueued()
-    app[keys.LIVE].arrived(arrival.shop_id, outcome, arrival.text)
     metrics.skill_replies.labels(outcome.reply.handler.split(".")[0] or "unknown").inc()
     owner_replies = tuple(texts.render("mailbox", body=b, shop=shop) for b in outcome.mailbox)
     return _answer(200, *owner_replies, *outcome.reply.texts, quick=outcome.reply.quick_replies)
@@ -108,23 +111,3 @@ def _identities(req: SkillRequest) -> tuple[tuple[str, str], ...]:
     if req.user.app_user_id:
         found.append(("kakao_app_user", req.user.app_user_id))
     return tuple(found)
-
-
-async def _within_budget(app: web.Application, arrival: Arrival, budget: float) -> Outcome | None:
-    """The committed outcome, or None if the budget ran out (the unit still commits later)."""
-    committed = app[keys.DATABASE].writer.submit(receive_batched(arrival, app[keys.SERVICES]))
-    done, _ = await asyncio.wait((committed,), timeout=budget)
-    if not done:
-        log.warning(
-            "kakao skill: database slower than %.1fs; answered gracefully",
-            budget,
-            extra={"shop": arrival.shop.slug},
-        )
-        app[keys.BACKGROUND].track(committed, "late kakao message")
-        app[keys.LIVE].arrived_when_committed(arrival.shop_id, committed, arrival.text)
-        return None
-    try:
-        return committed.result()
-    except Exception:
-        log.exception("kakao skill: could not store the message", extra={"shop": arrival.shop.slug})
-        return None

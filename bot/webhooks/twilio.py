@@ -21,7 +21,6 @@ the number (error 21610), so dangol sends no confirmation of its own for them; a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from datetime import datetime
@@ -33,8 +32,9 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.config import ShopConfig
-from bot.inbound import Arrival, Outcome, receive_batched
+from bot.inbound import Arrival
 from bot.models import Consent, CustomerIdentity, Message
+from bot.webhooks import receive_in_time
 from providers.twilio import (
     InboundSms,
     StatusReport,
@@ -116,21 +116,13 @@ async def inbound_sms(request: web.Request) -> web.Response:
         received_at=app[keys.CLOCK].now(),
         extra=_extra(sms, form),
     )
-    committed = app[keys.DATABASE].writer.submit(receive_batched(arrival, app[keys.SERVICES]))
-    budget = app[keys.SETTINGS].server.skill_budget_ms / 1000
-    done, _ = await asyncio.wait((committed,), timeout=budget)
-    if not done:  # Twilio waits 15 s; the message still commits, and its ack goes later
-        app[keys.BACKGROUND].track(committed, "late twilio sms")
-        app[keys.LIVE].arrived_when_committed(shop_id, committed, arrival.text)
-        return _twiml()
     try:
-        outcome: Outcome = committed.result()
+        outcome = await receive_in_time(app, arrival)
     except Exception:
         log.exception("twilio sms: could not store the message", extra={"shop": shop.slug})
         return web.Response(status=500, text="not stored\n")
-    if not outcome.duplicate:
+    if outcome is not None and not outcome.duplicate:  # its SMS answer is in the outbox
         app[keys.OUTBOX].on_enqueued()
-    app[keys.LIVE].arrived(shop_id, outcome, arrival.text)
     return _twiml()
 
 
