@@ -37,6 +37,7 @@ from bot.webhooks import twilio as twilio_hooks
 from providers.registry import Providers
 from scheduler.loop import Ticks
 from scheduler.outbox import Dispatcher
+from scheduler.planners.reply_target import warn_owners
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,16 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         shop_ids = list(app[keys.SHOP_IDS].values())
         await app[keys.REPLY_STATS].refresh(database, shop_ids, app[keys.CLOCK].now())
 
+    async def warn_before_reply_target() -> None:
+        shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
+        texts = app[keys.SERVICES].texts
+        if await database.write(warn_owners(shops, texts, app[keys.CLOCK].now())):
+            outbox.on_enqueued()
+
     await refresh_reply_stats()
-    ticks = Ticks.for_app(outbox, settings.outbox)
+    ticks = Ticks.for_app(
+        outbox, settings.outbox, [("reply_target", warn_before_reply_target, 30.0)]
+    )
     assert ticks.housekeeping is not None
     ticks.housekeeping.add("reply_stats", refresh_reply_stats)
     ticks.start()

@@ -83,10 +83,16 @@ class Ticks:
         self.housekeeping: Housekeeping | None = None
 
     @classmethod
-    def for_app(cls, dispatcher: Dispatcher, outbox: OutboxConfig) -> Ticks:
-        """The app's ticks; wires `dispatcher.on_enqueued` to wake the dispatch tick."""
+    def for_app(
+        cls,
+        dispatcher: Dispatcher,
+        outbox: OutboxConfig,
+        planners: Sequence[tuple[str, TickFn, float]] = (),
+    ) -> Ticks:
+        """The app's ticks (the static ones plus its planners); wires
+        `dispatcher.on_enqueued` to wake the dispatch tick."""
         housekeeping = Housekeeping()
-        ticks = cls(static_ticks(dispatcher, outbox, housekeeping))
+        ticks = cls([*static_ticks(dispatcher, outbox, housekeeping), *planners])
         ticks.housekeeping = housekeeping
         dispatcher.set_waker(lambda: ticks.wake("dispatch"))
         return ticks
