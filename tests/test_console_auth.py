@@ -31,12 +31,7 @@ PASSWORD = "abcd-efgh-jkmn-pqrs"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-@pytest.fixture(autouse=True)
-def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with tiny parameters: the same code paths, a hundred times faster."""
-    monkeypatch.setattr(
-        accounts, "hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
-    )
+pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from conftest import kst, shop_table
 from console_helpers import (
     Client,
@@ -31,7 +30,7 @@ from console_helpers import (
 )
 from sqlalchemy.engine import Connection
 
-from bot import accounts, keys
+from bot import keys
 from bot.console.saved_replies import render_reply
 from bot.models import (
     AuditEntry,
@@ -47,18 +46,7 @@ from bot.models import (
 JSON = {"Accept": "application/json"}
 
 
-@pytest.fixture(autouse=True)
-def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        accounts, "hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
-    )
-
-
-@pytest.fixture
-async def owner(client: Client) -> Client:
-    await add_account(client)
-    client.csrf = await sign_in(client)  # type: ignore[attr-defined]
-    return client
+pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
 
 def csrf(client: Client) -> str:

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from conftest import shop_table
 from console_helpers import (
     Client,
@@ -26,24 +25,10 @@ from console_helpers import (
 )
 from sqlalchemy.engine import Connection
 
-from bot import accounts
 from bot.console.queries import Cursor, level_of
 from bot.models import Conversation as C
 
-
-@pytest.fixture(autouse=True)
-def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with tiny parameters: the same code paths, a hundred times faster."""
-    monkeypatch.setattr(
-        accounts, "hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
-    )
-
-
-@pytest.fixture
-async def owner(client: Client) -> Client:
-    await add_account(client)
-    await sign_in(client)
-    return client
+pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
 
 def row_ids(html: str) -> list[int]:

@@ -14,7 +14,6 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from conftest import PG_URL, shop_table
 from console_helpers import (
     Client,
@@ -28,7 +27,7 @@ from console_helpers import (
 )
 from sqlalchemy.engine import Connection
 
-from bot import accounts, keys
+from bot import keys
 from bot.db import Database
 from bot.live import (
     RESYNC,
@@ -45,11 +44,7 @@ from bot.photos import new_stored_name, public_path
 WAIT = 5.0  # seconds an expected event may take (it takes milliseconds)
 
 
-@pytest.fixture(autouse=True)
-def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        accounts, "hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
-    )
+pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
 
 @pytest.fixture
@@ -272,13 +267,6 @@ async def test_the_listener_comes_back_and_asks_for_a_resync(pg_hub: LiveHub) ->
 
 
 # --------------------------------------------------------------------------- the SSE stream
-
-
-@pytest.fixture
-async def owner(client: Client) -> Client:
-    await add_account(client)
-    client.csrf = await sign_in(client)  # type: ignore[attr-defined]
-    return client
 
 
 async def read_event(resp: Any) -> dict[str, Any]:

@@ -21,12 +21,11 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from argon2 import PasswordHasher
 from conftest import make_settings, shop_table
 from PIL import ExifTags, Image
 from test_console_auth import add, cookie, login, page_csrf, use_session
 
-from bot import accounts, keys
+from bot import keys
 from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.config import ConfigError, parse
@@ -50,11 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 STATIC_DIRS = [REPO / "bot" / "console" / "static", REPO / "bot" / "simulator" / "static"]
 
 
-@pytest.fixture(autouse=True)
-def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        accounts, "hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
-    )
+pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
 
 # --------------------------------------------------------------------------- test images
