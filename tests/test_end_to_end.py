@@ -1,0 +1,268 @@
+"""The demo, made real by configuration alone.
+
+`config.example.toml` — the file `make demo` runs — is loaded as it ships, and only
+configuration changes: the console provider gives way to SOLAPI and Twilio adapters
+pointed at fake vendor servers on loopback, the owner is notified by SMS, replies go by
+the vendors. Then one customer's whole conversation runs through the real app, on SQLite
+and PostgreSQL: inbound SMS → owner notified → delayed acknowledgement → owner's reply from
+the console → delivery reports from both vendors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import Client
+from console_helpers import add_account, sign_in
+from fakes.solapi import FakeSolapi
+from fakes.twilio import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    FakeTwilio,
+    inbound_sms_form,
+    signed_request,
+    status_callback_form,
+)
+
+from bot import config as config_mod
+from bot import keys
+from bot.app import create_app
+from bot.clock import FrozenClock
+from bot.models import Conversation, DeliveryEvent, Message, OutboxItem
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+PUBLIC = "http://127.0.0.1:8080"  # server.public_url as the example ships it
+CUSTOMER = "+14155550123"  # texts the shop's Twilio number
+SHOP_NUMBER = "+14155550199"
+OWNER_NATIONAL = "01022223333"  # [shops.owner] phone in the example
+WEBHOOK_TOKEN = "e2e-solapi-webhook-token-0123456789abcdef"
+ENV = {
+    "DANGOL_DEMO_SKILL_SECRET": "e2e-skill-secret",
+    "DANGOL_SOLAPI_API_KEY": "NCSFAKEKEY",
+    "DANGOL_SOLAPI_API_SECRET": "fake-secret",
+    "DANGOL_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+    "DANGOL_DEMO_SOLAPI_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+}
+
+
+@dataclass
+class World:
+    client: Client
+    clock: FrozenClock
+    solapi: FakeSolapi
+    twilio: FakeTwilio
+
+    @property
+    def app(self) -> Any:
+        return self.client.app
+
+    async def drain(self) -> None:
+        """Send what is due now, and wait for sends the app's own tick has under way."""
+        for _ in range(200):
+            await self.app[keys.OUTBOX].drain()
+            if not any(r.status == "sending" for r in await self.rows(OutboxItem)):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the outbox did not settle")
+
+    async def rows(self, model: Any) -> list[Any]:
+        async with self.app[keys.DATABASE].read() as conn:
+            return list((await conn.execute(sa.select(model).order_by(model.id))).all())
+
+
+def real_installation(
+    db_url: tuple[str, str | None], tmp_path: Path, solapi_url: str, twilio_url: str
+) -> dict[str, Any]:
+    """The example config with the changes an installer makes for a real shop."""
+    data = tomllib.loads(EXAMPLE.read_text("utf-8"))
+    url, schema = db_url
+    data["database"] = {"url": url, **({"schema": schema} if schema else {})}
+    data["storage"]["path"] = str(tmp_path / "uploads")
+    data["providers"] = {
+        "solapi": {
+            "api_key_env": "DANGOL_SOLAPI_API_KEY",
+            "api_secret_env": "DANGOL_SOLAPI_API_SECRET",
+            "sender": "0212345678",
+            "base_url": solapi_url,
+        },
+        "twilio": {
+            "account_sid": ACCOUNT_SID,
+            "auth_token_env": "DANGOL_TWILIO_AUTH_TOKEN",
+            "from_number": SHOP_NUMBER,
+            "status_callback_url": f"{PUBLIC}/hooks/twilio/demo/status",
+            "base_url": twilio_url,
+        },
+    }
+    (shop,) = data["shops"]
+    shop["owner"]["notify_via"] = ["solapi"]
+    shop["solapi"] = {"webhook_token_env": "DANGOL_DEMO_SOLAPI_WEBHOOK_TOKEN"}
+    shop["delivery"] = {"sms": "twilio"}
+    return data
+
+
+@pytest.fixture
+async def world(
+    db_url: tuple[str, str | None],
+    tmp_path: Path,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    cheap_hasher: None,
+) -> AsyncIterator[World]:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    # SOLAPI signs each request with the real time (the adapter's own clock), so the fake
+    # checks that against its own real time, not the app's frozen clock.
+    solapi, twilio = FakeSolapi(), FakeTwilio()
+    servers = [TestServer(solapi.app, host="127.0.0.1"), TestServer(twilio.app, host="127.0.0.1")]
+    for server in servers:
+        await server.start_server()
+    solapi_url, twilio_url = (str(s.make_url("")).rstrip("/") for s in servers)
+    data = real_installation(db_url, tmp_path, solapi_url, twilio_url)
+    settings = config_mod.parse(data, str(EXAMPLE), EXAMPLE.parent)
+    client: Client = TestClient(TestServer(create_app(settings, clock=clock)))
+    await client.start_server()
+    try:
+        yield World(client, clock, solapi, twilio)
+    finally:
+        solapi.release()
+        twilio.release()
+        await client.close()
+        for server in servers:
+            await server.close()
+
+
+async def text_the_shop(world: World, body: str) -> None:
+    path = "/hooks/twilio/demo/sms"
+    headers, form = signed_request(PUBLIC + path, inbound_sms_form(body, to=SHOP_NUMBER))
+    resp = await world.client.post(path, data=form, headers=headers)
+    assert resp.status == 200
+    assert "<Response/>" in await resp.text()
+
+
+async def twilio_reports(world: World, sid: str, status: str) -> None:
+    path = "/hooks/twilio/demo/status"
+    form = status_callback_form(sid, status, to=CUSTOMER, sender=SHOP_NUMBER)
+    headers, body = signed_request(PUBLIC + path, form)
+    resp = await world.client.post(path, data=body, headers=headers)
+    assert resp.status == 204
+
+
+async def solapi_reports(world: World, message_id: str, ref: str, code: str) -> None:
+    report = {
+        "eventDataId": f"EV-{message_id}-{code}",
+        "retryCount": 0,
+        "data": {
+            "messageId": message_id,
+            "type": "SMS",
+            "to": OWNER_NATIONAL,
+            "from": "0212345678",
+            "statusCode": code,
+            "statusMessage": "정상 수신" if code == "4000" else "실패",
+            "customFields": {"ourId": ref},
+        },
+    }
+    resp = await world.client.post(
+        f"/hooks/solapi/demo/{WEBHOOK_TOKEN}",
+        data=json.dumps([report], ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status == 200
+
+
+async def test_a_whole_sms_conversation_through_the_vendors(world: World) -> None:
+    # 1. The customer texts the shop's Twilio number.
+    await text_the_shop(world, "에어컨에서 물이 새요")
+    (conv,) = await world.rows(Conversation)
+    assert (conv.channel, conv.status) == ("sms", "open")
+    await world.drain()
+
+    # 2. The owner hears of it by SMS through SOLAPI, at once; the customer hears nothing yet.
+    (notice,) = world.solapi.messages.values()
+    assert notice["to"] == OWNER_NATIONAL
+    assert notice["type"] in ("SMS", "LMS")
+    assert "에어컨에서 물이 새요" in notice["text"]
+    assert world.twilio.sent_to(CUSTOMER) == []
+
+    # 3. Nobody answered within the delay: the acknowledgement goes by Twilio SMS.
+    world.clock.advance(seconds=91)
+    await world.drain()
+    (ack,) = world.twilio.sent_to(CUSTOMER)
+    assert ack["from"] == SHOP_NUMBER
+    assert "사장님" in ack["body"] or "답변" in ack["body"]
+
+    # 4. The owner answers from the console on their phone.
+    await add_account(world.client, "owner", shop="demo")
+    csrf = await sign_in(world.client, "owner")
+    resp = await world.client.post(
+        f"/console/c/{conv.id}/reply",
+        data={"text": "내일 오전 10시에 방문드릴게요", "csrf": csrf},
+        headers={"Accept": "application/json"},
+    )
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    assert answer["path"] == "sms"
+    await world.drain()
+    ack_again, reply_sent = world.twilio.sent_to(CUSTOMER)
+    assert ack_again["sid"] == ack["sid"]
+    assert reply_sent["body"] == "내일 오전 10시에 방문드릴게요"
+    assert dict(world.twilio.requests[-1])["StatusCallback"] == f"{PUBLIC}/hooks/twilio/demo/status"
+
+    # 5. Twilio reports the reply delivered; the console shows it.
+    await twilio_reports(world, reply_sent["sid"], "sent")
+    await twilio_reports(world, reply_sent["sid"], "delivered")
+    await twilio_reports(world, reply_sent["sid"], "sent")  # late and out of order: ignored
+    reply = next(m for m in await world.rows(Message) if m.id == answer["message_id"])
+    assert (reply.status, reply.provider, reply.provider_message_id) == (
+        "delivered",
+        "twilio",
+        reply_sent["sid"],
+    )
+    page = await world.client.get(f"/console/c/{conv.id}")
+    assert "전달됨" in await page.text()
+
+    # 6. SOLAPI reports the owner's notification delivered: stored once, redelivery ignored.
+    notice_row = next(r for r in await world.rows(OutboxItem) if r.purpose == "owner_notification")
+    assert notice_row.status == "sent"
+    for _ in range(2):
+        await solapi_reports(world, notice["messageId"], str(notice_row.id), "4000")
+    (event,) = await world.rows(DeliveryEvent)
+    assert (event.provider, event.status) == ("solapi", "delivered")
+
+    # Every outbox row ended sent; nothing went twice.
+    assert {r.status for r in await world.rows(OutboxItem)} == {"sent"}
+    assert len(world.solapi.messages) == 1
+    assert len(world.twilio.sent_to(CUSTOMER)) == 2
+    conv_after = next(c for c in await world.rows(Conversation) if c.id == conv.id)
+    assert conv_after.waiting_since is None
+    assert conv_after.first_response_at is not None
+
+
+async def test_the_owner_answering_within_the_delay_means_no_acknowledgement(
+    world: World,
+) -> None:
+    await text_the_shop(world, "보일러가 안 켜져요")
+    (conv,) = await world.rows(Conversation)
+    await add_account(world.client, "owner", shop="demo")
+    csrf = await sign_in(world.client, "owner")
+    world.clock.advance(seconds=30)
+    resp = await world.client.post(
+        f"/console/c/{conv.id}/reply",
+        data={"text": "지금 바로 전화드릴게요", "csrf": csrf},
+        headers={"Accept": "application/json"},
+    )
+    assert resp.status == 200
+    world.clock.advance(seconds=120)
+    await world.drain()
+    (only,) = world.twilio.sent_to(CUSTOMER)
+    assert only["body"] == "지금 바로 전화드릴게요"
+    statuses = {r.idempotency_key.split(":")[0]: r.status for r in await world.rows(OutboxItem)}
+    assert statuses["sms-ack"] == "cancelled"
