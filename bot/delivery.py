@@ -8,6 +8,8 @@
   outbox id the provider echoed back (SOLAPI ``customFields.ourId``);
 * moves the message's status forward only (`providers.solapi.status_advances`): a late
   "accepted" never replaces "delivered" or "failed", and the first final status wins;
+* settles an outbox row that never learnt the vendor took the message (its answer was
+  lost: `unknown`; or a retry is scheduled): it is `sent`, so it is never sent twice;
 * on failure keeps the vendor's reason in `Message.error`; on an 080 opt-out (SOLAPI
   1061/2061) records the customer's marketing consent as withdrawn.
 
@@ -119,6 +121,35 @@ def _record_opt_out(
     )
 
 
+# Outbox states in which we do not (yet) know the vendor has the message.
+_UNSETTLED = ("pending", "sending", "unknown")
+
+
+def _settle_outbox(conn: Connection, shop_id: int, report: Report, now: datetime) -> None:
+    """A report is proof the vendor took the message: an outbox row still unsure of that
+    (its answer was lost, or a retry is scheduled) is sent, and will not go out again.
+    The dispatcher records only `WHERE status = <what it saw>`, so it cannot undo this."""
+    if not report.ref or not report.ref.isdigit():
+        return
+    conn.execute(
+        sa.update(OUTBOX)
+        .where(
+            OUTBOX.c.id == int(report.ref),
+            OUTBOX.c.shop_id == shop_id,
+            OUTBOX.c.status.in_(_UNSETTLED),
+        )
+        .values(
+            status="sent",
+            provider_ref=report.message_id,
+            sent_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_until=None,
+            last_error=None,
+        )
+    )
+
+
 def _apply_one(
     conn: Connection, shop_id: int, provider: str, report: Report, now: datetime
 ) -> tuple[int, str] | None:
@@ -137,6 +168,7 @@ def _apply_one(
     )
     if not stored:
         return None  # seen before: everything it changes has been changed
+    _settle_outbox(conn, shop_id, report, now)
     message = _find_message(conn, shop_id, report)
     if message is None:
         return None

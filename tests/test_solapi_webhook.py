@@ -7,6 +7,7 @@ import io
 import json
 import os
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,11 @@ async def post(
 
 
 async def sent_message(
-    client: Client, *, provider_message_id: str | None = FIXTURE_MID, status: str = "sent"
+    client: Client,
+    *,
+    provider_message_id: str | None = FIXTURE_MID,
+    status: str = "sent",
+    outbox_status: str = "sent",
 ) -> tuple[int, int, int]:
     """An outbound SMS already handed to SOLAPI: (message id, outbox id, customer id)."""
     app = client.app
@@ -117,8 +122,12 @@ async def sent_message(
                 provider="solapi",
                 recipient={"phone": "+821012345678"},
                 payload={"text": "내일 오전 10시에 방문드릴게요."},
-                status="sent",
-                not_before=now,
+                status=outbox_status,
+                # an unsettled row belongs to another process's send for now (no tick here
+                # may take it: this app has no SOLAPI provider)
+                not_before=now if outbox_status == "sent" else now + timedelta(hours=1),
+                lease_owner=None if outbox_status == "sent" else "another-process",
+                lease_until=None if outbox_status == "sent" else now + timedelta(hours=1),
                 idempotency_key=f"reply:{message_id}",
                 provider_ref=provider_message_id,
                 created_at=now,
@@ -235,6 +244,34 @@ async def test_a_message_without_provider_id_is_found_by_our_outbox_id(
     assert (await post(client, body))[0] == 200
     row = await message(client, message_id)
     assert (row.status, row.provider_message_id) == ("delivered", "M4V-learnt")
+
+
+@pytest.mark.parametrize("was", ["unknown", "pending", "sending"])
+async def test_a_report_settles_an_outbox_row_that_never_heard_back(
+    make_client: MakeClient, was: str
+) -> None:
+    """The send's answer was lost (or a retry is scheduled), but SOLAPI reports the message:
+    the row is sent with SOLAPI's id and is never sent again."""
+    client = await solapi_client(make_client)
+    message_id, outbox_id, _ = await sent_message(
+        client, provider_message_id=None, status="queued", outbox_status=was
+    )
+    body = [report("EV-6", "4000", mid="M4V-found", ref=str(outbox_id))]
+    assert (await post(client, body))[0] == 200
+    (item,) = await rows(client, OutboxItem)
+    assert (item.status, item.provider_ref, item.lease_owner) == ("sent", "M4V-found", None)
+    row = await message(client, message_id)
+    assert (row.status, row.provider_message_id) == ("delivered", "M4V-found")
+
+
+async def test_a_report_does_not_revive_a_cancelled_row(make_client: MakeClient) -> None:
+    client = await solapi_client(make_client)
+    _, outbox_id, _ = await sent_message(
+        client, provider_message_id=None, status="cancelled", outbox_status="cancelled"
+    )
+    assert (await post(client, [report("EV-7", "4000", mid="M", ref=str(outbox_id))]))[0] == 200
+    (item,) = await rows(client, OutboxItem)
+    assert item.status == "cancelled"
 
 
 @pytest.mark.parametrize(
