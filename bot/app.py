@@ -30,10 +30,12 @@ from bot.handlers import build_dispatcher
 from bot.inbound import Services
 from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.photos import OutboxPhotos, PhotoStore
 from bot.shops import ReplyStats, sync_shops
 from bot.texts import Texts
 from bot.webhooks import kakao, solapi
 from bot.webhooks import twilio as twilio_hooks
+from providers.kakao_callback import KakaoCallbackProvider
 from providers.registry import Providers
 from scheduler.loop import Ticks
 from scheduler.outbox import Dispatcher
@@ -136,6 +138,8 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
 
 async def _providers(app: web.Application) -> AsyncIterator[None]:
     providers = Providers.from_config(app[keys.SETTINGS].providers, app[keys.HTTP])
+    if KakaoCallbackProvider.name not in providers:  # built in: it needs no credentials
+        providers.add(KakaoCallbackProvider({}, app[keys.HTTP]))
     await providers.start_all()
     app[keys.PROVIDERS] = providers
     yield
@@ -145,8 +149,14 @@ async def _providers(app: web.Application) -> AsyncIterator[None]:
 async def _ticks(app: web.Application) -> AsyncIterator[None]:
     settings, database = app[keys.SETTINGS], app[keys.DATABASE]
     owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    photos = OutboxPhotos(PhotoStore(settings.storage.path), settings.server.public_url)
     outbox = Dispatcher(
-        database, app[keys.PROVIDERS], app[keys.CLOCK], settings.outbox, owner_id=owner_id
+        database,
+        app[keys.PROVIDERS],
+        app[keys.CLOCK],
+        settings.outbox,
+        owner_id=owner_id,
+        photos=photos,
     )
     app[keys.OUTBOX] = outbox
     outbox.on_message_status = app[keys.LIVE].message_status

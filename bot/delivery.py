@@ -42,7 +42,7 @@ MESSAGE_STATUS = {"accepted": "sent", "sent": "sent", "delivered": "delivered", 
 Changed = list[tuple[int, str]]  # (message id, new status), in report order
 
 
-def _insert_event(conn: Connection, row: dict[str, Any]) -> bool:
+def store_event(conn: Connection, row: dict[str, Any]) -> bool:
     """Store one event; False if it was stored before (a redelivery)."""
     stmt: Any
     if conn.dialect.name == "postgresql":
@@ -153,7 +153,7 @@ def _settle_outbox(conn: Connection, shop_id: int, report: Report, now: datetime
 def _apply_one(
     conn: Connection, shop_id: int, provider: str, report: Report, now: datetime
 ) -> tuple[int, str] | None:
-    stored = _insert_event(
+    stored = store_event(
         conn,
         {
             "shop_id": shop_id,
@@ -209,3 +209,47 @@ def apply_reports(
         return changed
 
     return unit
+
+
+def catch_up(
+    conn: Connection, shop_id: int, provider: str, provider_message_id: str, message_id: int
+) -> str | None:
+    """Apply reports that arrived before the send was recorded (a fast vendor can report
+    "delivered" before our own record of the send is committed). Called when the outbox
+    records a message as sent; returns the message's new status, if it changed."""
+    statuses = conn.execute(
+        sa.select(EVENTS.c.status, EVENTS.c.detail).where(
+            EVENTS.c.shop_id == shop_id,
+            EVENTS.c.provider == provider,
+            EVENTS.c.provider_message_id == provider_message_id,
+        )
+    ).all()
+    current: str = conn.execute(
+        sa.select(MESSAGES.c.status).where(MESSAGES.c.id == message_id)
+    ).scalar_one()
+    best: str = current
+    reason: str | None = None
+    for status, detail in statuses:
+        ours = MESSAGE_STATUS.get(status)
+        if ours is not None and status_advances(best, ours):
+            best, reason = ours, detail
+    if best == current:
+        return None
+    values: dict[str, Any] = {"status": best}
+    if best == "delivered":
+        values["delivered_at"] = conn.execute(
+            sa.select(sa.func.min(EVENTS.c.received_at)).where(
+                EVENTS.c.shop_id == shop_id,
+                EVENTS.c.provider == provider,
+                EVENTS.c.provider_message_id == provider_message_id,
+                EVENTS.c.status == "delivered",
+            )
+        ).scalar_one()
+    elif best == "failed":
+        values["error"] = reason or "failed"
+    conn.execute(
+        sa.update(MESSAGES)
+        .where(MESSAGES.c.id == message_id, MESSAGES.c.status == current)
+        .values(**values)
+    )
+    return best

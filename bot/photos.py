@@ -10,12 +10,17 @@ under SOLAPI's MMS limits.
 `PhotoStore` keeps the files under random names in the configured directory (never a
 static root: they are served only through handlers that check who is asking), and
 `record_photo` is the unit that writes the `photos` row.
+
+`OutboxPhotos` hands a reply's photo to the outbox (scheduler/outbox.py `PhotoResolver`):
+the MMS-ready copy, made once and kept next to the original, and the photo's absolute URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
+import ipaddress
 import os
 import re
 import secrets
@@ -23,11 +28,12 @@ import struct
 import threading
 import unicodedata
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from PIL import Image, ImageOps
@@ -35,6 +41,7 @@ from sqlalchemy.engine import Connection
 
 from bot.db import Database
 from bot.models import Conversation, Photo
+from scheduler.outbox import AttachedPhoto, PhotoUnavailable
 
 CONTENT_TYPE = "image/jpeg"
 # Stored copies fit in this box: plenty for a phone screen, a fraction of a camera's bytes.
@@ -49,6 +56,8 @@ MMS_SHRINK = 0.8
 WANTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "HEIF", "AVIF")
 # secrets.token_urlsafe(24) is 32 URL-safe characters; nothing else is ever a stored name.
 STORED_NAME = re.compile(r"[A-Za-z0-9_-]{32}\.jpg")
+# The MMS copy of <token>.jpg is <token>.mms.jpg: never a stored name, so never served.
+MMS_SUFFIX = ".mms.jpg"
 ORIGINAL_NAME_MAX = 200
 
 # What hostile or broken input makes Pillow raise while identifying and decoding (the same
@@ -263,12 +272,41 @@ class PhotoStore:
         """Write `jpeg` under a new random name and return the name (blocking)."""
         self._ensure_root()
         name = new_stored_name()
-        final = self.path_of(name)
-        tmp = self.root / f".{name}.{secrets.token_hex(4)}.tmp"
+        self._write(self.path_of(name), jpeg)
+        return name
+
+    def mms_path_of(self, stored_name: str) -> Path:
+        original = self.path_of(stored_name)
+        return original.with_name(original.name.removesuffix(".jpg") + MMS_SUFFIX)
+
+    def mms_file(self, stored_name: str) -> Path:
+        """The photo's copy within SOLAPI's MMS limits (`for_mms`), made on first use and
+        kept next to the original (blocking: file and CPU work).
+
+        FileNotFoundError when the photo is gone (a copy left behind does not count);
+        PhotoRejected("broken") when the stored file cannot be decoded.
+        """
+        original = self.path_of(stored_name)
+        copy = self.mms_path_of(stored_name)
+        if not original.is_file():
+            raise FileNotFoundError(stored_name)
+        if copy.is_file():
+            return copy
+        jpeg = original.read_bytes()
+        try:
+            smaller = for_mms(jpeg)
+        except _DECODE_ERRORS:  # for_mms works in memory: these are about the picture
+            raise broken() from None
+        # Two senders making it at once write the same bytes; the rename is atomic.
+        self._write(copy, smaller)
+        return copy
+
+    def _write(self, final: Path, data: bytes) -> None:
+        tmp = self.root / f".{final.name}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(jpeg)
+                f.write(data)
                 f.flush()
                 # On disk before the row that points at it is committed.
                 os.fsync(f.fileno())
@@ -277,7 +315,6 @@ class PhotoStore:
             tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(self.root)
-        return name
 
     def read(self, stored_name: str) -> bytes:
         """The file's bytes (blocking); FileNotFoundError when it is gone."""
@@ -285,6 +322,7 @@ class PhotoStore:
 
     def remove(self, stored_name: str) -> None:
         self.path_of(stored_name).unlink(missing_ok=True)
+        self.mms_path_of(stored_name).unlink(missing_ok=True)
 
     def _ensure_root(self) -> None:
         if self.root.is_dir():
@@ -411,3 +449,65 @@ def attachment(photo_id: int, stored_name: str, width: int, height: int) -> dict
         "height": height,
         "content_type": CONTENT_TYPE,
     }
+
+
+# --------------------------------------------------------------------------- the outbox
+
+
+def stored_name_of(found: Mapping[str, Any]) -> str | None:
+    """The stored name behind an `attachment()`'s URL, or None if it names none of ours."""
+    url = found.get("url")
+    if not isinstance(url, str) or not url.startswith("/p/"):
+        return None
+    name = url.removeprefix("/p/")
+    return name if is_stored_name(name) else None
+
+
+def public_photo_url(public_url: str | None, stored_name: str) -> str | None:
+    """The photo's absolute customer URL — `server.public_url` + `/p/<name>` — or None when
+    nobody outside could open it: no public URL, not http(s), or this machine only
+    (localhost, 127.0.0.1: the default for a demo). Vendors and customers get no link then.
+    """
+    if not public_url:
+        return None
+    parts = urlsplit(public_url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a name, not an address
+    return public_url.rstrip("/") + public_path(stored_name)
+
+
+class OutboxPhotos:
+    """The outbox's photo resolver (scheduler/outbox.py `PhotoResolver`) for one store.
+
+    Wiring: ``Dispatcher(..., photos=OutboxPhotos(PhotoStore(settings.storage.path),
+    settings.server.public_url))``.
+    """
+
+    def __init__(self, store: PhotoStore, public_url: str | None) -> None:
+        self.store = store
+        self.public_url = public_url
+
+    async def __call__(self, found: Mapping[str, Any], with_file: bool) -> AttachedPhoto:
+        name = stored_name_of(found)
+        if name is None:
+            raise PhotoUnavailable("the attachment names no stored photo")
+        url = public_photo_url(self.public_url, name)
+        if not with_file:
+            if not await asyncio.to_thread(self.store.path_of(name).is_file):
+                raise PhotoUnavailable(f"photo {found.get('photo_id')}: the file is gone")
+            return AttachedPhoto(None, url)
+        try:
+            path = await asyncio.to_thread(self.store.mms_file, name)
+        except FileNotFoundError:
+            raise PhotoUnavailable(f"photo {found.get('photo_id')}: the file is gone") from None
+        except PhotoRejected:
+            raise PhotoUnavailable(f"photo {found.get('photo_id')}: cannot be decoded") from None
+        return AttachedPhoto(str(path), url)

@@ -83,6 +83,8 @@ class Recipient:
     kakao_key_type: str | None = None  # botUserKey | plusfriendUserKey | appUserId
     name: str | None = None
     owner: bool = False
+    # Kakao's one-time URL for the late answer to one skill request (AI-chatbot callback).
+    kakao_callback_url: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Recipient:
@@ -98,6 +100,7 @@ class Recipient:
             kakao_key_type=text("kakao_key_type"),
             name=text("name"),
             owner=bool(data.get("owner", False)),
+            kakao_callback_url=text("kakao_callback_url"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class Recipient:
             "kakao_key_type": self.kakao_key_type,
             "name": self.name,
             "owner": self.owner,
+            "kakao_callback_url": self.kakao_callback_url,
         }
 
     def masked(self) -> str:
@@ -118,6 +122,8 @@ class Recipient:
             parts.append(mask_phone(self.phone))
         if self.kakao_user_key:
             parts.append(f"kakao:{mask_key(self.kakao_user_key)}")
+        if self.kakao_callback_url:  # the token in it is a credential for a minute
+            parts.append("kakao-callback")
         return " ".join(parts) or "(no address)"
 
     def __repr__(self) -> str:
@@ -136,14 +142,24 @@ class Outgoing:
     # Advertising messages are formatted and gated by the send-time policy before they get
     # here; the flag travels so an info-only channel (AlimTalk) can refuse an ad.
     informational: bool = True
+    # One picture, in the two forms vendors take it: `image_path` is a local JPEG file
+    # already within MMS limits (SOLAPI uploads its bytes), `image_url` an absolute http(s)
+    # URL of the same picture (Twilio fetches it). Either may be missing: an adapter that
+    # needs the missing one refuses the message rather than drop the picture silently.
     image_path: str | None = None
+    image_url: str | None = None
     template: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict, hash=False)
 
+    @property
+    def has_image(self) -> bool:
+        return bool(self.image_path or self.image_url)
+
     def __repr__(self) -> str:  # bodies never reach a log through repr
+        image = ", image" if self.has_image else ""
         return (
             f"Outgoing(ref={self.ref!r}, purpose={self.purpose!r}, "
-            f"recipient={self.recipient!r}, text=<{len(self.text)} chars>)"
+            f"recipient={self.recipient!r}, text=<{len(self.text)} chars>{image})"
         )
 
 
@@ -215,6 +231,10 @@ class RateLimited(TransientError):
 
 class UnknownOutcome(ProviderError):
     """The request may have been accepted: reconcile with `lookup`, never blind-resend."""
+
+
+class CannotTell(ProviderError):
+    """`lookup` cannot say whether an earlier send arrived (no vendor search by our ref)."""
 
 
 class PermanentError(ProviderError):
@@ -395,8 +415,13 @@ class Provider(abc.ABC):
         """
 
     async def lookup(self, ref: SendRef) -> SendResult | None:
-        """What became of an earlier send? None means "cannot tell" (the default)."""
-        return None
+        """What became of an earlier send whose answer was lost?
+
+        The found result; None when the vendor was searched and does not have it (so it may
+        be sent again); `CannotTell` when this provider cannot search for it (the default):
+        then it is never sent again by itself, as that could be a second copy.
+        """
+        raise CannotTell(f"{self.name} cannot look up earlier sends")
 
     def _secret_keys(self) -> frozenset[str]:
         return frozenset(k for k, opt in self.options_spec.items() if opt.secret)

@@ -11,6 +11,8 @@ import aiohttp
 from providers.base import Capability, Provider, ProviderConfigError
 from providers.console import ConsoleProvider
 from providers.fake import FakeProvider
+from providers.kakao_callback import KakaoCallbackProvider
+from providers.kakao_event import KakaoEventProvider
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
 
@@ -67,6 +69,8 @@ class Registry:
 default_registry = Registry()
 default_registry.register(ConsoleProvider)
 default_registry.register(FakeProvider)
+default_registry.register(KakaoEventProvider)
+default_registry.register(KakaoCallbackProvider)
 default_registry.register(SolapiProvider)
 default_registry.register(TwilioProvider)
 

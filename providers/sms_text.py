@@ -105,26 +105,46 @@ def make_subject(text: str, limit: int = SUBJECT_MAX_BYTES) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SizedText:
-    kind: Literal["SMS", "LMS"]
+    kind: Literal["SMS", "LMS", "MMS"]
     text: str
-    subject: str | None  # LMS only
+    subject: str | None  # LMS/MMS only
     size: int  # CP949 bytes of `text`
 
 
-def size_text(text: str, subject: str | None = None) -> SizedText:
-    """SMS when ≤ 90 bytes (a subject is dropped: SMS cannot carry one, 1013), else LMS
-    ≤ 2000 bytes with a subject ≤ 40 bytes (given, or made from the first line)."""
+def _body(text: str) -> tuple[str, int]:
+    """The text as carriers take it and its size; UnsendableText if empty or over 2000."""
     body = to_cp949_text(text)
     if not body.strip():
         raise UnsendableText("보낼 내용이 비어 있어요", code="empty")
     size = cp949_len(body)
-    if size <= SMS_MAX_BYTES:
-        return SizedText("SMS", body, None, size)
     if size > LMS_MAX_BYTES:
         raise UnsendableText(
             f"문자가 너무 길어요 ({size}바이트, 최대 {LMS_MAX_BYTES}바이트 — 한글 약 1000자)",
             code="too_long",
         )
+    return body, size
+
+
+def _subject(body: str, subject: str | None) -> str | None:
     title = to_cp949_text(subject).strip() if subject else ""
     title = cut_bytes(" ".join(title.split()), SUBJECT_MAX_BYTES) if title else make_subject(body)
-    return SizedText("LMS", body, title or None, size)
+    return title or None
+
+
+def size_text(text: str, subject: str | None = None) -> SizedText:
+    """SMS when ≤ 90 bytes (a subject is dropped: SMS cannot carry one, 1013), else LMS
+    ≤ 2000 bytes with a subject ≤ 40 bytes (given, or made from the first line)."""
+    body, size = _body(text)
+    if size <= SMS_MAX_BYTES:
+        return SizedText("SMS", body, None, size)
+    return SizedText("LMS", body, _subject(body, subject), size)
+
+
+def size_mms_text(text: str, subject: str | None = None) -> SizedText:
+    """The text of an MMS: ≤ 2000 bytes like an LMS, subject ≤ 40 bytes. A subject is
+    made from the first line only for a text longer than an SMS: a short caption under a
+    photo needs no title repeating it (SOLAPI's MMS subject is optional)."""
+    body, size = _body(text)
+    if subject or size > SMS_MAX_BYTES:
+        return SizedText("MMS", body, _subject(body, subject), size)
+    return SizedText("MMS", body, None, size)

@@ -1,4 +1,4 @@
-"""SOLAPI (solapi.com, formerly CoolSMS): SMS/LMS and AlimTalk with SMS fallback.
+"""SOLAPI (solapi.com, formerly CoolSMS): SMS/LMS/MMS and AlimTalk with SMS fallback.
 
 Facts are in PROTOCOLS.md §2.3 and §3. The adapter
 
@@ -7,6 +7,9 @@ Facts are in PROTOCOLS.md §2.3 and §3. The adapter
 * sizes texts by CP949 bytes (`providers.sms_text`): SMS ≤ 90 bytes, else LMS ≤ 2000 bytes
   with a subject ≤ 40; unencodable characters are substituted or refused, never sent as "?";
   texts over 2000 bytes are refused (see sms_text for why we do not split);
+* sends a message with a picture as MMS: the JPEG at `Outgoing.image_path` is checked
+  locally (jpg, ≤ 200 KB, ≤ 1500×1440 — refused with a Korean reason otherwise), uploaded
+  with ``POST /storage/v1/files`` (type MMS), and the message carries the ``imageId``;
 * sends a batch with one ``POST /messages/v4/send-many/detail`` (≤ 10 000 messages), our
   outbox id in ``customFields.ourId``; per-message failures are read from
   ``failedMessageList`` and classified by status code (`classify_status`);
@@ -36,15 +39,22 @@ HTTP 408                                    TransientError       request not rea
 other 4xx                                   PermanentError       the request is wrong
 HTTP 5xx                                    UnknownOutcome       no idempotency key
 =========================================  ===================  =========================
+
+An image upload (``/storage/v1/files``) is classified the same way, except that what would
+be an UnknownOutcome is a TransientError: nothing has gone to the customer yet, and an
+upload that did arrive only leaves an unused file at SOLAPI.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import email.utils
 import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -70,15 +80,22 @@ from providers.base import (
     TransientError,
     UnknownOutcome,
 )
-from providers.sms_text import UnsendableText, size_text
+from providers.sms_text import UnsendableText, size_mms_text, size_text
 
 log = logging.getLogger("dangol.providers.solapi")
 
 DEFAULT_BASE_URL = "https://api.solapi.com"
 SEND_PATH = "/messages/v4/send-many/detail"
 LIST_PATH = "/messages/v4/list"
+STORAGE_PATH = "/storage/v1/files"
 MAX_BATCH = 10_000
 OUR_ID = "ourId"  # the customFields key carrying our outbox id
+# MMS pictures (PROTOCOLS.md §2.3, 2026 table): jpg, 200 KB — read the strict way, 200 000
+# bytes, so a file that passes here passes whichever "KB" SOLAPI means — ≤ 1500 × 1440 px.
+MMS_MAX_BYTES = 200_000
+MMS_MAX_WIDTH = 1500
+MMS_MAX_HEIGHT = 1440
+UPLOADS_AT_ONCE = 4
 
 RETRYABLE_AUTH = frozenset({"RequestTimeTooSkewed", "DuplicatedSignature"})
 
@@ -258,12 +275,82 @@ def _iso(when: datetime) -> str:
     return when.isoformat(timespec="seconds")
 
 
+# Start-of-frame markers (baseline, progressive, lossless…) carry the picture's size;
+# C4 (Huffman tables), C8 (reserved) and CC (arithmetic coding) do not.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header; None if `data` is not a JPEG."""
+    if not data.startswith(b"\xff\xd8\xff"):
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # the image ends or its data starts before any frame
+            return None
+        if marker in _SOF:
+            if i + 9 > len(data):
+                return None
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return (width, height) if width and height else None
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
+def read_mms_image(path: str) -> bytes:
+    """The bytes of a picture SOLAPI will take as MMS, or a PermanentError saying why not
+    (blocking: run it in a thread)."""
+    try:
+        size = os.stat(path).st_size
+        if size > MMS_MAX_BYTES:
+            raise PermanentError(
+                f"사진 파일이 너무 커요 ({size / 1000:.0f}KB, 문자(MMS)는 최대 200KB)",
+                code="image_too_large",
+            )
+        with open(path, "rb") as f:
+            data = f.read(MMS_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise PermanentError("보낼 사진 파일을 찾을 수 없어요", code="image_missing") from None
+    except OSError as exc:
+        raise PermanentError(
+            f"보낼 사진 파일을 읽을 수 없어요 ({type(exc).__name__})", code="image_unreadable"
+        ) from None
+    if len(data) > MMS_MAX_BYTES:  # grew after the stat
+        raise PermanentError(
+            "사진 파일이 너무 커요 (문자(MMS)는 최대 200KB)", code="image_too_large"
+        )
+    found = jpeg_size(data)
+    if found is None:
+        raise PermanentError("문자(MMS)에는 JPG 사진만 보낼 수 있어요", code="image_not_jpeg")
+    width, height = found
+    if width > MMS_MAX_WIDTH or height > MMS_MAX_HEIGHT:
+        raise PermanentError(
+            f"사진이 너무 커요 ({width}×{height}, 문자(MMS)는 최대 "
+            f"{MMS_MAX_WIDTH}×{MMS_MAX_HEIGHT})",
+            code="image_dimensions",
+        )
+    return data
+
+
 # --------------------------------------------------------------------------- the provider
 
 
 class SolapiProvider(Provider):
     name = "solapi"
-    capabilities = Capability.INITIATE | Capability.DELIVERY_REPORTS
+    capabilities = Capability.INITIATE | Capability.IMAGES | Capability.DELIVERY_REPORTS
     max_text_chars = 2000  # a first cut; the real limit is 2000 CP949 bytes (sms_text)
     rate_per_second = None
     max_batch = MAX_BATCH
@@ -328,16 +415,23 @@ class SolapiProvider(Provider):
 
     # -- building messages
 
-    def build_message(self, msg: Outgoing) -> tuple[dict[str, Any], str]:
-        """The wire object for `msg` and its path; PermanentError if it cannot go out."""
-        if msg.image_path:
-            raise PermanentError("사진 문자(MMS)는 아직 SOLAPI로 보낼 수 없어요", code="mms")
+    def build_message(
+        self, msg: Outgoing, image_id: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """The wire object for `msg` and its path; PermanentError if it cannot go out.
+
+        A message with a picture becomes an MMS carrying `image_id` (from `upload_image`);
+        without one the body lacks ``imageId`` — `send` checks everything else first, so a
+        message that cannot go out never costs an upload, then fills it in.
+        """
         body: dict[str, Any] = {
             "to": to_national_number(msg.recipient),
             "from": self.sender,
             "customFields": {OUR_ID: msg.ref},
         }
         if msg.template:
+            if msg.has_image:
+                raise PermanentError("알림톡에는 사진을 붙일 수 없어요", code="image_on_alimtalk")
             if not msg.informational:
                 raise PermanentError("알림톡으로는 광고를 보낼 수 없어요", code="ad_on_alimtalk")
             pf_id = self.options["pf_id"]
@@ -356,10 +450,17 @@ class SolapiProvider(Provider):
                 "disableSms": False,
             }
             return body, "alimtalk"
+        if msg.has_image and not msg.image_path:
+            raise PermanentError(
+                "SOLAPI는 사진 파일을 올려서 보내요: 사진 주소만으로는 보낼 수 없어요",
+                code="no_image_file",
+            )
         try:
-            sized = size_text(msg.text, msg.subject)
+            sized = (size_mms_text if msg.image_path else size_text)(msg.text, msg.subject)
         except UnsendableText as exc:
             raise PermanentError(exc.reason, code=exc.code) from None
+        if image_id:
+            body["imageId"] = image_id
         body["type"] = sized.kind
         body["text"] = sized.text
         if sized.subject:
@@ -383,6 +484,7 @@ class SolapiProvider(Provider):
                 outcomes[i] = exc
                 continue
             wire.append((i, path, body))
+        wire = await self._attach_images(batch, wire, outcomes)
         for start in range(0, len(wire), MAX_BATCH):
             chunk = wire[start : start + MAX_BATCH]
             payload = {
@@ -400,6 +502,55 @@ class SolapiProvider(Provider):
             refs = [(i, batch[i].ref, path) for i, path, _ in chunk]
             outcomes.update(self._read_send_answer(answer, refs))
         return [outcomes[i] for i in range(len(batch))]
+
+    async def _attach_images(
+        self,
+        batch: Sequence[Outgoing],
+        wire: list[tuple[int, str, dict[str, Any]]],
+        outcomes: dict[int, SendResult | ProviderError],
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        """Upload the picture of every MMS in `wire` and put its id in the message. An MMS
+        whose upload failed is taken out of the returned wire, that failure its outcome."""
+        gate = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+        async def upload(i: int) -> str | ProviderError:
+            path = batch[i].image_path
+            assert path is not None  # build_message made an MMS only with a file
+            async with gate:
+                try:
+                    return await self.upload_image(path, name=f"mms-{batch[i].ref}.jpg")
+                except ProviderError as exc:
+                    return exc
+
+        mms = [i for i, path, _ in wire if path == "mms"]
+        if not mms:
+            return wire
+        uploaded = dict(zip(mms, await asyncio.gather(*(upload(i) for i in mms)), strict=True))
+        kept: list[tuple[int, str, dict[str, Any]]] = []
+        for i, path, body in wire:
+            file_id = uploaded.get(i)
+            if isinstance(file_id, ProviderError):
+                outcomes[i] = file_id
+                continue
+            if file_id is not None:
+                body["imageId"] = file_id
+            kept.append((i, path, body))
+        return kept
+
+    async def upload_image(self, path: str, *, name: str = "photo.jpg") -> str:
+        """Upload a JPEG for MMS; SOLAPI's fileId. PermanentError when the file is not one
+        SOLAPI takes (checked here, before any call), else the call's classified error."""
+        data = await asyncio.to_thread(read_mms_image, path)
+        body = {"file": base64.b64encode(data).decode("ascii"), "type": "MMS", "name": name}
+        try:
+            answer = await self._request("POST", STORAGE_PATH, json_body=body)
+        except UnknownOutcome as exc:
+            # Only a file may have arrived, no message: uploading again is safe.
+            raise TransientError(f"사진 올리기 실패: {exc.reason}", code=exc.code) from None
+        file_id = answer.get("fileId") if isinstance(answer, Mapping) else None
+        if not file_id:
+            raise TransientError("SOLAPI가 올린 사진의 ID를 알려 주지 않았어요", code="no_file_id")
+        return str(file_id)
 
     def _read_send_answer(
         self, answer: Any, refs: Iterable[tuple[int, str, str]]

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Literal
 import aiohttp
 
 from providers.base import (
+    CannotTell,
     Capability,
     Option,
     Outgoing,
@@ -63,6 +64,7 @@ API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
 MAX_MEDIA = 10
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+ABSOLUTE_URL = re.compile(r"^https?://[^/\s?#]+(?:[/?#]\S*)?$")
 _SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
 LOOKUP_PAGE_SIZE = 50
 LOOKUP_CLOCK_SKEW = timedelta(minutes=2)
@@ -209,13 +211,16 @@ class TwilioProvider(Provider):
                 code="21617",
             )
         media: list[str] = []
-        if msg.image_path:
-            if not re.match(r"^https?://", msg.image_path):
+        if msg.has_image:
+            # Twilio fetches the picture itself: only an absolute URL will do. Without one
+            # the message is refused, not sent without the picture the owner attached.
+            if not msg.image_url or not ABSOLUTE_URL.match(msg.image_url):
                 return PermanentError(
-                    "Twilio MMS에는 공개된 이미지 URL이 필요해요 (로컬 파일은 보낼 수 없어요)",
+                    "Twilio로 사진을 보내려면 공개 주소(server.public_url)의 사진 URL이 "
+                    "필요해요 (서버의 파일은 보낼 수 없어요)",
                     code="media-url",
                 )
-            media.append(msg.image_path)
+            media.append(msg.image_url)
         if not msg.text.strip() and not media:
             return PermanentError("보낼 내용이 없어요", code="empty")
         o = self.options
@@ -326,8 +331,8 @@ class TwilioProvider(Provider):
         if ref.provider_message_id:
             return await self._lookup_sid(ref.ref, ref.provider_message_id)
         pending = self._pending.get(ref.ref)
-        if pending is None:
-            return None  # not attempted by this process: cannot tell
+        if pending is None:  # not attempted by this process: what would we search for?
+            raise CannotTell("twilio cannot find a send without its SID from another process")
         return await self._lookup_listing(ref.ref, pending)
 
     async def _lookup_sid(self, ref: str, sid: str) -> SendResult | None:

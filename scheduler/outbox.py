@@ -19,6 +19,11 @@ cannot find it after the lease is over does the row go back to `pending` — whi
 an attempt, so `max_attempts` bounds resends too. For an `unknown` row `lease_until` is
 that "resend not before" deadline and `lease_owner` the instance checking it.
 
+A row whose payload has photo `attachments` (an owner's photo reply) gets its first photo
+through the `PhotoResolver` the Dispatcher was given (`build_outgoing` decides how: as the
+message's picture, or as a link in the text) — so this module never touches files or
+configuration.
+
 Every result is recorded with `WHERE id = :id AND lease_owner = :me AND status = :was`, so a
 sender whose lease was taken over cannot overwrite what the new owner recorded.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -49,8 +55,10 @@ from tenacity import (
 from bot.clock import Clock
 from bot.config import OutboxConfig
 from bot.db import Database
+from bot.delivery import catch_up
 from bot.models import Message, OutboxItem, UTCDateTime
 from providers.base import (
+    CannotTell,
     Capability,
     Outgoing,
     PermanentError,
@@ -397,14 +405,28 @@ def _apply(changes: Sequence[_Change]) -> Callable[[Connection], list[_Change]]:
             if conn.execute(change.statement, change.params).rowcount != 1:
                 continue  # the lease is someone else's now; their record stands
             applied.append(change)
-            if change.message_statement is not None and change.item.message_id is not None:
-                conn.execute(change.message_statement, change.message_params)
+            item = change.item
+            if change.message_statement is None or item.message_id is None:
+                continue
+            conn.execute(change.message_statement, change.message_params)
+            ref = change.params.get("p_ref")
+            if change.kind == "sent" and ref:  # the vendor may have reported already
+                catch_up(conn, item.shop_id, item.provider, ref, item.message_id)
         return applied
 
     return unit
 
 
 # --------------------------------------------------------------------------- dispatch
+
+
+class AskAgain(enum.Enum):
+    """A lookup that could not search (network, vendor trouble): try it again later."""
+
+    token = 0
+
+
+ASK_AGAIN = AskAgain.token
 
 
 class _RetryNow(Exception):
@@ -425,8 +447,57 @@ def _opt_str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def build_outgoing(item: Claimed, provider: Provider) -> Outgoing | PermanentError:
-    """The provider-facing message for a row, or why it can never be sent by `provider`."""
+# --------------------------------------------------------------------------- photos
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedPhoto:
+    """A photo attachment made ready for vendors (by the app's `PhotoResolver`)."""
+
+    path: str | None  # a JPEG file within MMS limits; only when asked for
+    url: str | None  # absolute http(s) URL anyone may fetch; None without a public address
+
+
+class PhotoUnavailable(Exception):
+    """The attachment's photo cannot be had any more (its file is gone)."""
+
+
+# (attachment, with_file) → the photo; `with_file` asks for the MMS-ready file as well as
+# the URL. Raises PhotoUnavailable when the photo is gone for good, OSError for trouble
+# that may pass. Async: making the MMS copy is file and CPU work.
+PhotoResolver = Callable[[Mapping[str, Any], bool], Awaitable[AttachedPhoto]]
+
+
+def first_photo(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The first image among a payload's `attachments` (bot/photos.py `attachment()`)."""
+    attachments = payload.get("attachments")
+    for found in attachments if isinstance(attachments, list) else []:
+        if isinstance(found, Mapping) and str(found.get("content_type", "")).startswith("image/"):
+            return found
+    return None
+
+
+def with_link(text: str, url: str, max_chars: int) -> str:
+    """`text` with the photo's URL on a line of its own, if it still fits the provider."""
+    linked = f"{text}\n\n{url}"
+    return linked if len(linked) <= max_chars else text
+
+
+# --------------------------------------------------------------------------- building
+
+
+async def build_outgoing(
+    item: Claimed, provider: Provider, photos: PhotoResolver | None = None
+) -> Outgoing | ProviderError:
+    """The provider-facing message for a row, or why it cannot be sent by `provider`
+    (a TransientError when its photo could not be prepared this time).
+
+    What becomes of a photo attachment is decided here and nowhere else: it is the
+    message's picture when the provider carries images; else its absolute URL is appended
+    to the text, for the customer to tap (Kakao), or left out when there is no public
+    address. A template message (the AlimTalk reply notice) carries neither: its approved
+    text is all that goes.
+    """
     payload = item.payload
     text = payload.get("text")
     if not isinstance(text, str) or not text:
@@ -434,6 +505,35 @@ def build_outgoing(item: Claimed, provider: Provider) -> Outgoing | PermanentErr
     variables = payload.get("variables") or {}
     if not isinstance(variables, Mapping):
         return PermanentError("payload.variables must be an object")
+    template = _opt_str(payload.get("template"))
+    caps = provider.capabilities
+    image_path = image_url = None
+    photo = first_photo(payload) if template is None else None
+    if photo is not None and photos is None:
+        log.warning("outbox %d: no photo resolver configured; sending the text only", item.id)
+    elif photo is not None and photos is not None:
+        as_picture = Capability.IMAGES in caps
+        try:
+            found = await photos(photo, as_picture)
+        except PhotoUnavailable as exc:
+            # Dead, not sent as text alone: the owner attached the photo on purpose and the
+            # text often refers to it ("견적서 사진 보내드려요"). Half a reply recorded as
+            # "sent" would hide that; a failed reply with this reason shows in the console
+            # and the owner can send the photo again. A retry cannot bring the file back.
+            log.warning("outbox %d: photo unavailable: %s", item.id, exc)
+            return PermanentError(
+                "첨부한 사진 파일을 찾을 수 없어 보내지 못했어요. 사진을 다시 올려 보내 주세요.",
+                code="photo_missing",
+            )
+        except OSError as exc:  # disk full, permissions: may be fixed before the next try
+            log.warning("outbox %d: photo not prepared: %s", item.id, _describe(exc))
+            return TransientError(
+                f"사진을 준비하지 못했어요 ({type(exc).__name__})", code="photo_not_ready"
+            )
+        if as_picture:
+            image_path, image_url = found.path, found.url
+        elif found.url:
+            text = with_link(text, found.url, provider.max_text_chars)
     msg = Outgoing(
         ref=str(item.id),
         recipient=Recipient.from_mapping(item.recipient),
@@ -441,11 +541,11 @@ def build_outgoing(item: Claimed, provider: Provider) -> Outgoing | PermanentErr
         subject=_opt_str(payload.get("subject")),
         purpose=item.purpose,
         informational=bool(payload.get("informational", True)),
-        image_path=_opt_str(payload.get("image_path")),
-        template=_opt_str(payload.get("template")),
+        image_path=image_path,
+        image_url=image_url,
+        template=template,
         variables={str(k): str(v) for k, v in variables.items()},
     )
-    caps = provider.capabilities
     if len(text) > provider.max_text_chars:
         return PermanentError(
             f"text has {len(text)} characters; {provider.name} takes {provider.max_text_chars}"
@@ -454,8 +554,6 @@ def build_outgoing(item: Claimed, provider: Provider) -> Outgoing | PermanentErr
         return PermanentError(f"{provider.name} sends informational messages only")
     if Capability.TEMPLATE_REQUIRED in caps and not msg.template:
         return PermanentError(f"{provider.name} needs a template")
-    if msg.image_path and Capability.IMAGES not in caps:
-        return PermanentError(f"{provider.name} cannot send images")
     return msg
 
 
@@ -477,6 +575,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         in_call_retries: int = IN_CALL_RETRIES,
         send_timeout: float | None = None,
+        photos: PhotoResolver | None = None,
     ) -> None:
         if not owner_id or len(owner_id) > 64:
             raise ValueError("owner_id must be 1–64 characters")
@@ -488,6 +587,7 @@ class Dispatcher:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._sleep = sleep
         self._in_call_retries = in_call_retries
+        self.photos = photos
         # Well inside the lease, so a hung vendor call ends before anyone may take the row.
         self.send_timeout = send_timeout or max(1.0, config.lease_seconds / 4)
         self._waker: Callable[[], None] | None = None
@@ -554,7 +654,7 @@ class Dispatcher:
             if provider is None:
                 outcomes[item.id] = self._no_provider(item.provider)
                 continue
-            built = build_outgoing(item, provider)
+            built = await build_outgoing(item, provider, self.photos)
             if isinstance(built, ProviderError):
                 outcomes[item.id] = built
             else:
@@ -604,7 +704,9 @@ class Dispatcher:
         now = self.clock.now()
         changes: list[_Change] = []
         for item, result in zip(rows, found, strict=True):
-            if isinstance(result, ProviderError):  # the provider is gone from the config
+            if result is ASK_AGAIN:
+                continue  # stays unknown; claimed until the next recheck
+            if isinstance(result, ProviderError):  # cannot tell, or the provider is gone
                 changes.append(self._dead(item, result, now, was="unknown"))
             elif result is not None:
                 changes.append(self._sent(item, result, now, was="unknown"))
@@ -620,7 +722,7 @@ class Dispatcher:
         self._report(changes, applied)
         return len(rows)
 
-    async def _lookup(self, item: Claimed) -> SendResult | ProviderError | None:
+    async def _lookup(self, item: Claimed) -> SendResult | ProviderError | AskAgain | None:
         provider = self.providers.get(item.provider)
         if provider is None:
             return self._no_provider(item.provider)
@@ -631,11 +733,14 @@ class Dispatcher:
         try:
             async with asyncio.timeout(self.send_timeout):
                 result = await provider.lookup(ref)
-        except Exception as exc:  # cannot tell: same as "not found", the lease still guards
+        except CannotTell:
+            # Resending could make a second copy; a person decides (console: send again).
+            return UnknownOutcome(f"{provider.name} cannot tell whether it arrived; not resent")
+        except Exception as exc:  # the search itself failed: ask again at the next recheck
             log.warning(
                 "outbox %d: lookup at %s failed: %s", item.id, provider.name, _describe(exc)
             )
-            return None
+            return ASK_AGAIN
         if result is not None and result.ref != ref.ref:
             log.error(
                 "outbox %d: %s lookup answered for ref %r", item.id, provider.name, result.ref

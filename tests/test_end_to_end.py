@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import Client
 from console_helpers import add_account, sign_in
+from fakes.kakao_event import BOT_ID, EVENT_NAME, REST_API_KEY, FakeKakaoEvent
 from fakes.solapi import FakeSolapi
 from fakes.twilio import (
     ACCOUNT_SID,
@@ -51,6 +52,7 @@ ENV = {
     "DANGOL_SOLAPI_API_SECRET": "fake-secret",
     "DANGOL_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
     "DANGOL_DEMO_SOLAPI_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+    "DANGOL_KAKAO_REST_API_KEY": REST_API_KEY,
 }
 
 
@@ -60,6 +62,7 @@ class World:
     clock: FrozenClock
     solapi: FakeSolapi
     twilio: FakeTwilio
+    kakao: FakeKakaoEvent
 
     @property
     def app(self) -> Any:
@@ -80,7 +83,11 @@ class World:
 
 
 def real_installation(
-    db_url: tuple[str, str | None], tmp_path: Path, solapi_url: str, twilio_url: str
+    db_url: tuple[str, str | None],
+    tmp_path: Path,
+    solapi_url: str,
+    twilio_url: str,
+    kakao_url: str,
 ) -> dict[str, Any]:
     """The example config with the changes an installer makes for a real shop."""
     data = tomllib.loads(EXAMPLE.read_text("utf-8"))
@@ -101,11 +108,17 @@ def real_installation(
             "status_callback_url": f"{PUBLIC}/hooks/twilio/demo/status",
             "base_url": twilio_url,
         },
+        "kakao_event": {
+            "rest_api_key_env": "DANGOL_KAKAO_REST_API_KEY",
+            "bot_id": BOT_ID,
+            "event_name": EVENT_NAME,
+            "base_url": kakao_url,
+        },
     }
     (shop,) = data["shops"]
     shop["owner"]["notify_via"] = ["solapi"]
     shop["solapi"] = {"webhook_token_env": "DANGOL_DEMO_SOLAPI_WEBHOOK_TOKEN"}
-    shop["delivery"] = {"sms": "twilio"}
+    shop["delivery"] = {"sms": "twilio", "event_api": "kakao_event"}
     return data
 
 
@@ -121,20 +134,20 @@ async def world(
         monkeypatch.setenv(name, value)
     # SOLAPI signs each request with the real time (the adapter's own clock), so the fake
     # checks that against its own real time, not the app's frozen clock.
-    solapi, twilio = FakeSolapi(), FakeTwilio()
-    servers = [TestServer(solapi.app, host="127.0.0.1"), TestServer(twilio.app, host="127.0.0.1")]
+    solapi, twilio, kakao = FakeSolapi(), FakeTwilio(), FakeKakaoEvent()
+    servers = [TestServer(fake.app, host="127.0.0.1") for fake in (solapi, twilio, kakao)]
     for server in servers:
         await server.start_server()
-    solapi_url, twilio_url = (str(s.make_url("")).rstrip("/") for s in servers)
-    data = real_installation(db_url, tmp_path, solapi_url, twilio_url)
+    urls = [str(s.make_url("")).rstrip("/") for s in servers]
+    data = real_installation(db_url, tmp_path, *urls)
     settings = config_mod.parse(data, str(EXAMPLE), EXAMPLE.parent)
     client: Client = TestClient(TestServer(create_app(settings, clock=clock)))
     await client.start_server()
     try:
-        yield World(client, clock, solapi, twilio)
+        yield World(client, clock, solapi, twilio, kakao)
     finally:
-        solapi.release()
-        twilio.release()
+        for fake in (solapi, twilio, kakao):
+            fake.release()
         await client.close()
         for server in servers:
             await server.close()
@@ -234,8 +247,8 @@ async def test_a_whole_sms_conversation_through_the_vendors(world: World) -> Non
     assert notice_row.status == "sent"
     for _ in range(2):
         await solapi_reports(world, notice["messageId"], str(notice_row.id), "4000")
-    (event,) = await world.rows(DeliveryEvent)
-    assert (event.provider, event.status) == ("solapi", "delivered")
+    events = [(e.provider, e.status) for e in await world.rows(DeliveryEvent)]
+    assert events == [("twilio", "sent"), ("twilio", "delivered"), ("solapi", "delivered")]
 
     # Every outbox row ended sent; nothing went twice.
     assert {r.status for r in await world.rows(OutboxItem)} == {"sent"}
@@ -266,3 +279,69 @@ async def test_the_owner_answering_within_the_delay_means_no_acknowledgement(
     assert only["body"] == "지금 바로 전화드릴게요"
     statuses = {r.idempotency_key.split(":")[0]: r.status for r in await world.rows(OutboxItem)}
     assert statuses["sms-ack"] == "cancelled"
+
+
+async def test_a_kakao_customer_gets_the_owners_reply_in_the_chat_room(world: World) -> None:
+    """Skill request → acknowledgement → owner notified by SMS → the owner's reply goes by
+    the Event API into the customer's chat room."""
+    data = json.loads(
+        (Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json").read_text()
+    )
+    data["userRequest"]["utterance"] = "세탁기에서 소리가 나요"
+    user_key = data["userRequest"]["user"]["properties"]["botUserKey"]
+    resp = await world.client.post(
+        "/hooks/kakao/demo",
+        json=data,
+        headers={"X-Dangol-Skill-Secret": ENV["DANGOL_DEMO_SKILL_SECRET"]},
+    )
+    assert resp.status == 200
+    answer = await resp.json()
+    assert "사장님" in answer["template"]["outputs"][0]["simpleText"]["text"]
+    await world.drain()
+    (notice,) = world.solapi.messages.values()
+    assert notice["to"] == OWNER_NATIONAL
+
+    (conv,) = await world.rows(Conversation)
+    await add_account(world.client, "owner", shop="demo")
+    csrf = await sign_in(world.client, "owner")
+    resp = await world.client.post(
+        f"/console/c/{conv.id}/reply",
+        data={"text": "오늘 오후 3시에 방문드릴게요", "csrf": csrf},
+        headers={"Accept": "application/json"},
+    )
+    assert resp.status == 200
+    assert (await resp.json())["path"] == "event_api"
+    await world.drain()
+    (talk,) = world.kakao.sent_to(user_key)
+    assert talk["event"] == {"name": EVENT_NAME, "data": {"text": "오늘 오후 3시에 방문드릴게요"}}
+    reply = next(m for m in await world.rows(Message) if m.sender == "owner")
+    assert (reply.status, reply.path, reply.provider) == ("sent", "event_api", "kakao_event")
+    assert reply.provider_message_id == talk["taskId"]
+
+
+async def test_a_report_that_beats_the_record_of_the_send_still_counts(world: World) -> None:
+    """Twilio can report "delivered" before the outbox has committed the MessageSid it got:
+    the report is kept and applied when the send is recorded."""
+    await text_the_shop(world, "수도가 얼었어요")
+    (conv,) = await world.rows(Conversation)
+    twilio = world.app[keys.PROVIDERS]["twilio"]
+    send = twilio.send
+
+    async def send_then_report_at_once(batch: Any) -> Any:
+        outcomes = await send(batch)
+        for outcome in outcomes:
+            await twilio_reports(world, outcome.provider_message_id, "delivered")
+        return outcomes
+
+    twilio.send = send_then_report_at_once
+    await add_account(world.client, "owner", shop="demo")
+    csrf = await sign_in(world.client, "owner")
+    resp = await world.client.post(
+        f"/console/c/{conv.id}/reply",
+        data={"text": "지금 출발합니다", "csrf": csrf},
+        headers={"Accept": "application/json"},
+    )
+    message_id = (await resp.json())["message_id"]
+    await world.drain()
+    reply = next(m for m in await world.rows(Message) if m.id == message_id)
+    assert (reply.status, reply.delivered_at is not None) == ("delivered", True)

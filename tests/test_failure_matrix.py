@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from fakes.kakao_event import BOT_ID, EVENT_NAME, REST_API_KEY, FakeKakaoEvent
 from fakes.solapi import FakeSolapi
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from test_outbox import CONFIG, Sleeps, add_message, add_shop, message, row
@@ -23,21 +24,26 @@ from test_outbox import CONFIG, Sleeps, add_message, add_shop, message, row
 from bot.clock import FrozenClock
 from bot.db import Database
 from providers.base import Provider
+from providers.kakao_event import KakaoEventProvider
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
 from scheduler.outbox import Dispatcher, enqueue
 
 CUSTOMER = "+821022223333"
+USER_KEY = "7d1c0b7e9a2f4e3d8c6b5a4f3e2d1c0b"  # the Kakao customer's botUserKey
 ROUNDS = 8  # ticks; each moves the clock past any lease and backoff
 
 
 @dataclass(frozen=True)
 class Case:
-    vendor: str  # solapi | twilio
+    vendor: str  # solapi | twilio | kakao_event
     script: Callable[[Any], None]  # sets the fake up to misbehave
     final: str  # the outbox row's final status
     copies: int  # messages the vendor holds for our row at the end
+    # dead rows: the vendor has it but cannot say so (no lookup by our ref); a person
+    # decides whether to send again
+    unsure: bool = False
 
 
 def _solapi(mode: str, record: bool = False) -> Callable[[Any], None]:
@@ -72,6 +78,21 @@ CASES = {
     "twilio-malformed": Case("twilio", _twilio("malformed"), "sent", 1),
     "twilio-opted-out": Case("twilio", lambda f: f.opted_out.add(CUSTOMER), "dead", 0),
     "twilio-auth": Case("twilio", lambda f: setattr(f, "auth_token", "rotated"), "dead", 0),
+    "kakao-timeout-before-record": Case(
+        "kakao_event", _twilio("timeout_before_record"), "dead", 0, True
+    ),
+    "kakao-timeout-after-record": Case(
+        "kakao_event", _twilio("timeout_after_record"), "dead", 1, True
+    ),
+    "kakao-reset": Case("kakao_event", _twilio("reset"), "dead", 1, True),
+    "kakao-malformed": Case("kakao_event", _twilio("malformed"), "dead", 1, True),
+    "kakao-429": Case("kakao_event", _twilio("429"), "sent", 1),
+    "kakao-500": Case("kakao_event", _twilio("500"), "sent", 1),
+    "kakao-503": Case("kakao_event", _twilio("503"), "sent", 1),
+    "kakao-not-a-friend-refused": Case("kakao_event", lambda f: f.refused.add(USER_KEY), "dead", 0),
+    "kakao-wrong-key": Case(
+        "kakao_event", lambda f: setattr(f, "rest_api_key", "rotated"), "dead", 0
+    ),
 }
 
 
@@ -80,9 +101,11 @@ class Vendor:
 
     def __init__(self, name: str, clock: FrozenClock) -> None:
         self.name = name
-        self.fake: FakeSolapi | FakeTwilio = (
-            FakeSolapi(now=clock.now) if name == "solapi" else FakeTwilio(hang_seconds=2.0)
-        )
+        self.fake: FakeSolapi | FakeTwilio | FakeKakaoEvent = {
+            "solapi": lambda: FakeSolapi(now=clock.now),
+            "twilio": lambda: FakeTwilio(hang_seconds=2.0),
+            "kakao_event": lambda: FakeKakaoEvent(hang_seconds=2.0),
+        }[name]()
         self.server = TestServer(self.fake.app, host="127.0.0.1")
         self.clock = clock
 
@@ -101,6 +124,17 @@ class Vendor:
                 session,
                 clock=self.clock.now,
             )
+        if isinstance(self.fake, FakeKakaoEvent):
+            return KakaoEventProvider(
+                {
+                    "rest_api_key": REST_API_KEY,
+                    "bot_id": BOT_ID,
+                    "event_name": EVENT_NAME,
+                    "base_url": url,
+                    "timeout_seconds": 0.3,
+                },
+                session,
+            )
         return TwilioProvider(
             {
                 "account_sid": ACCOUNT_SID,
@@ -116,6 +150,8 @@ class Vendor:
     def copies(self, ref: str) -> int:
         if isinstance(self.fake, FakeSolapi):
             return self.fake.refs().count(ref)
+        if isinstance(self.fake, FakeKakaoEvent):
+            return len(self.fake.sent_to(USER_KEY))
         return len(self.fake.sent_to(CUSTOMER))
 
     async def close(self) -> None:
@@ -146,7 +182,11 @@ async def test_every_failure_ends_in_one_state_without_a_duplicate(
                 shop_id=shop,
                 purpose="reply",
                 provider=spec.vendor,
-                recipient={"phone": CUSTOMER},
+                recipient={
+                    "phone": CUSTOMER,
+                    "kakao_user_key": USER_KEY,
+                    "kakao_key_type": "botUserKey",
+                },
                 payload={"text": "내일 10시에 방문드릴게요"},
                 idempotency_key="matrix",
                 now=now,
@@ -185,6 +225,7 @@ async def test_every_failure_ends_in_one_state_without_a_duplicate(
         else:
             assert sent_message["status"] == "failed"
             assert final["last_error"]
+            assert ("cannot tell" in final["last_error"]) is spec.unsure
         # Ticking on changes nothing: a final state is final.
         clock.advance(hours=1)
         await dispatcher.tick()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,11 +17,29 @@ from bot.clock import FrozenClock
 from bot.config import OutboxConfig
 from bot.db import Database
 from bot.models import Conversation, Customer, Message, Shop
-from providers.base import PermanentError, RateLimited, TransientError, UnknownOutcome
+from providers.base import (
+    CannotTell,
+    PermanentError,
+    RateLimited,
+    SendRef,
+    SendResult,
+    TransientError,
+    UnknownOutcome,
+)
 from providers.console import ConsoleProvider
 from providers.fake import FakeProvider
 from providers.registry import Providers
-from scheduler.outbox import OUTBOX, Dispatcher, cancel, enqueue, requeue
+from scheduler.outbox import (
+    OUTBOX,
+    AttachedPhoto,
+    Claimed,
+    Dispatcher,
+    PhotoUnavailable,
+    build_outgoing,
+    cancel,
+    enqueue,
+    requeue,
+)
 
 PHONE = "+821022223333"
 CONFIG = OutboxConfig(
@@ -578,6 +597,61 @@ async def test_unknown_outcome_not_found_is_resent_once_after_the_lease(
     assert len(fake.calls) == 2
 
 
+async def test_a_provider_that_cannot_tell_never_resends_an_unknown_outcome(
+    database: Database,
+    clock: FrozenClock,
+    shop: int,
+    fake: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def cannot_tell(ref: SendRef) -> None:
+        raise CannotTell("no search by our ref")
+
+    monkeypatch.setattr(fake, "lookup", cannot_tell)
+    (oid,) = await put(database, shop, clock.now())
+    fake.fail_next(UnknownOutcome("read timeout"))
+    dispatcher = make_dispatcher(database, clock, fake)
+    await dispatcher.tick()
+    for _ in range(3):
+        clock.advance(seconds=CONFIG.lease_seconds + 1)
+        await dispatcher.tick()
+    item = await row(database, oid)
+    assert item["status"] == "dead"
+    assert "cannot tell whether it arrived" in item["last_error"]
+    assert len(fake.calls) == 1  # a person decides whether to send it again
+
+
+async def test_a_lookup_that_fails_is_asked_again_not_taken_as_not_found(
+    database: Database,
+    clock: FrozenClock,
+    shop: int,
+    fake: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers: list[Exception | None] = [TransientError("vendor down"), TransientError("down")]
+
+    async def flaky(ref: SendRef) -> Any:
+        answer = answers.pop(0) if answers else None
+        if isinstance(answer, Exception):
+            raise answer
+        return SendResult(ref.ref, "V-1", "accepted", "sms")
+
+    monkeypatch.setattr(fake, "lookup", flaky)
+    (oid,) = await put(database, shop, clock.now())
+    fake.fail_next(UnknownOutcome("read timeout"))
+    dispatcher = make_dispatcher(database, clock, fake)
+    await dispatcher.tick()
+    for _ in range(2):  # lookups fail, long past the lease: still unknown, never resent
+        clock.advance(seconds=CONFIG.lease_seconds * 2)
+        await dispatcher.tick()
+        assert (await row(database, oid))["status"] == "unknown"
+    clock.advance(seconds=CONFIG.lease_seconds * 2)
+    await dispatcher.tick()
+    item = await row(database, oid)
+    assert (item["status"], item["provider_ref"]) == ("sent", "V-1")
+    assert len(fake.calls) == 1
+
+
 async def test_unknown_outcome_with_no_attempts_left_is_dead_not_resent(
     database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
 ) -> None:
@@ -660,3 +734,148 @@ async def test_stats_cancel_and_requeue(
     assert await dispatcher.stats() == dict.fromkeys(
         ("pending", "sending", "unknown", "dead", "due"), 0
     )
+
+
+# --------------------------------------------------------------------------- photos
+
+PHOTO = {
+    "photo_id": 7,
+    "url": "/p/" + "A" * 32 + ".jpg",
+    "width": 2048,
+    "height": 1365,
+    "content_type": "image/jpeg",
+}
+PHOTO_URL = "https://shop.example/p/" + "A" * 32 + ".jpg"
+
+
+class Photos:
+    """A stand-in for the app's photo resolver (bot/photos.py OutboxPhotos)."""
+
+    def __init__(
+        self, url: str | None = PHOTO_URL, error: Exception | None = None, times: int = 1
+    ) -> None:
+        self.url, self.error, self.times = url, error, times
+        self.calls: list[tuple[dict[str, object], bool]] = []
+
+    async def __call__(self, found: Mapping[str, object], with_file: bool) -> AttachedPhoto:
+        self.calls.append((dict(found), with_file))
+        if self.error is not None and self.times > 0:
+            self.times -= 1
+            raise self.error
+        return AttachedPhoto("/uploads/x.mms.jpg" if with_file else None, self.url)
+
+
+def claimed(**payload: object) -> Claimed:
+    return Claimed(
+        id=41,
+        shop_id=1,
+        message_id=None,
+        purpose="reply",
+        provider="fake",
+        recipient={"phone": PHONE},
+        payload={"text": "사진 보내드려요", "attachments": [PHOTO], **payload},
+        attempts=1,
+        lease_until=None,
+        provider_ref=None,
+    )
+
+
+CONSOLE = ConsoleProvider({"show_text": False})  # carries no pictures
+
+
+async def test_a_photo_goes_as_the_picture_where_the_provider_carries_one() -> None:
+    photos = Photos()
+    msg = await build_outgoing(claimed(), FakeProvider(), photos)
+    assert not isinstance(msg, Exception)
+    assert (msg.image_path, msg.image_url, msg.text) == (
+        "/uploads/x.mms.jpg",
+        PHOTO_URL,
+        "사진 보내드려요",
+    )
+    assert photos.calls == [(PHOTO, True)]
+
+
+async def test_elsewhere_the_photo_is_a_link_in_the_text() -> None:
+    photos = Photos()
+    msg = await build_outgoing(claimed(), CONSOLE, photos)
+    assert not isinstance(msg, Exception)
+    assert msg.text == f"사진 보내드려요\n\n{PHOTO_URL}"
+    assert (msg.image_path, msg.image_url) == (None, None)
+    assert photos.calls == [(PHOTO, False)]  # no MMS copy made for nothing
+
+
+async def test_a_template_message_carries_no_photo() -> None:
+    """The AlimTalk reply notice: only its approved text goes, whoever carries it."""
+    photos = Photos()
+    msg = await build_outgoing(claimed(template="KA01TP1"), FakeProvider(), photos)
+    assert not isinstance(msg, Exception)
+    assert (msg.text, msg.image_path, msg.image_url) == ("사진 보내드려요", None, None)
+    assert photos.calls == []
+
+
+async def test_no_public_address_or_no_room_means_text_only() -> None:
+    msg = await build_outgoing(claimed(), CONSOLE, Photos(url=None))
+    assert not isinstance(msg, Exception)
+    assert msg.text == "사진 보내드려요"
+    full = "가" * (CONSOLE.max_text_chars - 10)
+    msg = await build_outgoing(claimed(text=full), CONSOLE, Photos())
+    assert not isinstance(msg, Exception)
+    assert msg.text == full  # the link would not fit: the owner's text goes as it is
+
+
+async def test_the_first_image_attachment_is_the_one() -> None:
+    pdf = {"photo_id": 1, "url": "/f/x.pdf", "content_type": "application/pdf"}
+    second = {**PHOTO, "photo_id": 8}
+    photos = Photos()
+    await build_outgoing(claimed(attachments=[pdf, "junk", PHOTO, second]), FakeProvider(), photos)
+    assert photos.calls == [(PHOTO, True)]
+    photos = Photos()
+    await build_outgoing(claimed(attachments=[pdf]), FakeProvider(), photos)
+    await build_outgoing(claimed(attachments="nonsense"), FakeProvider(), photos)
+    assert photos.calls == []
+
+
+async def test_a_payload_cannot_name_a_file_to_send() -> None:
+    msg = await build_outgoing(
+        claimed(attachments=[], image_path="/etc/passwd", image_url="https://evil.example/x"),
+        FakeProvider(),
+        Photos(),
+    )
+    assert not isinstance(msg, Exception)
+    assert (msg.image_path, msg.image_url) == (None, None)
+
+
+async def test_without_a_resolver_a_photo_reply_goes_as_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="dangol.outbox"):
+        msg = await build_outgoing(claimed(), FakeProvider(), None)
+    assert not isinstance(msg, Exception)
+    assert (msg.text, msg.image_path) == ("사진 보내드려요", None)
+    assert "no photo resolver" in caplog.text
+
+
+async def test_a_missing_photo_is_permanent_a_disk_problem_is_not() -> None:
+    gone = await build_outgoing(claimed(), FakeProvider(), Photos(error=PhotoUnavailable("gone")))
+    assert isinstance(gone, PermanentError)
+    assert gone.code == "photo_missing"
+    full = await build_outgoing(claimed(), FakeProvider(), Photos(error=OSError(28, "No space")))
+    assert isinstance(full, TransientError)
+    assert full.code == "photo_not_ready"
+
+
+async def test_a_photo_that_cannot_be_prepared_now_is_tried_again(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    (oid,) = await put(database, shop, clock.now(), attachments=[PHOTO])
+    photos = Photos(error=OSError(28, "No space left on device"))
+    dispatcher = make_dispatcher(database, clock, fake, photos=photos)
+    await dispatcher.tick()
+    item = await row(database, oid)
+    assert (item["status"], fake.calls) == ("pending", [])
+    assert "사진을 준비하지 못했어요" in item["last_error"]
+    clock.advance(seconds=CONFIG.backoff_max_seconds)
+    await dispatcher.tick()
+    assert (await row(database, oid))["status"] == "sent"
+    (sent,) = fake.sent
+    assert (sent.image_path, sent.image_url) == ("/uploads/x.mms.jpg", PHOTO_URL)

@@ -26,12 +26,14 @@ from PIL import ExifTags, Image
 from test_console_auth import add, cookie, login, page_csrf, use_session
 
 from bot import keys
+from bot import photos as photos_mod
 from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.config import ConfigError, parse
 from bot.models import Conversation, Customer, Photo
 from bot.photos import (
     MMS_MAX_BYTES,
+    OutboxPhotos,
     PhotoRejected,
     PhotoStore,
     attachment,
@@ -40,7 +42,10 @@ from bot.photos import (
     for_mms,
     is_stored_name,
     prepare,
+    public_photo_url,
+    stored_name_of,
 )
+from scheduler.outbox import PhotoUnavailable
 
 Client = TestClient[web.Request, web.Application]
 LIMITS = {"max_bytes": 15 * 1024 * 1024, "max_pixels": 40_000_000}
@@ -358,6 +363,114 @@ def test_the_attachment_points_at_the_capability_url() -> None:
         "height": 400,
         "content_type": "image/jpeg",
     }
+
+
+# --------------------------------------------------------------------------- for the outbox
+
+
+def test_the_mms_copy_is_made_once_next_to_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PhotoStore(tmp_path / "uploads")
+    name = store.save(prepare(encode(noisy(2400, 1600), "JPEG", quality=95), **LIMITS).jpeg)
+    made: list[int] = []
+
+    def counted(jpeg: bytes) -> bytes:
+        made.append(len(jpeg))
+        return for_mms(jpeg)
+
+    monkeypatch.setattr(photos_mod, "for_mms", counted)
+    copy = store.mms_file(name)
+    assert store.mms_file(name) == copy
+    assert len(made) == 1
+    assert copy.parent == store.root
+    assert copy.name == name.removesuffix(".jpg") + ".mms.jpg"
+    assert not is_stored_name(copy.name)  # never served by /p/
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    data = copy.read_bytes()
+    assert len(data) <= MMS_MAX_BYTES
+    image = opened(data)
+    assert image.width <= 1500
+    assert image.height <= 1440
+    assert sorted(p.name for p in store.root.iterdir()) == sorted([name, copy.name])  # no .tmp
+
+    store.remove(name)
+    assert list(store.root.iterdir()) == []
+    with pytest.raises(FileNotFoundError):
+        store.mms_file(name)
+
+
+def test_a_left_over_copy_does_not_bring_a_photo_back(tmp_path: Path) -> None:
+    store = PhotoStore(tmp_path)
+    name = store.save(prepare(phone_photo(), **LIMITS).jpeg)
+    copy = store.mms_file(name)
+    store.path_of(name).unlink()  # the original went some other way
+    assert copy.exists()
+    with pytest.raises(FileNotFoundError):
+        store.mms_file(name)
+
+
+def test_an_undecodable_stored_file_is_broken_for_mms(tmp_path: Path) -> None:
+    store = PhotoStore(tmp_path)
+    name = store.save(b"\xff\xd8\xff not a picture after all")
+    with pytest.raises(PhotoRejected) as info:
+        store.mms_file(name)
+    assert info.value.code == "broken"
+    assert not store.mms_path_of(name).exists()
+
+
+@pytest.mark.parametrize(
+    ("public_url", "expected"),
+    [
+        ("https://hanbit.example", "https://hanbit.example/p/{name}"),
+        ("https://hanbit.example/", "https://hanbit.example/p/{name}"),
+        ("https://hanbit.example/dangol", "https://hanbit.example/dangol/p/{name}"),
+        ("http://192.168.0.10:8080", "http://192.168.0.10:8080/p/{name}"),
+        ("http://127.0.0.1:8080", None),  # the default: this machine only
+        ("http://[::1]:8080", None),
+        ("http://localhost:8080", None),
+        ("http://shop.localhost", None),
+        ("ftp://hanbit.example", None),
+        ("hanbit.example", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_public_photo_url(public_url: str | None, expected: str | None) -> None:
+    name = "B" * 32 + ".jpg"
+    found = public_photo_url(public_url, name)
+    assert found == (expected.format(name=name) if expected else None)
+
+
+def test_stored_names_come_only_from_our_own_attachments() -> None:
+    name = "C" * 32 + ".jpg"
+    assert stored_name_of(attachment(1, name, 10, 10)) == name
+    for url in (f"/x/{name}", "/p/../../etc/passwd", f"https://evil.example/p/{name}", None, 7):
+        assert stored_name_of({"url": url}) is None
+
+
+async def test_the_outbox_resolver(tmp_path: Path) -> None:
+    store = PhotoStore(tmp_path)
+    name = store.save(prepare(phone_photo(), **LIMITS).jpeg)
+    resolve = OutboxPhotos(store, "https://hanbit.example")
+    found = attachment(3, name, 300, 400)
+
+    with_file = await resolve(found, True)
+    assert with_file.path == str(store.mms_path_of(name))
+    assert with_file.url == f"https://hanbit.example/p/{name}"
+    link_only = await resolve(found, False)
+    assert (link_only.path, link_only.url) == (None, with_file.url)
+    assert (await OutboxPhotos(store, "http://127.0.0.1:8080")(found, True)).url is None
+
+    store.remove(name)
+    for wanted in (True, False):
+        with pytest.raises(PhotoUnavailable, match="photo 3: the file is gone"):
+            await resolve(found, wanted)
+    with pytest.raises(PhotoUnavailable):
+        await resolve({"url": "/p/nope.jpg"}, True)
+    broken_name = store.save(b"\xff\xd8\xff broken")
+    with pytest.raises(PhotoUnavailable, match="cannot be decoded"):
+        await resolve(attachment(4, broken_name, 1, 1), True)
 
 
 # --------------------------------------------------------------------------- config

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import itertools
 import json
+import random
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -14,6 +17,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 from fakes.solapi import FakeSolapi
+from PIL import Image
 
 from providers.base import (
     Outgoing,
@@ -27,13 +31,15 @@ from providers.base import (
     TransientError,
     UnknownOutcome,
 )
-from providers.sms_text import cp949_len, cut_bytes, size_text
+from providers.sms_text import UnsendableText, cp949_len, cut_bytes, size_mms_text, size_text
 from providers.solapi import (
+    STORAGE_PATH,
     SolapiAccountError,
     SolapiProvider,
     SolapiRecipientError,
     auth_header,
     classify_status,
+    jpeg_size,
     parse_report,
     parse_retry_after,
     status_advances,
@@ -255,6 +261,173 @@ async def test_alimtalk_with_variables_and_sms_fallback(env: Env) -> None:
     assert refused.code == "no_pf_id"
     ad = msg("a2", template="KA01TP1", informational=False)
     assert isinstance((await p.send([ad]))[0], PermanentError)
+
+
+# --------------------------------------------------------------------------- MMS
+
+
+def picture(width: int, height: int, fmt: str = "JPEG", *, noise: bool = False, **kw: Any) -> bytes:
+    if noise:
+        pixels = random.Random(5).randbytes(width * height * 3)
+        image = Image.frombytes("RGB", (width, height), pixels)
+    else:
+        image = Image.new("RGB", (width, height), (30, 120, 200))
+    out = io.BytesIO()
+    image.save(out, fmt, **kw)
+    return out.getvalue()
+
+
+def on_disk(tmp_path: Path, data: bytes, name: str = "photo.mms.jpg") -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_jpeg_size_reads_the_frame_header() -> None:
+    assert jpeg_size(picture(640, 480)) == (640, 480)
+    assert jpeg_size(picture(300, 200, progressive=True, quality=70)) == (300, 200)
+    exif = Image.Exif()
+    exif[0x010F] = "samsung"  # an APP1 segment before the frame header
+    assert jpeg_size(picture(1500, 1440, exif=exif.tobytes())) == (1500, 1440)
+    assert jpeg_size(picture(64, 64, "PNG")) is None
+    assert jpeg_size(picture(64, 64)[:20]) is None  # cut before the frame header
+    assert jpeg_size(b"") is None
+    assert jpeg_size(b"\xff\xd8\xff\xe0\x00\x01") is None  # a length that cannot be
+
+
+def test_mms_text_sizing() -> None:
+    short = size_mms_text("사진 보내드려요")
+    assert (short.kind, short.subject) == ("MMS", None)  # a caption needs no title
+    long = size_mms_text("견적 안내\n" + "가" * 500)
+    assert (long.kind, long.subject) == ("MMS", "견적 안내")
+    assert size_mms_text("짧게", subject="아주 긴 제목" * 10).subject == "아주 긴 제목" * 3 + "아주"
+    with pytest.raises(UnsendableText) as info:
+        size_mms_text("가" * 1001)
+    assert info.value.code == "too_long"
+    with pytest.raises(UnsendableText):
+        size_mms_text("사진 😀")
+
+
+async def test_a_picture_goes_as_mms_with_its_uploaded_file(env: Env, tmp_path: Path) -> None:
+    data = picture(800, 600)
+    path = on_disk(tmp_path, data)
+    out = await env.provider().send(
+        [msg("p1", image_path=path, image_url="https://shop.example/p/x.jpg"), msg("s1")]
+    )
+    assert isinstance(out[0], SendResult)
+    assert isinstance(out[1], SendResult)
+    assert [o.path for o in out if isinstance(o, SendResult)] == ["mms", "sms"]
+    ((file_id, stored),) = env.fake.files.items()
+    assert (stored["data"], stored["name"], stored["type"]) == (data, "mms-p1.jpg", "MMS")
+    assert (stored["width"], stored["height"]) == (800, 600)
+    (mms,) = env.fake.mms()
+    assert mms["imageId"] == file_id
+    assert (mms["text"], mms["to"], mms["from"]) == ("안녕하세요", "01011112222", "0212345678")
+    assert "subject" not in mms
+    assert mms["customFields"] == {"ourId": "p1"}
+    assert env.fake.auth_failures == []  # the upload was signed like any call
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "words"),
+    [
+        (picture(500, 500, noise=True, quality=95), "image_too_large", "200KB"),
+        (picture(64, 64, "PNG"), "image_not_jpeg", "JPG"),
+        (picture(64, 64, "GIF"), "image_not_jpeg", "JPG"),
+        (picture(1600, 1000), "image_dimensions", "1600×1000"),
+        (picture(1000, 1441), "image_dimensions", "1500×1440"),
+        (None, "image_missing", "찾을 수 없어요"),
+    ],
+    ids=["over-200KB", "png", "gif", "too-wide", "too-tall", "missing"],
+)
+async def test_pictures_solapi_would_refuse_are_refused_before_any_call(
+    env: Env, tmp_path: Path, data: bytes | None, code: str, words: str
+) -> None:
+    path = on_disk(tmp_path, data) if data is not None else str(tmp_path / "gone.jpg")
+    out = await env.provider().send([msg("p1", image_path=path), msg("s1")])
+    assert isinstance(out[0], PermanentError)
+    assert out[0].code == code
+    assert words in out[0].reason
+    assert isinstance(out[1], SendResult)  # the rest of the batch goes
+    assert env.fake.uploads == 0
+    assert env.fake.refs() == ["s1"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [("503", TransientError), ("500", TransientError), ("hang", TransientError),
+     ("400", PermanentError)],
+)  # fmt: skip
+async def test_a_failed_upload_sends_nothing(
+    env: Env, tmp_path: Path, mode: str, error: type
+) -> None:
+    path = on_disk(tmp_path, picture(320, 240))
+    p = env.provider(timeout=0.3)
+    env.fake.fail_upload_next(mode)
+    (out,) = await p.send([msg("p1", image_path=path)])
+    # Nothing reached a customer: even a timeout is safe to try again (not an unknown outcome).
+    assert type(out) is error
+    assert env.fake.messages == {}
+    if error is TransientError:
+        (again,) = await p.send([msg("p1", image_path=path)])
+        assert isinstance(again, SendResult)
+        assert env.fake.refs() == ["p1"]
+
+
+async def test_an_upload_with_bad_credentials_is_an_account_error(env: Env, tmp_path: Path) -> None:
+    path = on_disk(tmp_path, picture(320, 240))
+    (out,) = await env.provider(api_secret="wrong").send([msg("p1", image_path=path)])
+    assert isinstance(out, SolapiAccountError)
+    assert out.code == "SignatureDoesNotMatch"
+    assert env.fake.files == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "code"),
+    [
+        (picture(500, 500, noise=True, quality=95), "MMS", "FileSizeExceeded"),
+        (picture(64, 64, "PNG"), "MMS", "InvalidFileFormat"),
+        (b"\xff\xd8\xff not really a jpeg", "MMS", "InvalidFileFormat"),
+        (picture(1501, 1000), "MMS", "InvalidImageSize"),
+        (picture(64, 64), "KAKAO", "ValidationError"),
+    ],
+)
+async def test_the_fake_holds_uploads_to_solapis_limits(
+    env: Env, data: bytes, kind: str, code: str
+) -> None:
+    """What the adapter refuses itself, the fake vendor refuses too (a 400)."""
+    body = {"file": base64.b64encode(data).decode(), "type": kind, "name": "x.jpg"}
+    with pytest.raises(PermanentError) as info:
+        await env.provider()._request("POST", STORAGE_PATH, json_body=body)
+    assert info.value.code == code
+    assert env.fake.files == {}
+
+
+async def test_an_mms_naming_an_unknown_image_is_refused(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = env.provider()
+
+    async def no_upload(path: str, *, name: str = "") -> str:
+        return "ST01FZNEVERUPLOADED"
+
+    monkeypatch.setattr(p, "upload_image", no_upload)
+    (out,) = await p.send([msg("p1", image_path=on_disk(tmp_path, picture(32, 32)))])
+    assert isinstance(out, PermanentError)
+    assert out.code == "1052"
+    assert env.fake.mms() == []
+
+
+def test_a_picture_needs_a_file_and_no_template() -> None:
+    p = SolapiProvider({"api_key": "k", "api_secret": "s", "sender": "0212345678"}, None)
+    with pytest.raises(PermanentError) as info:
+        p.build_message(msg("1", image_url="https://shop.example/p/x.jpg"))
+    assert info.value.code == "no_image_file"
+    with pytest.raises(PermanentError) as info:
+        p.build_message(msg("1", template="KA01TP1", image_path="/x.mms.jpg"))
+    assert info.value.code == "image_on_alimtalk"
+    body, path = p.build_message(msg("1", image_path="/x.mms.jpg"), "ST01FZ1")
+    assert (path, body["type"], body["imageId"]) == ("mms", "MMS", "ST01FZ1")
 
 
 # --------------------------------------------------------------------------- partial failure

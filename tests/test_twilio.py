@@ -25,6 +25,7 @@ from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from providers.base import (
+    CannotTell,
     Outgoing,
     PermanentError,
     ProviderConfigError,
@@ -219,7 +220,8 @@ async def test_send_posts_the_fields_twilio_expects(make: Make, fake: FakeTwilio
 
 async def test_messaging_service_and_media(make: Make, fake: FakeTwilio) -> None:
     provider = await make(from_number=None, messaging_service_sid="MG" + "1" * 32)
-    msg = out("m", image_path="https://shop.example/photos/1.jpg")
+    # The local MMS file is SOLAPI's business; Twilio fetches the picture by its URL.
+    msg = out("m", image_path="/var/uploads/x.mms.jpg", image_url="https://shop.example/p/1.jpg")
     (result,) = await provider.send([msg])
     assert isinstance(result, SendResult)
     assert result.path == "mms"
@@ -227,12 +229,37 @@ async def test_messaging_service_and_media(make: Make, fake: FakeTwilio) -> None
         ("To", TO),
         ("MessagingServiceSid", "MG" + "1" * 32),
         ("Body", "Your car is ready"),
-        ("MediaUrl", "https://shop.example/photos/1.jpg"),
+        ("MediaUrl", "https://shop.example/p/1.jpg"),
     ]
-    (local,) = await provider.send([out("l", image_path="/var/photos/1.jpg")])
-    assert isinstance(local, PermanentError)
-    assert "URL" in local.reason
-    assert len(fake.requests) == 1
+    assert fake.messages[result.provider_message_id]["num_media"] == "1"
+
+
+async def test_a_plain_http_picture_url_is_fine_too(make: Make, fake: FakeTwilio) -> None:
+    provider = await make()
+    (result,) = await provider.send([out("h", image_url="http://192.168.0.10:8080/p/1.jpg")])
+    assert isinstance(result, SendResult)
+    assert ("MediaUrl", "http://192.168.0.10:8080/p/1.jpg") in fake.requests[0]
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        {"image_path": "/var/uploads/x.mms.jpg"},  # no public URL configured
+        {"image_url": "/p/x.jpg"},  # relative
+        {"image_url": "ftp://shop.example/p/x.jpg"},
+        {"image_url": "https:///p/x.jpg"},  # no host
+        {"image_url": "javascript:alert(1)"},
+    ],
+)
+async def test_a_picture_without_an_absolute_url_is_refused_not_dropped(
+    make: Make, fake: FakeTwilio, image: dict[str, str]
+) -> None:
+    provider = await make()
+    (refused,) = await provider.send([out("l", **image)])
+    assert isinstance(refused, PermanentError)
+    assert refused.code == "media-url"
+    assert "server.public_url" in refused.reason
+    assert fake.requests == []
 
 
 async def test_body_over_1600_chars_is_refused_before_sending(make: Make, fake: FakeTwilio) -> None:
@@ -310,7 +337,8 @@ async def test_connection_refused_is_transient(make: Make) -> None:
     (outcome,) = await provider.send([out("1")])
     assert type(outcome) is TransientError
     assert outcome.code == "connect"
-    assert await provider.lookup(SendRef("1")) is None  # nothing left: nothing to find
+    with pytest.raises(CannotTell):  # the outbox never asks: it knows nothing left
+        await provider.lookup(SendRef("1"))
 
 
 @pytest.mark.parametrize("failure", ["timeout_after_record", "reset", "malformed", "500"])
@@ -352,7 +380,8 @@ async def test_lookup_does_not_confuse_messages(make: Make, fake: FakeTwilio) ->
     assert found is not None
     assert found.provider_message_id != first.provider_message_id
     # a ref this process never attempted: cannot tell
-    assert await provider.lookup(SendRef("99")) is None
+    with pytest.raises(CannotTell):
+        await provider.lookup(SendRef("99"))
     # an unknown sid
     assert await provider.lookup(SendRef("1", "SM" + "f" * 32)) is None
 

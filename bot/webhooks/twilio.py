@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.config import ShopConfig
+from bot.delivery import store_event
 from bot.inbound import Arrival
 from bot.models import Consent, CustomerIdentity, Message
 from bot.webhooks import receive_in_time
@@ -165,6 +166,25 @@ def apply_status(shop_id: int, report: StatusReport, now: datetime) -> Any:
     Returns (message id, new status) when the message changed, else None."""
 
     def unit(conn: Connection) -> tuple[int, str] | None:
+        if report.status is not None:
+            # Kept even when the message is not known yet: Twilio may report before the
+            # outbox has recorded the send, which then catches up (bot.delivery.catch_up).
+            # A redelivered callback is the same event and changes nothing twice.
+            fresh = store_event(
+                conn,
+                {
+                    "shop_id": shop_id,
+                    "provider": "twilio",
+                    "event_id": f"{report.message_sid}:{report.twilio_status}",
+                    "provider_message_id": report.message_sid,
+                    "status": report.status,
+                    "code": report.error_code,
+                    "detail": report.reason or None,
+                    "received_at": now,
+                },
+            )
+            if not fresh:
+                return None
         row = conn.execute(
             sa.select(Message.id, Message.status, Message.customer_id).where(
                 Message.shop_id == shop_id, Message.provider_message_id == report.message_sid

@@ -4,30 +4,45 @@
     server = await aiohttp_server(fake.app)
     fake.fail_recipient("01000000000", "1062", "발신번호 미등록")
     fake.fail_next("hang_after_record")     # records, then never answers
+    fake.fail_upload_next("503")            # the next image upload fails
 
 Failure modes (`fail_next`): hang_before_read, hang_after_record, reset, 429, 500, 503,
 bad_json. `record=True` makes 500/503 record the messages first. Hangs end when the
 client gives up or `release()` is called (the fixture does, so shutdown never waits).
+
+Image storage (`POST /storage/v1/files`): checks auth like the other endpoints, decodes
+the base64 file and holds it to SOLAPI's MMS limits (jpg, ≤ 200 KB, ≤ 1500×1440; decoded
+with Pillow, as a vendor would), answers a `fileId` and keeps the file in `files`. An MMS
+whose `imageId` it does not hold is refused. Upload failure modes (`fail_upload_next`):
+400, 500, 503, hang. Error codes the sources do not name are made up here (marked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import contextlib
 import hashlib
 import hmac
+import io
 import itertools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 from providers.solapi import parse_auth_header
 
 SKEW = timedelta(minutes=15)
+# The vendor's "200 KB" is most likely 200 × 1024; the adapter checks the stricter 200 000.
+MMS_FILE_MAX_BYTES = 200 * 1024
+MMS_FILE_MAX_SIZE = (1500, 1440)
 
 
 @dataclass
@@ -48,15 +63,19 @@ class FakeSolapi:
     auth_failures: list[str] = field(default_factory=list)
     signatures: set[str] = field(default_factory=set)
     salts: list[str] = field(default_factory=list)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # uploaded, by fileId
+    uploads: int = 0  # authorised upload requests, refused ones included
 
     def __post_init__(self) -> None:
         self._failures: collections.deque[Failure] = collections.deque()
+        self._upload_failures: collections.deque[str] = collections.deque()
         self._recipient_codes: dict[str, tuple[str, str]] = {}
         self._ids = itertools.count(1)
         self._release = asyncio.Event()
         self.app = web.Application()
         self.app.router.add_post("/messages/v4/send-many/detail", self._send)
         self.app.router.add_get("/messages/v4/list", self._list)
+        self.app.router.add_post("/storage/v1/files", self._upload)
 
     # -- the script
 
@@ -64,6 +83,15 @@ class FakeSolapi:
         self, mode: str, *, times: int = 1, retry_after: str = "3", record: bool = False
     ) -> None:
         self._failures.extend(Failure(mode, retry_after, record) for _ in range(times))
+
+    def fail_upload_next(self, mode: str, *, times: int = 1) -> None:
+        if mode not in ("400", "500", "503", "hang"):
+            raise ValueError(f"unknown upload failure {mode!r}")
+        self._upload_failures.extend([mode] * times)
+
+    def mms(self) -> list[dict[str, Any]]:
+        """Every accepted MMS, in order."""
+        return [m for m in self.messages.values() if m.get("type") == "MMS"]
 
     def fail_recipient(self, to: str, code: str, message: str) -> None:
         self._recipient_codes[to] = (code, message)
@@ -140,6 +168,58 @@ class FakeSolapi:
             return web.Response(text='{"groupInfo": {', content_type="application/json")
         return web.json_response(answer)
 
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        failure = self._upload_failures.popleft() if self._upload_failures else None
+        if failure == "hang":
+            await self._hang()
+            return web.json_response({"errorCode": "Late"}, status=504)
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        body = await request.json()
+        self.uploads += 1
+        if failure in ("500", "503"):
+            return web.json_response({"errorCode": "UnknownError"}, status=int(failure))
+        if failure == "400":
+            return _refused("ValidationError", "잘못된 요청")
+        if body.get("type") != "MMS":  # the only type this fake knows
+            return _refused("ValidationError", "type은 MMS만 지원합니다")
+        try:
+            data = base64.b64decode(str(body.get("file", "")), validate=True)
+        except (binascii.Error, ValueError):
+            return _refused("ValidationError", "file은 base64여야 합니다")
+        if not data:
+            return _refused("ValidationError", "file이 비어 있습니다")
+        if len(data) > MMS_FILE_MAX_BYTES:  # made-up code: the sources name none
+            return _refused("FileSizeExceeded", "MMS 이미지는 200KB 이하만 가능합니다")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as image:
+                    image.load()
+                    kind, (width, height) = image.format, image.size
+        except Exception:  # whatever Pillow makes of a bad file: not a JPEG we take
+            kind, width, height = None, 0, 0
+        if kind != "JPEG":
+            return _refused("InvalidFileFormat", "MMS 이미지는 JPG만 가능합니다")
+        if width > MMS_FILE_MAX_SIZE[0] or height > MMS_FILE_MAX_SIZE[1]:
+            return _refused("InvalidImageSize", "MMS 이미지는 1500×1440 이하만 가능합니다")
+        now = self.now()
+        file_id = f"ST01FZ{now:%y%m%d%H%M%S}{next(self._ids):014d}"
+        record = {
+            "fileId": file_id,
+            "type": "MMS",
+            "name": body.get("name"),
+            "originalName": body.get("name"),
+            "width": width,
+            "height": height,
+            "fileSize": len(data),
+            "dateCreated": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "url": f"https://storage.example/{file_id}",
+        }
+        self.files[file_id] = record | {"data": data}
+        return web.json_response(record)
+
     async def _hang(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._release.wait(), 10)
@@ -202,6 +282,14 @@ class FakeSolapi:
             return "1013" if "subject" in msg else "1011", "SMS 길이/제목 오류"
         if kind == "LMS" and (size > 2000 or subject_size > 40):
             return "1011", "LMS 길이 초과"
+        if kind == "MMS":
+            if size > 2000 or subject_size > 40:
+                return "1011", "MMS 길이 초과"
+            image = self.files.get(str(msg.get("imageId", "")))
+            if image is None or image["type"] != "MMS":  # made-up code
+                return "1052", "이미지 파일을 찾을 수 없음"
+        elif "imageId" in msg:
+            return "1052", "MMS가 아닌 메시지에 이미지"
         return "2000", ""
 
     async def _list(self, request: web.Request) -> web.Response:
@@ -244,3 +332,7 @@ class FakeSolapi:
         if cond == "ne":
             return str(have) != value
         return False
+
+
+def _refused(code: str, message: str) -> web.Response:
+    return web.json_response({"errorCode": code, "errorMessage": message}, status=400)
