@@ -50,6 +50,7 @@ from bot.models import (
 from bot.replies import sms_ack_key
 from bot.routing import Context, Dispatcher, Effects, Incoming, Memo, Reply
 from bot.texts import Texts
+from providers.kakao_callback import KakaoCallbackProvider
 from scheduler.outbox import enqueue, enqueue_many, outbox_row
 
 # Kakao sends no request id, so an identical payload from the same person this soon after
@@ -81,6 +82,7 @@ class Outcome:
     mailbox: tuple[str, ...]  # owner replies handed over in this answer
     duplicate: bool = False
     notified_owner: bool = False
+    mailbox_ids: tuple[int, ...] = ()  # their message rows
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ class _Message:
     change: dict[str, Any] = field(default_factory=dict)  # the conversation's UPDATE
     notify: str | None = None  # the owner notification's key, when one is due
     mailbox: tuple[str, ...] = ()
+    mailbox_ids: tuple[int, ...] = ()
     # SMS: the waiting period's acknowledgement key, when the reply is one (sent late)
     ack_key: str | None = None
     silent: bool = False  # SMS: nothing to send (a follow-up's ack, or the carrier answered)
@@ -686,7 +689,9 @@ def hand_over_mailbox(conn: Connection, new: list[_Message]) -> None:
     if not held:
         return
     for row in held:
-        takers[row.customer_id].mailbox += (row.body,)
+        taker = takers[row.customer_id]
+        taker.mailbox += (row.body,)
+        taker.mailbox_ids += (row.id,)
     conn.execute(
         MAILBOX_DELIVERED,
         [{"held_id": row.id, "now": takers[row.customer_id].arrival.received_at} for row in held],
@@ -792,6 +797,7 @@ def _outcome(m: _Message, replies: dict[int, Reply]) -> Outcome:
         m.reply,
         m.mailbox,
         notified_owner=m.notify is not None,
+        mailbox_ids=m.mailbox_ids,
     )
 
 
@@ -811,3 +817,60 @@ def _stored_replies(conn: Connection, inbound_ids: set[int]) -> dict[int, Reply]
             row.in_reply_to_id, Reply(tuple(p.get("texts") or [row.body]), quick, "duplicate")
         )
     return replies
+
+
+# --------------------------------------------------------------------------- answered late
+
+
+def answered_late(
+    shop_id: int, outcome: Outcome, now: datetime, *, callback_url: str | None = None
+) -> Unit[int | None]:
+    """A chat message committed after its webhook had answered (the database was slow).
+
+    The customer saw a holding reply, not this answer, so nothing may count as handed over:
+    owner replies taken from the mailbox go back to it for the next message. With Kakao's
+    AI-chatbot callback (`callback_url`, one use, one minute) the real answer is queued to
+    it and the stored reply follows that send; without one the stored reply is marked
+    cancelled — the console must not claim the customer read it. Returns the callback's
+    outbox id, if one was queued.
+    """
+
+    def unit(conn: Connection) -> int | None:
+        if outcome.mailbox_ids:
+            conn.execute(
+                sa.update(msg_t)
+                .where(msg_t.c.id.in_(outcome.mailbox_ids), msg_t.c.status == "delivered")
+                .values(status="held", delivered_at=None)
+            )
+        reply_id = conn.execute(
+            sa.select(msg_t.c.id).where(
+                msg_t.c.in_reply_to_id == outcome.message_id, msg_t.c.sender == "bot"
+            )
+        ).scalar()
+        if reply_id is None or outcome.duplicate:
+            return None
+        if callback_url is None:
+            conn.execute(
+                sa.update(msg_t)
+                .where(msg_t.c.id == reply_id)
+                .values(status="cancelled", delivered_at=None, error="answered late")
+            )
+            return None
+        conn.execute(
+            sa.update(msg_t)
+            .where(msg_t.c.id == reply_id)
+            .values(status="queued", path="callback", delivered_at=None)
+        )
+        return enqueue(
+            conn,
+            shop_id=shop_id,
+            purpose="reply",
+            provider=KakaoCallbackProvider.name,
+            recipient={"kakao_callback_url": callback_url},
+            payload={"text": "\n\n".join(outcome.reply.texts), "path": "callback"},
+            idempotency_key=f"callback:{outcome.message_id}",
+            now=now,
+            message_id=reply_id,
+        )
+
+    return unit

@@ -14,7 +14,6 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 MAX_UTTERANCE = 4000
 MAX_SIMPLE_TEXT = 1000  # simpleText.text limit (PROTOCOLS §1.3)
@@ -24,7 +23,6 @@ MAX_QUICK_REPLY_LABEL = 14  # undocumented for quick replies; the card-button li
 MAX_KEY_LENGTH = 200  # docs say user keys are ≤ 70; anything past 200 is not a Kakao key
 ELLIPSIS = "…"
 DEFAULT_TEXT = "메시지를 받았어요."
-CALLBACK_HOST = "bot-api.kakao.com"
 
 # C0 and C1 controls except \t and \n (\r is folded into \n first), DEL, and the bidi
 # embedding/override/isolate controls that can make text read differently in the console.
@@ -233,23 +231,6 @@ def parse_skill_request(data: object) -> SkillRequest:
         params=_string_map(action.get("params")),
         callback_url=_opt_str(user_request.get("callbackUrl")),
         timezone=_opt_str(user_request.get("timezone")),
-    )
-
-
-def is_kakao_callback_url(url: str) -> bool:
-    """Only POST to https://bot-api.kakao.com/… — a forged callbackUrl must not make us an SSRF
-    proxy (PROTOCOLS §1.5)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return False
-    return (
-        parts.scheme == "https"
-        and parts.hostname == CALLBACK_HOST
-        and port in (None, 443)
-        and not parts.username
-        and not parts.password
     )
 
 

@@ -17,10 +17,10 @@ from bot.kakao import (
     callback_ack,
     clean_text,
     cut,
-    is_kakao_callback_url,
     parse_skill_request,
     skill_response,
 )
+from providers.kakao_callback import is_kakao_callback_url
 
 PAYLOADS = Path(__file__).parent / "payloads" / "kakao"
 FAMILY = "👨\u200d👩\u200d👧"

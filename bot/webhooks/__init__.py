@@ -8,16 +8,19 @@ import logging
 from aiohttp import web
 
 from bot import keys
-from bot.inbound import Arrival, Outcome, receive_batched
+from bot.inbound import Arrival, Outcome, answered_late, receive_batched
 
 log = logging.getLogger(__name__)
 
 
-async def receive_in_time(app: web.Application, arrival: Arrival) -> Outcome | None:
+async def receive_in_time(
+    app: web.Application, arrival: Arrival, *, callback_url: str | None = None
+) -> Outcome | None:
     """Store `arrival` (group-committed with whatever else is waiting) and return what to
     answer — or None once `server.skill_budget_ms` has passed: the caller answers without
-    it, the message still commits, and the consoles hear of it then. Raises if the message
-    could not be stored at all."""
+    it, the message still commits, and the consoles hear of it then. A chat message's late
+    answer then goes to Kakao's `callback_url` if the skill gave one (see `answered_late`).
+    Raises if the message could not be stored at all."""
     committed = app[keys.DATABASE].writer.submit(receive_batched(arrival, app[keys.SERVICES]))
     budget = app[keys.SETTINGS].server.skill_budget_ms / 1000
     done, _ = await asyncio.wait((committed,), timeout=budget)
@@ -28,9 +31,25 @@ async def receive_in_time(app: web.Application, arrival: Arrival) -> Outcome | N
             budget,
             extra={"shop": arrival.shop.slug},
         )
-        app[keys.BACKGROUND].track(committed, f"late {arrival.channel} message")
         app[keys.LIVE].arrived_when_committed(arrival.shop_id, committed, arrival.text)
+        if arrival.channel == "sms":  # its answer goes by the outbox in any case
+            app[keys.BACKGROUND].track(committed, "late sms message")
+        else:
+            settle = _settle_late(app, arrival, committed, callback_url)
+            app[keys.BACKGROUND].track(asyncio.ensure_future(settle), "late chat message")
         return None
     outcome: Outcome = committed.result()
     app[keys.LIVE].arrived(arrival.shop_id, outcome, arrival.text)
     return outcome
+
+
+async def _settle_late(
+    app: web.Application,
+    arrival: Arrival,
+    committed: asyncio.Future[Outcome],
+    callback_url: str | None,
+) -> None:
+    outcome = await committed
+    unit = answered_late(arrival.shop_id, outcome, app[keys.CLOCK].now(), callback_url=callback_url)
+    if await app[keys.DATABASE].write(unit) is not None:
+        app[keys.OUTBOX].on_enqueued()

@@ -17,9 +17,17 @@ from aiohttp import web
 
 from bot import keys
 from bot.inbound import Arrival, digest_of_body
-from bot.kakao import PayloadError, QuickReply, SkillRequest, parse_skill_request, skill_response
+from bot.kakao import (
+    PayloadError,
+    QuickReply,
+    SkillRequest,
+    callback_ack,
+    parse_skill_request,
+    skill_response,
+)
 from bot.routing import Memo, default_quick_replies
 from bot.webhooks import receive_in_time
+from providers.kakao_callback import is_kakao_callback_url
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +97,18 @@ async def skill(request: web.Request) -> web.Response:
         received_at=app[keys.CLOCK].now(),
         extra=req.client_extra,
     )
+    callback_url = _callback_url(req, shop.slug)
     try:
-        outcome = await receive_in_time(app, arrival)
+        outcome = await receive_in_time(app, arrival, callback_url=callback_url)
     except Exception:
         log.exception("kakao skill: could not store the message", extra={"shop": shop.slug})
-        outcome = None
+        outcome, callback_url = None, None
+    if outcome is None and callback_url is not None:
+        # The block has Kakao's AI-chatbot callback: its waiting text shows now and the
+        # real answer follows through the outbox once the message is committed.
+        metrics.skill_replies.labels("callback").inc()
+        body = json.dumps(callback_ack(texts.render("callback_wait")), ensure_ascii=False)
+        return web.Response(text=body, content_type="application/json")
     if outcome is None:
         metrics.skill_replies.labels("graceful").inc()
         return _answer(200, texts.render("received_later"), quick=default_quick_replies(shop))
@@ -102,6 +117,19 @@ async def skill(request: web.Request) -> web.Response:
     metrics.skill_replies.labels(outcome.reply.handler.split(".")[0] or "unknown").inc()
     owner_replies = tuple(texts.render("mailbox", body=b, shop=shop) for b in outcome.mailbox)
     return _answer(200, *owner_replies, *outcome.reply.texts, quick=outcome.reply.quick_replies)
+
+
+def _callback_url(req: SkillRequest, shop: str) -> str | None:
+    """The request's one-time callback URL, if it is really Kakao's: a forged payload must
+    not make us POST anywhere else (PROTOCOLS §1.5)."""
+    if req.callback_url is None:
+        return None
+    if not is_kakao_callback_url(req.callback_url):
+        log.warning(
+            "kakao skill: callbackUrl is not bot-api.kakao.com; ignored", extra={"shop": shop}
+        )
+        return None
+    return req.callback_url
 
 
 def _identities(req: SkillRequest) -> tuple[tuple[str, str], ...]:
