@@ -5,6 +5,7 @@ text is inert everywhere (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -275,6 +276,59 @@ async def test_with_a_phone_and_sms_the_reply_is_queued_and_dispatch_woken(
     assert outbox.message_id == body["message_id"]
     assert outbox.recipient["phone"] == "+821012345678"
     assert woken == [True]
+
+
+async def test_a_failed_reply_can_be_sent_again(
+    make_client: Callable[..., Awaitable[Client]], cheap_hasher: None
+) -> None:
+    client = await make_client(shops=[shop_table(delivery={"sms": "console"})])
+    await add_account(client)
+    client.csrf = await sign_in(client)  # type: ignore[attr-defined]
+    _, conv = await thread(client, phone="+821012345678")
+    resp = await post(client, f"/console/c/{conv}/reply", {"text": "확인했습니다"}, headers=JSON)
+    message_id = (await resp.json())["message_id"]
+    await app_of(client)[keys.OUTBOX].drain()
+
+    # Not failed: nothing to send again.
+    resp = await post(client, f"/console/c/{conv}/m/{message_id}/send-again", headers=JSON)
+    assert (resp.status, (await resp.json())["error"]) == (409, "not_failed")
+
+    def failed(conn: Connection) -> None:  # as the outbox records a vendor's refusal
+        conn.execute(
+            sa.update(OutboxItem)
+            .where(OutboxItem.message_id == message_id)
+            .values(status="dead", last_error="cannot tell whether it arrived")
+        )
+        conn.execute(
+            sa.update(Message)
+            .where(Message.id == message_id)
+            .values(status="failed", error="cannot tell whether it arrived")
+        )
+
+    await write(client, failed)
+    html = await page(client, f"/console/c/{conv}")
+    assert f'action="/console/c/{conv}/m/{message_id}/send-again"' in html
+    assert "다시 보내기" in html
+
+    resp = await post(client, f"/console/c/{conv}/m/{message_id}/send-again")
+    assert resp.status == 303
+    assert resp.headers["Location"] == f"/console/c/{conv}#m-{message_id}"
+    for _ in range(100):  # the app's own tick sends it at once
+        await app_of(client)[keys.OUTBOX].drain()
+        stmt = sa.select(OutboxItem).where(OutboxItem.message_id == message_id)
+        outbox = await one(client, stmt)
+        if outbox.status == "sent":
+            break
+        await asyncio.sleep(0.02)
+    assert (outbox.status, outbox.attempts) == ("sent", 1)  # a fresh attempt budget
+    message = await one(client, sa.select(Message).where(Message.id == message_id))
+    assert (message.status, message.error) == ("delivered", None)  # console delivers at once
+    (entry,) = await rows(client, sa.select(AuditEntry).where(AuditEntry.action == "send_again"))
+    assert entry.subject == f"message:{message_id}"
+    assert "다시 보내기" not in await page(client, f"/console/c/{conv}")
+    # A message of another conversation is not this one's to send again.
+    resp = await post(client, f"/console/c/{conv + 1000}/m/{message_id}/send-again")
+    assert resp.status == 404
 
 
 async def test_an_sms_customer_with_no_sms_provider_cannot_be_answered(owner: Client) -> None:
@@ -760,6 +814,7 @@ def post_routes(conv: int, customer: int, saved: int) -> list[tuple[str, dict[st
         (f"/console/c/{conv}/resolve", {}),
         (f"/console/c/{conv}/reopen", {}),
         (f"/console/c/{conv}/snooze", {"for": "1h"}),
+        (f"/console/c/{conv}/m/1/send-again", {}),
         (f"/console/customers/{customer}", {"name": "x", "tags": "", "notes": ""}),
         (f"/console/customers/{customer}/phone", {}),
         ("/console/saved-replies", {"title": "t", "body": "b"}),

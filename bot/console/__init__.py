@@ -45,6 +45,9 @@ def console_app() -> web.Application:
     app.router.add_post(r"/c/{id:\d+}/note", conversation.note, name="console_note")
     app.router.add_post(r"/c/{id:\d+}/resolve", conversation.resolve, name="console_resolve")
     app.router.add_post(r"/c/{id:\d+}/reopen", conversation.reopen, name="console_reopen")
+    app.router.add_post(
+        r"/c/{id:\d+}/m/{mid:\d+}/send-again", conversation.send_again, name="console_send_again"
+    )
     app.router.add_post(r"/c/{id:\d+}/snooze", conversation.snooze, name="console_snooze")
     app.router.add_post("/owner-status", conversation.owner_status, name="console_owner_status")
     app.router.add_get(r"/customers/{id:\d+}", customers.customer_page, name="console_customer")

@@ -21,10 +21,19 @@ from sqlalchemy.engine import Connection
 from bot.config import Delivery
 from bot.console.auth import Viewer
 from bot.live import Emit, conversation_event, message_event, owner_status_event
-from bot.models import AuditEntry, Conversation, Customer, CustomerIdentity, Message, SavedReply
+from bot.models import (
+    AuditEntry,
+    Conversation,
+    Customer,
+    CustomerIdentity,
+    Message,
+    OutboxItem,
+    SavedReply,
+)
 from bot.photos import link_to_message
 from bot.replies import Sent, owner_reply
 from bot.shops import set_owner_status
+from scheduler.outbox import requeue
 
 C = Conversation
 NONCE_PREFIX = "console:"
@@ -199,6 +208,44 @@ def reply(
             message_event(conv.id, sent.message_id, direction="out", sender="owner"),
         )
         return Posted(sent.message_id, sent)
+
+    return unit
+
+
+def send_again(
+    viewer: Viewer, conversation_id: int, message_id: int, now: datetime
+) -> Callable[[Connection, Emit], bool]:
+    """The owner's "다시 보내기" on a failed message: its outbox row gets a fresh attempt
+    budget. Refused unless the message failed (a message that may have arrived — "cannot
+    tell" — is failed too: sending it again is the owner's call, made here)."""
+
+    def unit(conn: Connection, emit: Emit) -> bool:
+        conv = _conversation(conn, viewer, conversation_id)
+        message = conn.execute(
+            sa.select(Message.status).where(
+                viewer.scope(Message.shop_id),
+                Message.id == message_id,
+                Message.conversation_id == conv.id,
+                Message.direction == "out",
+            )
+        ).first()
+        if message is None:
+            raise NotFound(f"message {message_id}")
+        outbox_id = conn.execute(
+            sa.select(OutboxItem.id).where(
+                viewer.scope(OutboxItem.shop_id), OutboxItem.message_id == message_id
+            )
+        ).scalar()
+        if message.status != "failed" or outbox_id is None:
+            raise Refused("not_failed")
+        if not requeue(conn, shop_id=viewer.shop_id, outbox_id=outbox_id, now=now):
+            raise Refused("not_failed")
+        conn.execute(
+            sa.update(Message).where(Message.id == message_id).values(status="queued", error=None)
+        )
+        audit(conn, viewer, "send_again", f"message:{message_id}", now)
+        emit(viewer.shop_id, message_event(conv.id, message_id, direction="out", sender="owner"))
+        return True
 
     return unit
 

@@ -109,6 +109,7 @@ async def show(
         items=items,
         older=older,
         prev_day=None,
+        conversation_id=conv.id,
         saved=offered,
         path=path,
         has_phone=addresses.phone is not None,
@@ -157,7 +158,9 @@ async def timeline(request: web.Request) -> web.Response:
         prev_day: date | None = date.fromisoformat(request.query.get("day", ""))
     except ValueError:
         prev_day = None
-    return fragment(request, "_timeline.html", items=items, prev_day=prev_day)
+    return fragment(
+        request, "_timeline.html", items=items, prev_day=prev_day, conversation_id=conv.id
+    )
 
 
 # --------------------------------------------------------------------------- answers
@@ -289,6 +292,22 @@ async def resolve(request: web.Request) -> web.Response:
     except changes.NotFound:
         raise web.HTTPNotFound from None
     return _done(request, conversation_id)
+
+
+async def send_again(request: web.Request) -> web.Response:
+    viewer = current(request)
+    conversation_id = object_id(request)
+    message_id = int(request.match_info["mid"])
+    try:
+        await request.config_dict[keys.LIVE].write(
+            changes.send_again(viewer, conversation_id, message_id, now(request))
+        )
+    except changes.NotFound:
+        raise web.HTTPNotFound from None
+    except changes.Refused as exc:
+        return await _refused(request, exc.code, 409)
+    request.config_dict[keys.OUTBOX].on_enqueued()
+    return _done(request, conversation_id, message_id=message_id)
 
 
 async def reopen(request: web.Request) -> web.Response:
