@@ -39,6 +39,7 @@ from providers.kakao_callback import KakaoCallbackProvider
 from providers.registry import Providers
 from scheduler.loop import Ticks
 from scheduler.outbox import Dispatcher
+from scheduler.planners.delivery_check import check_deliveries
 from scheduler.planners.reply_target import warn_owners
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,24 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         if await database.write(warn_owners(shops, texts, app[keys.CLOCK].now())):
             outbox.on_enqueued()
 
+    async def ask_about_deliveries() -> None:
+        shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
+        changed = await check_deliveries(
+            database, app[keys.PROVIDERS], shops, app[keys.CLOCK].now()
+        )
+        for shop_id, message_id, status in changed:
+            app[keys.LIVE].message_status(shop_id, message_id, status)
+        if any(status == "queued" for _, _, status in changed):
+            outbox.on_enqueued()
+
     await refresh_reply_stats()
     ticks = Ticks.for_app(
-        outbox, settings.outbox, [("reply_target", warn_before_reply_target, 30.0)]
+        outbox,
+        settings.outbox,
+        [
+            ("reply_target", warn_before_reply_target, 30.0),
+            ("delivery_check", ask_about_deliveries, 15.0),
+        ],
     )
     assert ticks.housekeeping is not None
     ticks.housekeeping.add("reply_stats", refresh_reply_stats)

@@ -60,17 +60,20 @@ class NoPath(Exception):
     """Nothing can carry a reply on this channel (e.g. an SMS customer and no SMS provider)."""
 
 
+def usable(path: ReplyPath, delivery: Delivery, to: Addresses) -> bool:
+    """Is `path`'s provider configured, and does the customer have the address it needs?"""
+    if path.provider_key is not None and not delivery.provider_for(path.provider_key):
+        return False
+    if path.needs == "phone" and not to.phone:
+        return False
+    return not (path.needs == "kakao" and not to.kakao_key)
+
+
 def choose_path(channel: str, delivery: Delivery, to: Addresses) -> ReplyPath:
-    """The first path in the channel's chain whose provider is configured and whose address
-    the customer has."""
+    """The first usable path in the channel's chain."""
     for path in CHAINS.get(channel, ()):
-        if path.provider_key is not None and not delivery.provider_for(path.provider_key):
-            continue
-        if path.needs == "phone" and not to.phone:
-            continue
-        if path.needs == "kakao" and not to.kakao_key:
-            continue
-        return path
+        if usable(path, delivery, to):
+            return path
     raise NoPath(f"no way to reach a {channel} customer with the providers configured")
 
 
@@ -194,3 +197,70 @@ def cancel_sms_ack(
             .values(status="cancelled")
         )
     return True
+
+
+# --------------------------------------------------------------------------- falling back
+
+
+def fall_back(
+    shop_id: int, message_id: int, reason: str, delivery: Delivery, now: datetime
+) -> Callable[[Connection], ReplyPath | None]:
+    """A unit: the reply could not be delivered by its path (the Event API said the
+    customer is not a friend of the channel, say): send it by the next usable path of its
+    channel's chain, the mailbox last. The message keeps why (`payload.fell_back`), so the
+    console can say "카카오 채널로 못 보내 문자로 보냈어요". Returns the new path, or None
+    when no path is left (the message is failed with `reason`)."""
+
+    def unit(conn: Connection) -> ReplyPath | None:
+        m = conn.execute(
+            sa.select(
+                Message.id,
+                Message.customer_id,
+                Message.channel,
+                Message.path,
+                Message.body,
+                Message.payload,
+            ).where(Message.id == message_id, Message.shop_id == shop_id)
+        ).one()
+        chain = CHAINS.get(m.channel, ())
+        tried = next((i for i, p in enumerate(chain) if p.name == m.path), len(chain))
+        to = addresses_of(conn, m.customer_id)
+        payload = dict(m.payload or {})
+        payload["fell_back"] = [*payload.get("fell_back", []), {"path": m.path, "reason": reason}]
+        for path in chain[tried + 1 :]:
+            if not usable(path, delivery, to):
+                continue
+            values: dict[str, Any] = {"path": path.name, "payload": payload, "error": None}
+            if path is MAILBOX:
+                conn.execute(
+                    sa.update(Message).where(Message.id == m.id).values(status="held", **values)
+                )
+                return path
+            conn.execute(
+                sa.update(Message).where(Message.id == m.id).values(status="queued", **values)
+            )
+            enqueue(
+                conn,
+                shop_id=shop_id,
+                purpose="reply",
+                provider=delivery.provider_for(path.provider_key or "") or "",
+                recipient={"phone": to.phone},
+                payload={
+                    "text": m.body,
+                    "path": path.name,
+                    "attachments": payload.get("attachments", []),
+                    **({"template": delivery.alimtalk_template} if path is ALIMTALK else {}),
+                },
+                idempotency_key=f"reply:{m.id}:{path.name}",
+                now=now,
+                message_id=m.id,
+            )
+            return path
+        conn.execute(
+            sa.update(Message)
+            .where(Message.id == m.id)
+            .values(status="failed", error=reason, payload=payload)
+        )
+        return None
+
+    return unit

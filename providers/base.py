@@ -191,6 +191,7 @@ class Capability(enum.Flag):
     IMAGES = enum.auto()
     BUTTONS = enum.auto()
     DELIVERY_REPORTS = enum.auto()  # reports final delivery later (webhook or lookup)
+    DELIVERY_BY_LOOKUP = enum.auto()  # ...and only when asked: the outbox polls `lookup`
 
 
 # --------------------------------------------------------------------------- errors

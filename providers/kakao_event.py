@@ -346,7 +346,12 @@ def failure_for_user(reason: str) -> PermanentError:
 
 class KakaoEventProvider(Provider):
     name = "kakao_event"
-    capabilities = Capability.INITIATE | Capability.INFO_ONLY | Capability.DELIVERY_REPORTS
+    capabilities = (
+        Capability.INITIATE
+        | Capability.INFO_ONLY
+        | Capability.DELIVERY_REPORTS
+        | Capability.DELIVERY_BY_LOOKUP
+    )
     max_text_chars = MAX_TEXT_CHARS
     rate_per_second = 5.0  # requests per second per REST API key: our assumption, see above
     # Distinct texts go one request each: 50 of them take ~10 s at the assumed rate, well

@@ -38,7 +38,8 @@ from bot import config as config_mod
 from bot import keys
 from bot.app import create_app
 from bot.clock import FrozenClock
-from bot.models import Conversation, DeliveryEvent, Message, OutboxItem
+from bot.models import Conversation, CustomerIdentity, DeliveryEvent, Message, OutboxItem
+from scheduler.planners.delivery_check import check_deliveries
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 PUBLIC = "http://127.0.0.1:8080"  # server.public_url as the example ships it
@@ -345,3 +346,99 @@ async def test_a_report_that_beats_the_record_of_the_send_still_counts(world: Wo
     await world.drain()
     reply = next(m for m in await world.rows(Message) if m.id == message_id)
     assert (reply.status, reply.delivered_at is not None) == ("delivered", True)
+
+
+async def test_a_reply_the_chat_room_refuses_falls_back_to_the_mailbox(world: World) -> None:
+    """The Event API accepts the talk but the customer is not a friend of the channel: the
+    delivery check learns it from the task result and the reply waits in the mailbox for
+    the customer's next message; the console says why."""
+    data = json.loads(
+        (Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json").read_text()
+    )
+    user_key = data["userRequest"]["user"]["properties"]["botUserKey"]
+    world.kakao.not_friend.add(user_key)
+    headers = {"X-Dangol-Skill-Secret": ENV["DANGOL_DEMO_SKILL_SECRET"]}
+    data["userRequest"]["utterance"] = "에어컨 청소 예약하고 싶어요"
+    assert (await world.client.post("/hooks/kakao/demo", json=data, headers=headers)).status == 200
+    (conv,) = await world.rows(Conversation)
+    await add_account(world.client, "owner", shop="demo")
+    csrf = await sign_in(world.client, "owner")
+    resp = await world.client.post(
+        f"/console/c/{conv.id}/reply",
+        data={"text": "목요일 오전 어떠세요?", "csrf": csrf},
+        headers={"Accept": "application/json"},
+    )
+    message_id = (await resp.json())["message_id"]
+    await world.drain()
+    assert len(world.kakao.sent_to(user_key)) == 1  # Kakao took it ...
+
+    app = world.app
+    shops = {app[keys.SHOP_IDS][s.slug]: s for s in app[keys.SETTINGS].shops}
+    changed = await check_deliveries(
+        app[keys.DATABASE], app[keys.PROVIDERS], shops, world.clock.now()
+    )
+    assert changed == [(app[keys.SHOP_IDS]["demo"], message_id, "held")]  # ... but could not
+    reply = next(m for m in await world.rows(Message) if m.id == message_id)
+    assert (reply.status, reply.path) == ("held", "mailbox")
+    (why,) = reply.payload["fell_back"]
+    assert why["path"] == "event_api"
+    assert "친구" in why["reason"]
+    page = await (await world.client.get(f"/console/c/{conv.id}")).text()
+    assert "카카오 채널(으)로 보내지 못함" in page
+    # Asking again changes nothing: the reply is no longer waiting on Kakao.
+    assert (
+        await check_deliveries(app[keys.DATABASE], app[keys.PROVIDERS], shops, world.clock.now())
+        == []
+    )
+
+    data["userRequest"]["utterance"] = "네 확인했어요"
+    answer = await (await world.client.post("/hooks/kakao/demo", json=data, headers=headers)).json()
+    shown = [o["simpleText"]["text"] for o in answer["template"]["outputs"]]
+    assert any("목요일 오전 어떠세요?" in t for t in shown)
+    reply = next(m for m in await world.rows(Message) if m.id == message_id)
+    assert reply.status == "delivered"
+
+
+async def test_with_the_customers_phone_the_refused_reply_goes_by_sms(world: World) -> None:
+    data = json.loads(
+        (Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json").read_text()
+    )
+    user_key = data["userRequest"]["user"]["properties"]["botUserKey"]
+    world.kakao.blocked.add(user_key)
+    headers = {"X-Dangol-Skill-Secret": ENV["DANGOL_DEMO_SKILL_SECRET"]}
+    data["userRequest"]["utterance"] = "보일러 점검 문의요"
+    await world.client.post("/hooks/kakao/demo", json=data, headers=headers)
+    (conv,) = await world.rows(Conversation)
+    app = world.app
+    shop_id = app[keys.SHOP_IDS]["demo"]
+    now = world.clock.now()
+    await app[keys.DATABASE].write(  # the owner noted the customer's phone number
+        lambda conn: conn.execute(
+            sa.insert(CustomerIdentity).values(
+                shop_id=shop_id,
+                customer_id=conv.customer_id,
+                kind="phone",
+                value=CUSTOMER,
+                created_at=now,
+            )
+        )
+    )
+    await add_account(world.client, "owner", shop="demo")
+    csrf = await sign_in(world.client, "owner")
+    resp = await world.client.post(
+        f"/console/c/{conv.id}/reply",
+        data={"text": "내일 9시에 갑니다", "csrf": csrf},
+        headers={"Accept": "application/json"},
+    )
+    answer = await resp.json()
+    assert answer["path"] == "event_api"  # the chat room first
+    await world.drain()
+    shops = {shop_id: app[keys.SETTINGS].shop("demo")}
+    changed = await check_deliveries(app[keys.DATABASE], app[keys.PROVIDERS], shops, now)
+    assert changed == [(shop_id, answer["message_id"], "queued")]
+    await world.drain()
+    (sms,) = world.twilio.sent_to(CUSTOMER)
+    assert sms["body"] == "내일 9시에 갑니다"
+    reply = next(m for m in await world.rows(Message) if m.id == answer["message_id"])
+    assert (reply.status, reply.path, reply.provider) == ("sent", "sms", "twilio")
+    assert reply.provider_message_id == sms["sid"]

@@ -13,7 +13,7 @@ scan of the messages table.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -388,6 +388,8 @@ class TimelineItem:
     attachments: list[dict[str, Any]]
     at: datetime  # local
     delivered_at: datetime | None
+    # paths that could not deliver it, oldest first: {"path", "reason"} (bot.replies.fall_back)
+    fell_back: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def pending(self) -> bool:
@@ -426,6 +428,11 @@ def _item(r: Any, tz: ZoneInfo) -> TimelineItem:
         else [],
         at=r.created_at.astimezone(tz),
         delivered_at=local(r.delivered_at, tz),
+        fell_back=[
+            {"path": str(f.get("path") or ""), "reason": str(f.get("reason") or "")}
+            for f in payload.get("fell_back", [])
+            if isinstance(f, dict)
+        ],
     )
 
 
