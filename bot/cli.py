@@ -14,10 +14,13 @@ import os
 import re
 import secrets
 import sys
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
@@ -35,7 +38,12 @@ from bot.accounts import (
 from bot.clock import SystemClock
 from bot.config import ConfigError, Settings
 from bot.db import Database, SchemaOutOfDate, check_schema, upgrade
+from bot.models import OutboxItem
+from bot.phone import to_e164
 from bot.shops import OWNER_STATUSES, set_owner_status, sync_shops
+from providers.base import mask_phone
+from providers.registry import Providers
+from scheduler.outbox import Dispatcher, enqueue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "config.example.toml"
@@ -110,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("status", choices=["available", "on-site", "off"])
     status.add_argument("--until", help="HH:MM, local time (with on-site)")
     status.set_defaults(run=cmd_owner_status)
+
+    test = sub.add_parser(
+        "send-test", help="send one text through a provider now, to check its settings"
+    )
+    test.add_argument("--config", required=True)
+    test.add_argument("--shop", required=True, help="shop slug")
+    test.add_argument("--provider", help="default: the owner's first notify_via, else sms")
+    test.add_argument("--to", help="phone number; default: the owner's phone")
+    test.add_argument("--text", default="[dangol] 발송 시험 문자입니다.")
+    test.set_defaults(run=cmd_send_test)
 
     user = sub.add_parser("user", help="console accounts")
     user_sub = user.add_subparsers(required=True, metavar="ACTION")
@@ -275,6 +293,68 @@ def cmd_owner_status(args: argparse.Namespace) -> int:
     asyncio.run(run())
     print(f"{shop.name}: owner is now {args.status}" + (f" until {args.until}" if until else ""))
     return 0
+
+
+def cmd_send_test(args: argparse.Namespace) -> int:
+    """The installer's check: the same outbox and adapter as every message, run once here."""
+    settings = config_mod.load(args.config)
+    shop = settings.shop(args.shop)
+    if shop is None:
+        raise CliError(f"no shop {args.shop!r} in {args.config}")
+    provider = args.provider or next(
+        (p for p in shop.owner.notify_via if p != "console"), shop.delivery.sms
+    )
+    if provider is None or provider not in settings.providers:
+        raise CliError(
+            f"no provider {provider!r} configured (providers: {', '.join(settings.providers)})"
+        )
+    try:
+        phone = to_e164(args.to) if args.to else shop.owner.phone
+    except ValueError as exc:
+        raise CliError(f"--to: {exc}") from None
+    if phone is None:
+        raise CliError("no --to and no [shops.owner] phone to send to")
+
+    async def run() -> Any:
+        db = _database(settings)
+        await db.start()
+        clock = SystemClock()
+        try:
+            async with aiohttp.ClientSession() as http:
+                providers = Providers.from_config(settings.providers, http)
+                await providers.start_all()
+                try:
+                    ids = await db.write(sync_shops(settings, clock.now()))
+                    outbox_id = await db.write(
+                        lambda conn: enqueue(
+                            conn,
+                            shop_id=ids[shop.slug],
+                            purpose="test",
+                            provider=provider,
+                            recipient={"phone": phone, "owner": phone == shop.owner.phone},
+                            payload={"text": args.text},
+                            idempotency_key=f"send-test:{uuid.uuid4().hex}",
+                            now=clock.now(),
+                        )
+                    )
+                    dispatcher = Dispatcher(
+                        db, providers, clock, settings.outbox, owner_id="cli-send-test"
+                    )
+                    await dispatcher.drain(max_rounds=1)
+                    async with db.read() as conn:
+                        stmt = sa.select(OutboxItem).where(OutboxItem.id == outbox_id)
+                        return (await conn.execute(stmt)).one()
+                finally:
+                    await providers.close_all()
+        finally:
+            await db.close()
+
+    row = asyncio.run(run())
+    where = f"{provider} → {mask_phone(phone)}"
+    if row.status == "sent":
+        print(f"sent: {where} (vendor id {row.provider_ref or '-'})")
+        return 0
+    raise CliError(f"{row.status}: {where}: {row.last_error or 'no answer'}")
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -188,3 +189,63 @@ async def test_demo_serves_the_simulator_conversation(tmp_path: Path) -> None:
     out = raw.decode()
     assert "owner account for 한빛설비: username demo  password" in out
     assert f"http://127.0.0.1:{port}/simulator" in out
+
+
+def test_send_test_goes_through_the_outbox_to_the_vendor(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dangol send-test` — the installer's check of a provider's settings — against a fake
+    Twilio on loopback (served from a thread: the command runs its own event loop)."""
+    from aiohttp.test_utils import TestServer
+    from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+    fake = FakeTwilio(hang_seconds=0.5)
+    ready: list[str] = []
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        server = TestServer(fake.app, host="127.0.0.1")
+        await server.start_server()
+        ready.append(str(server.make_url("")).rstrip("/"))
+        await stop.wait()
+        await server.close()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()))
+    thread.start()
+    try:
+        while not ready:
+            time.sleep(0.01)
+        monkeypatch.delenv("DANGOL_DEMO_SKILL_SECRET", raising=False)
+        monkeypatch.setenv("DANGOL_TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+        target = tmp_path / "config.toml"
+        run(capsys, "init", "--config", str(target))
+        with target.open("a", encoding="utf-8") as f:
+            f.write(
+                "\n[providers.twilio]\n"
+                f'account_sid = "{ACCOUNT_SID}"\n'
+                'auth_token_env = "DANGOL_TWILIO_AUTH_TOKEN"\n'
+                'from_number = "+14155550199"\n'
+                f'base_url = "{ready[0]}"\n'
+            )
+        args = ["send-test", "--config", str(target), "--shop", "demo", "--provider", "twilio"]
+        code, out, err = run(capsys, *args, "--to", "+14155550123")
+        assert code == 0, err
+        assert out.startswith("sent: twilio → +141****0123 (vendor id SM")
+        (sent,) = fake.sent_to("+14155550123")
+        assert sent["body"] == "[dangol] 발송 시험 문자입니다."
+
+        fake.opted_out.add("+14155550124")
+        code, _, err = run(capsys, *args, "--to", "+14155550124")
+        assert code == 1
+        assert err.startswith("dangol: dead: twilio → +141****0124: ")
+        assert "21610" in err
+        code, _, err = run(capsys, *args[:-2], "--provider", "solapi")
+        assert (code, err.strip()) == (
+            1,
+            "dangol: no provider 'solapi' configured (providers: console, twilio)",
+        )
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
+        loop.close()
