@@ -1,6 +1,6 @@
-"""SOLAPI (solapi.com, formerly CoolSMS): SMS/LMS/MMS and AlimTalk with SMS fallback.
+"""SOLAPI (solapi.com, formerly CoolSMS): SMS/LMS/MMS, AlimTalk and Kakao brand messages.
 
-Facts are in PROTOCOLS.md §2.3 and §3. The adapter
+Facts are in PROTOCOLS.md §2.3, §3 and §4. The adapter
 
 * signs every request with a fresh ``HMAC-SHA256`` header (new date and salt each time, so a
   retry never trips ``DuplicatedSignature``);
@@ -10,6 +10,16 @@ Facts are in PROTOCOLS.md §2.3 and §3. The adapter
 * sends a message with a picture as MMS: the JPEG at `Outgoing.image_path` is checked
   locally (jpg, ≤ 200 KB, ≤ 1500×1440 — refused with a Korean reason otherwise), uploaded
   with ``POST /storage/v1/files`` (type MMS), and the message carries the ``imageId``;
+* sends an informational message with a `template` as AlimTalk (``ATA``) and an
+  advertising one with a `template` as a brand message (브랜드 메시지, ``BMS_TEXT``, see
+  `SolapiProvider.build_message`), both with SMS fallback;
+* is the last line of defence for ads (`informational=False`), whatever carries them: a
+  text that could never be lawful (no ``(광고)`` at the very start, no free opt-out line at
+  the end — `check_ad_marking`) is a PermanentError, and an ad outside its hours (brand
+  message 08:00–20:00 KST, Kakao's rule; ad SMS/LMS/MMS 08:00–21:00 KST, the law's night ban)
+  is `RateLimited` until 08:00 KST, so the outbox waits instead of giving up. Consent, and
+  the separate consent that would allow a night-time ad, are the send-time policy's job;
+  the adapter cannot see them and so never sends an ad at night;
 * sends a batch with one ``POST /messages/v4/send-many/detail`` (≤ 10 000 messages), our
   outbox id in ``customFields.ourId``; per-message failures are read from
   ``failedMessageList`` and classified by status code (`classify_status`);
@@ -59,7 +69,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Any, ClassVar, Literal
 
 import aiohttp
@@ -98,6 +108,62 @@ MMS_MAX_HEIGHT = 1440
 UPLOADS_AT_ONCE = 4
 
 RETRYABLE_AUTH = frozenset({"RequestTimeTooSkewed", "DuplicatedSignature"})
+
+# --------------------------------------------------------------------------- ads
+
+# Korea has kept UTC+9 without daylight saving since 1988: a fixed offset needs no tzdata.
+KST = timezone(timedelta(hours=9), "KST")
+# When an ad may go, [opens, closes) in KST (PROTOCOLS.md §4.1, §4.3). Kakao takes its ad
+# messages 08:00–20:00 (SOLAPI 3108); the law bans ads 21:00–08:00 without a separate
+# night-time consent, which the adapter cannot see.
+BRAND_MESSAGE_HOURS = (time(8), time(20))
+AD_SMS_HOURS = (time(8), time(21))
+# A 3108 while our clock says "inside the hours" is clock skew at an edge: ask again soon,
+# and our own check decides whether it is morning yet or evening already.
+SKEWED_WINDOW_RETRY = 60.0
+
+AD_MARK = "(광고)"  # exactly this, at the very start: not [광고], (광 고), （광고） (§4.1)
+OPT_OUT_WORDS = ("무료수신거부", "무료거부")  # the free opt-out line, at the end (§4.1)
+# Brand-message targeting (§2.1): I = channel friends; M/N reach non-friends with marketing
+# consent and need Kakao's approval (channels with ≥ 50 000 friends), so "I" is the default.
+BRAND_TARGETING = ("I", "M", "N")
+
+
+def check_ad_marking(text: str) -> None:
+    """PermanentError (code ``ad_marking``) unless `text` starts with exactly ``(광고)`` and
+    its last non-empty line names the free opt-out (``무료수신거부`` / ``무료거부``).
+
+    Such a text is unlawful on any channel (정보통신망법 §50, 시행령 §61), so sending it
+    later or elsewhere cannot help. The sender's name and contact are the policy's to add:
+    the contact may be left out when it is the calling number, so it cannot be checked here.
+    """
+    if not text.startswith(AD_MARK):
+        raise PermanentError(
+            "광고 메시지는 맨 앞이 정확히 '(광고)'로 시작해야 해요 "
+            "('[광고]', '(광 고)', 앞의 빈칸 등은 안 돼요)",
+            code="ad_marking",
+        )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not any(word in lines[-1] for word in OPT_OUT_WORDS):
+        raise PermanentError(
+            "광고 메시지의 마지막 줄에 무료 수신거부 방법이 있어야 해요 "
+            "(예: '무료수신거부 080-000-0000')",
+            code="ad_marking",
+        )
+
+
+def seconds_outside_hours(now: datetime, hours: tuple[time, time]) -> float | None:
+    """None when `now` is within `hours` ([opens, closes) in KST), else the seconds until
+    they next open."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    local = now.astimezone(KST)
+    opens, closes = hours
+    if opens <= local.time() < closes:
+        return None
+    day = local.date() if local.time() < opens else local.date() + timedelta(days=1)
+    return (datetime.combine(day, opens, tzinfo=KST) - local).total_seconds()
+
 
 # --------------------------------------------------------------------------- status codes
 
@@ -138,7 +204,7 @@ _LABELS: dict[str, str] = {
     "1029": "보낼 수 없는 글자",
     "3104": "카카오톡 사용자가 아님",
     "3107": "알림톡 수신 불가(차단 또는 장기 미사용)",
-    "3108": "알림톡 발송 가능 시간(08–20시)이 아님",
+    "3108": "카카오 메시지 발송 가능 시간(08–20시)이 아님",
 }
 
 
@@ -156,14 +222,23 @@ class SolapiAccountError(PermanentError):
     """Our SOLAPI account needs an operator (balance, sender number, key): fix, then requeue."""
 
 
-def classify_status(code: str, message: str = "") -> ProviderError:
+def classify_status(code: str, message: str = "", *, now: datetime | None = None) -> ProviderError:
     """The error for a failed message's 4-digit status code (PROTOCOLS.md §2.3 table).
 
     Unlisted codes: 1xxx (rejected at intake) are permanent; 2xxx/3xxx (platform or carrier
     trouble after intake) are transient, bounded by the outbox's max_attempts.
+
+    3108 (outside Kakao's 08:00–20:00) is not a fault of the message: given `now`, it is
+    `RateLimited` until 08:00 KST (or briefly, when `now` is inside the hours — clock skew
+    at an edge), so the outbox waits for the morning rather than spending its attempts.
     """
     label = _LABELS.get(code, "")
     reason = " — ".join(p for p in (label, message) if p) or f"SOLAPI 상태 {code}"
+    if code in KAKAO_OUTSIDE_HOURS and now is not None:
+        wait = seconds_outside_hours(now, BRAND_MESSAGE_HOURS)
+        return RateLimited(
+            reason, retry_after=SKEWED_WINDOW_RETRY if wait is None else wait, code=code
+        )
     if code in OPT_OUT:
         return SolapiRecipientError(reason, code=code, opt_out=True)
     if code in RECIPIENT:
@@ -239,6 +314,8 @@ def _variable_name(name: str) -> str:
 
 
 def path_for_type(kind: str | None) -> str:
+    if kind and kind.startswith("BMS_"):
+        return "brand_message"
     return {"ATA": "alimtalk", "CTA": "friendtalk", "CTI": "friendtalk"}.get(
         kind or "", (kind or "solapi").lower()
     )
@@ -359,7 +436,16 @@ class SolapiProvider(Provider):
         "api_secret": Option(str, required=True, secret=True, help="SOLAPI API secret"),
         "sender": Option(str, required=True, help="pre-registered sender number (발신번호)"),
         "base_url": Option(str, default=DEFAULT_BASE_URL, help="API root (tests: fake)"),
-        "pf_id": Option(str, default=None, help="Kakao channel id (pfId) for AlimTalk"),
+        "pf_id": Option(
+            str, default=None, help="Kakao channel id (pfId) for AlimTalk and brand messages"
+        ),
+        "brand_targeting": Option(
+            str,
+            default="I",
+            choices=BRAND_TARGETING,
+            help="brand-message targeting: I = channel friends (any channel); M/N reach "
+            "marketing-consented non-friends and need Kakao's approval",
+        ),
         "timeout": Option(float, default=10.0, minimum=0.01, help="seconds per request"),
     }
 
@@ -418,11 +504,14 @@ class SolapiProvider(Provider):
     def build_message(
         self, msg: Outgoing, image_id: str | None = None
     ) -> tuple[dict[str, Any], str]:
-        """The wire object for `msg` and its path; PermanentError if it cannot go out.
+        """The wire object for `msg` and its path; PermanentError if it cannot go out,
+        RateLimited if it is an ad outside its hours (it can go at 08:00 KST).
 
-        A message with a picture becomes an MMS carrying `image_id` (from `upload_image`);
-        without one the body lacks ``imageId`` — `send` checks everything else first, so a
-        message that cannot go out never costs an upload, then fills it in.
+        With a `template`, an informational message goes as AlimTalk and an ad as a brand
+        message. A message with a picture becomes an MMS carrying `image_id` (from
+        `upload_image`); without one the body lacks ``imageId`` — `send` checks everything
+        else first, so a message that cannot go out never costs an upload, then fills it in.
+        Permanent checks come before the hours: an unlawful ad dies now, not at 08:00.
         """
         body: dict[str, Any] = {
             "to": to_national_number(msg.recipient),
@@ -430,26 +519,9 @@ class SolapiProvider(Provider):
             "customFields": {OUR_ID: msg.ref},
         }
         if msg.template:
-            if msg.has_image:
-                raise PermanentError("알림톡에는 사진을 붙일 수 없어요", code="image_on_alimtalk")
-            if not msg.informational:
-                raise PermanentError("알림톡으로는 광고를 보낼 수 없어요", code="ad_on_alimtalk")
-            pf_id = self.options["pf_id"]
-            if not pf_id:
-                raise PermanentError(
-                    "알림톡에 필요한 카카오 채널 ID(providers.solapi.pf_id)가 설정되지 않았어요",
-                    code="no_pf_id",
-                )
-            # No `text`: SOLAPI renders the approved template with the variables (a text
-            # that differs from the template would be refused, 3103); fallback SMS on.
-            body["type"] = "ATA"
-            body["kakaoOptions"] = {
-                "pfId": pf_id,
-                "templateId": msg.template,
-                "variables": {_variable_name(k): str(v) for k, v in msg.variables.items()},
-                "disableSms": False,
-            }
-            return body, "alimtalk"
+            if msg.informational:
+                return self._alimtalk(msg, body)
+            return self._brand_message(msg, body)
         if msg.has_image and not msg.image_path:
             raise PermanentError(
                 "SOLAPI는 사진 파일을 올려서 보내요: 사진 주소만으로는 보낼 수 없어요",
@@ -459,6 +531,12 @@ class SolapiProvider(Provider):
             sized = (size_mms_text if msg.image_path else size_text)(msg.text, msg.subject)
         except UnsendableText as exc:
             raise PermanentError(exc.reason, code=exc.code) from None
+        if not msg.informational:
+            check_ad_marking(sized.text)
+            self._check_hours(
+                AD_SMS_HOURS,
+                "광고 문자는 한국 시간 08:00–21:00에만 보내요 (야간 광고 금지): 08:00에 보낼게요",
+            )
         if image_id:
             body["imageId"] = image_id
         body["type"] = sized.kind
@@ -466,6 +544,86 @@ class SolapiProvider(Provider):
         if sized.subject:
             body["subject"] = sized.subject
         return body, sized.kind.lower()
+
+    def _channel(self, product: str) -> str:
+        pf_id = self.options["pf_id"]
+        if not pf_id:
+            raise PermanentError(
+                f"{product}에 필요한 카카오 채널 ID(providers.solapi.pf_id)가 설정되지 않았어요",
+                code="no_pf_id",
+            )
+        return str(pf_id)
+
+    def _alimtalk(self, msg: Outgoing, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        if msg.has_image:
+            raise PermanentError("알림톡에는 사진을 붙일 수 없어요", code="image_on_alimtalk")
+        # No `text`: SOLAPI renders the approved template with the variables (a text that
+        # differs from the template would be refused, 3103); fallback SMS on.
+        body["type"] = "ATA"
+        body["kakaoOptions"] = {
+            "pfId": self._channel("알림톡"),
+            "templateId": msg.template,
+            "variables": {_variable_name(k): str(v) for k, v in msg.variables.items()},
+            "disableSms": False,
+        }
+        return body, "alimtalk"
+
+    def _brand_message(self, msg: Outgoing, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """An ad with a template: a brand message (브랜드 메시지) of the text kind.
+
+        The wire shape follows SOLAPI's own template-based examples — ``kakaoOptions`` with
+        ``pfId``, ``templateId``, ``variables`` and ``bms: {targeting}`` (solapi-nodejs
+        ``examples/…/kakao/send/send_bms.js``, solapi-python ``examples/simple/
+        send_kakao_bms.py``) — and the type ``BMS_TEXT``, which SOLAPI's CLI (solactl,
+        ``validateBMS``) accepts with a ``templateId``, the content then coming from the
+        template. ``adFlag`` is SOLAPI's ad mark for Kakao messages (kakaoOptions schema of
+        solapi-nodejs); a brand message is always an ad, and we say so.
+
+        Pictures are refused: a brand template carries its own, and a free-form image brand
+        message needs a ``BMS`` upload (jpg/png ≤ 5 MB, 2:1…3:4), not our MMS pieces.
+
+        The SMS fallback (``disableSms: false``) is an ad SMS/LMS in its own right, so
+        `Outgoing.text` is required: sized like any SMS/LMS, held to `check_ad_marking`,
+        and sent as the message's ``text``. Which text SOLAPI falls back with is an open
+        question (PROTOCOLS.md §7.8) and its SDK examples say brand-message fallback is
+        switched off for now; either way, no fallback can go out without the marking.
+        """
+        if msg.has_image:
+            raise PermanentError(
+                "브랜드 메시지에는 사진을 따로 붙일 수 없어요 (사진은 템플릿에 등록해 주세요)",
+                code="image_on_brand_message",
+            )
+        pf_id = self._channel("브랜드 메시지")
+        if not msg.text.strip():
+            raise PermanentError(
+                "브랜드 메시지에는 문자 대체발송용 광고 문구(text)가 필요해요",
+                code="no_fallback_text",
+            )
+        try:
+            fallback = size_text(msg.text)
+        except UnsendableText as exc:
+            raise PermanentError(f"대체발송 문자: {exc.reason}", code=exc.code) from None
+        check_ad_marking(fallback.text)
+        self._check_hours(
+            BRAND_MESSAGE_HOURS,
+            "카카오 브랜드 메시지는 한국 시간 08:00–20:00에만 보낼 수 있어요: 08:00에 보낼게요",
+        )
+        body["type"] = "BMS_TEXT"
+        body["text"] = fallback.text  # the fallback SMS/LMS; SOLAPI picks SMS or LMS by size
+        body["kakaoOptions"] = {
+            "pfId": pf_id,
+            "templateId": msg.template,
+            "variables": {_variable_name(k): str(v) for k, v in msg.variables.items()},
+            "disableSms": False,
+            "adFlag": True,
+            "bms": {"targeting": self.options["brand_targeting"]},
+        }
+        return body, "brand_message"
+
+    def _check_hours(self, hours: tuple[time, time], reason: str) -> None:
+        wait = seconds_outside_hours(self._clock(), hours)
+        if wait is not None:
+            raise RateLimited(reason, retry_after=wait, code="ad_hours")
 
     # -- sending
 
@@ -480,7 +638,7 @@ class SolapiProvider(Provider):
             seen.add(msg.ref)
             try:
                 body, path = self.build_message(msg)
-            except PermanentError as exc:
+            except ProviderError as exc:  # refused here, or an ad outside its hours
                 outcomes[i] = exc
                 continue
             wire.append((i, path, body))
@@ -571,9 +729,10 @@ class SolapiProvider(Provider):
         for i, ref, path in refs:
             if ref in failed:
                 entry = failed[ref]
-                out[i] = classify_status(
-                    str(entry.get("statusCode", "")), str(entry.get("statusMessage", ""))
-                )
+                code = str(entry.get("statusCode", ""))
+                # Only an hours refusal needs the time: when it is morning again.
+                now = self._clock() if code in KAKAO_OUTSIDE_HOURS else None
+                out[i] = classify_status(code, str(entry.get("statusMessage", "")), now=now)
             elif ref in accepted:
                 entry = accepted[ref]
                 mid = entry.get("messageId")

@@ -20,8 +20,10 @@ from fakes.solapi import FakeSolapi
 from PIL import Image
 
 from providers.base import (
+    Capability,
     Outgoing,
     PermanentError,
+    ProviderConfigError,
     ProviderError,
     RateLimited,
     Recipient,
@@ -33,6 +35,8 @@ from providers.base import (
 )
 from providers.sms_text import UnsendableText, cp949_len, cut_bytes, size_mms_text, size_text
 from providers.solapi import (
+    KST,
+    SEND_PATH,
     STORAGE_PATH,
     SolapiAccountError,
     SolapiProvider,
@@ -42,6 +46,7 @@ from providers.solapi import (
     jpeg_size,
     parse_report,
     parse_retry_after,
+    path_for_type,
     status_advances,
 )
 
@@ -600,3 +605,337 @@ def test_repr_hides_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         assert "sup3r-s3cret-value" not in shown
         assert "NCSKEYVALUE123" not in shown
         assert "0212345678" in shown
+
+
+# --------------------------------------------------------------------------- brand messages and ads
+
+BRAND_TEMPLATE = "KA01TP2611220000000000000000003"
+AD = "(광고) 한빛전기 봄맞이 점검 10% 할인\n예약: 02-1234-5678\n무료수신거부 080-123-4567"
+AD_SHORT = "(광고)한빛전기 점검 10% 할인\n무료거부 0801234567"
+AD_LONG = (
+    "(광고) 한빛전기 봄맞이 점검\n"
+    + "분전반·누전차단기 무료 점검과 교체 10% 할인을 드려요. " * 3
+    + "\n무료수신거부 080-123-4567"
+)
+
+
+def kst(hour: int, minute: int = 0, second: int = 0, day: int = 23) -> datetime:
+    return datetime(2026, 11, day, hour, minute, second, tzinfo=KST)
+
+
+def brand(ref: str = "b1", text: str = AD, **kw: Any) -> Outgoing:
+    kw.setdefault("variables", {"고객명": "김민준"})
+    return msg(ref, text=text, template=BRAND_TEMPLATE, informational=False, **kw)
+
+
+def ad_sms(ref: str = "s1", text: str = AD, **kw: Any) -> Outgoing:
+    return msg(ref, text=text, informational=False, **kw)
+
+
+def offline(**options: Any) -> SolapiProvider:
+    """A provider that is never asked to call anyone, its clock at 10:15 KST."""
+    base = {"api_key": "k", "api_secret": "s", "sender": "0212345678", "pf_id": PF_ID}
+    opts = {k: v for k, v in (base | options).items() if v is not None}  # None: not given
+    return SolapiProvider(opts, None, clock=lambda: NOW)
+
+
+def at(env: Env, when: datetime, **options: Any) -> SolapiProvider:
+    """A provider whose clock, and the fake vendor's, read `when`."""
+    env.fake.now = lambda: when
+    return env.provider(clock=lambda: when, **options)
+
+
+async def test_brand_message_on_the_wire(env: Env) -> None:
+    m = brand(variables={"고객명": "김민준", "#{할인율}": "10%", "횟수": 3})
+    p = env.provider()
+    body, path = p.build_message(m)
+    assert path == "brand_message"
+    assert body == {
+        "to": "01011112222",
+        "from": "0212345678",
+        "customFields": {"ourId": "b1"},
+        "type": "BMS_TEXT",
+        "text": AD,  # the SMS fallback, itself a lawful ad
+        "kakaoOptions": {
+            "pfId": PF_ID,
+            "templateId": BRAND_TEMPLATE,
+            # the AlimTalk convention: bare names wrapped in #{…}, every value a string
+            "variables": {"#{고객명}": "김민준", "#{할인율}": "10%", "#{횟수}": "3"},
+            "disableSms": False,
+            "adFlag": True,
+            "bms": {"targeting": "I"},
+        },
+    }
+    (out,) = await p.send([m])
+    assert isinstance(out, SendResult)
+    assert out.path == "brand_message"
+    (stored,) = env.fake.brand_messages()
+    assert stored["messageId"] == out.provider_message_id
+    assert stored["kakaoOptions"] == body["kakaoOptions"]
+
+
+async def test_brand_message_fallback_is_a_lawful_ad_sms(env: Env) -> None:
+    p = env.provider()
+    substituted = AD.replace("10% 할인", "₩10,000 할인")
+    long_body, _ = p.build_message(brand(text=AD_LONG))
+    assert (long_body["text"], "subject" in long_body) == (AD_LONG, False)  # LMS-sized is fine
+    assert p.build_message(brand(text=substituted))[0]["text"] == substituted.replace("₩", "￦")
+    refused = await p.send(
+        [
+            brand("empty", text="  "),
+            brand("emoji", text="(광고) 할인 😀\n무료거부 0801234567"),
+            brand("long", text="(광고)" + "가" * 1000 + "\n무료거부 0801234567"),
+            brand("unmarked", text="봄맞이 할인\n무료거부 0801234567"),
+            brand("ok"),
+        ]
+    )
+    codes = [o.code for o in refused if isinstance(o, PermanentError)]
+    assert codes == ["no_fallback_text", "unencodable", "too_long", "ad_marking"]
+    assert "대체발송" in str(refused[0]) + str(refused[1])
+    assert isinstance(refused[4], SendResult)
+    assert env.fake.refs() == ["ok"]
+
+
+def test_brand_message_refuses_pictures_and_needs_a_channel() -> None:
+    for picture_kw in ({"image_path": "/x.mms.jpg"}, {"image_url": "https://shop.example/x.jpg"}):
+        with pytest.raises(PermanentError) as info:
+            offline().build_message(brand(**picture_kw))
+        assert info.value.code == "image_on_brand_message"
+    with pytest.raises(PermanentError) as info:
+        offline(pf_id=None).build_message(brand())
+    assert info.value.code == "no_pf_id"
+    assert "브랜드 메시지" in info.value.reason
+    with pytest.raises(PermanentError) as info:  # AlimTalk keeps its own wording
+        offline(pf_id=None).build_message(msg("a", template="KA01TP1"))
+    assert (info.value.code, "알림톡" in info.value.reason) == ("no_pf_id", True)
+
+
+def test_brand_targeting_is_an_option_with_friends_by_default() -> None:
+    assert offline().options["brand_targeting"] == "I"
+    assert offline(brand_targeting="N").build_message(brand())[0]["kakaoOptions"]["bms"] == {
+        "targeting": "N"
+    }
+    for bad in ("X", "i", "", "IM", 1):
+        with pytest.raises(ProviderConfigError, match=r"providers\.solapi\.brand_targeting"):
+            offline(brand_targeting=bad)
+
+
+async def test_targeting_m_needs_kakaos_approval(env: Env) -> None:
+    p = env.provider(brand_targeting="M")
+    (refused,) = await p.send([brand("m1")])
+    assert type(refused) is PermanentError
+    assert refused.code == "1083"
+    env.fake.brand_targeting = ("I", "M", "N")  # the channel got Kakao's approval
+    (out,) = await p.send([brand("m2")])
+    assert isinstance(out, SendResult)
+    assert env.fake.brand_messages()[0]["kakaoOptions"]["bms"] == {"targeting": "M"}
+
+
+BAD_MARKINGS = {
+    "no-mark": "한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
+    "square-brackets": "[광고] 한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
+    "spaced": "(광 고) 한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
+    "full-width": "（광고） 한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
+    "leading-space": " (광고) 한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
+    "mark-not-first": "한빛전기 (광고) 봄맞이 점검 할인\n무료수신거부 080-123-4567",
+    "no-opt-out": "(광고) 한빛전기 봄맞이 점검 할인\n문의 02-1234-5678",
+    "paid-opt-out": "(광고) 한빛전기 봄맞이 점검 할인\n수신거부 02-1234-5678",
+    "opt-out-not-last": "(광고) 한빛전기\n무료수신거부 080-123-4567\n문의 02-1234-5678",
+}
+
+
+@pytest.mark.parametrize("kind", ["brand", "sms", "mms"])
+@pytest.mark.parametrize("text", list(BAD_MARKINGS.values()), ids=list(BAD_MARKINGS))
+async def test_unlawful_ad_texts_are_refused_on_every_path(
+    env: Env, tmp_path: Path, kind: str, text: str
+) -> None:
+    if kind == "brand":
+        m = brand(text=text)
+    elif kind == "sms":
+        m = ad_sms(text=text)
+    else:
+        m = ad_sms(text=text, image_path=on_disk(tmp_path, picture(64, 64)))
+    (out,) = await env.provider().send([m])
+    assert type(out) is PermanentError
+    assert out.code == "ad_marking"
+    assert "(광고)" in out.reason or "무료 수신거부" in out.reason
+    assert env.fake.requests == []
+    assert env.fake.uploads == 0  # refused before any upload
+
+
+async def test_an_unlawful_ad_is_refused_at_night_too(env: Env) -> None:
+    """Permanent before the hours: waiting until 08:00 would not make it lawful."""
+    p = at(env, kst(23, 30))
+    out = await p.send([brand("b", text=BAD_MARKINGS["spaced"]), ad_sms("s", text="할인!")])
+    assert [type(o) for o in out] == [PermanentError, PermanentError]
+    assert [o.code for o in out if isinstance(o, ProviderError)] == ["ad_marking", "ad_marking"]
+
+
+H = 3600.0
+# (KST hour, minute) → seconds until 08:00 KST, or None when the ad may go now.
+WINDOW: list[tuple[tuple[int, int], float | None, float | None]] = [
+    # time      brand message      ad SMS
+    ((7, 59), 60.0, 60.0),
+    ((8, 0), None, None),
+    ((19, 59), None, None),
+    ((20, 0), 12 * H, None),
+    ((20, 59), 11 * H + 60, None),
+    ((21, 0), 11 * H, 11 * H),
+]
+
+
+@pytest.mark.parametrize(("hm", "brand_wait", "sms_wait"), WINDOW, ids=lambda v: str(v))
+@pytest.mark.parametrize("kind", ["brand", "sms"])
+async def test_ad_hours(
+    env: Env, kind: str, hm: tuple[int, int], brand_wait: float | None, sms_wait: float | None
+) -> None:
+    wait = brand_wait if kind == "brand" else sms_wait
+    p = at(env, kst(*hm))
+    (out,) = await p.send([brand() if kind == "brand" else ad_sms()])
+    if wait is None:
+        assert isinstance(out, SendResult)
+        assert out.path == ("brand_message" if kind == "brand" else "sms")
+        assert len(env.fake.messages) == 1
+        return
+    # Fine but early (or late): the outbox waits until 08:00 rather than giving up.
+    assert type(out) is RateLimited
+    assert out.code == "ad_hours"
+    assert out.retry_after == wait
+    assert "08:00" in out.reason
+    assert env.fake.requests == []
+
+
+async def test_informational_messages_have_no_hours(env: Env) -> None:
+    p = at(env, kst(23, 30))
+    out = await p.send(
+        [
+            msg("a", template="KA01TP1", variables={"고객명": "김민준"}),
+            msg("s", text="내일 10시 방문"),
+        ]
+    )
+    assert [o.path for o in out if isinstance(o, SendResult)] == ["alimtalk", "sms"]
+    ata = next(m for m in env.fake.messages.values() if m["type"] == "ATA")
+    assert "text" not in ata
+    assert ata["kakaoOptions"] == {
+        "pfId": PF_ID,
+        "templateId": "KA01TP1",
+        "variables": {"#{고객명}": "김민준"},
+        "disableSms": False,
+    }
+
+
+async def test_an_ad_without_a_template_goes_as_a_marked_sms_or_lms(env: Env) -> None:
+    p = env.provider()
+    out = await p.send([ad_sms("s", text=AD_SHORT), ad_sms("l", text=AD_LONG)])
+    assert [o.path for o in out if isinstance(o, SendResult)] == ["sms", "lms"]
+    sms, lms = env.fake.requests[0]["messages"]
+    assert (sms["type"], sms["text"]) == ("SMS", AD_SHORT)
+    assert (lms["type"], lms["text"]) == ("LMS", AD_LONG)
+    assert lms["subject"] == "(광고) 한빛전기 봄맞이 점검"
+    assert "kakaoOptions" not in sms
+    assert "kakaoOptions" not in lms
+
+
+async def test_an_ad_mms_keeps_the_ad_rules(env: Env, tmp_path: Path) -> None:
+    path = on_disk(tmp_path, picture(320, 240))
+    (late,) = await at(env, kst(21, 30)).send([ad_sms("p", text=AD, image_path=path)])
+    assert type(late) is RateLimited
+    assert late.retry_after == 10.5 * H
+    assert env.fake.uploads == 0  # nothing uploaded for a message that must wait
+    (out,) = await at(env, kst(10, 0)).send([ad_sms("p", text=AD, image_path=path)])
+    assert isinstance(out, SendResult)
+    assert out.path == "mms"
+
+
+def test_3108_waits_for_kakaos_morning() -> None:
+    assert type(classify_status("3108", "x")) is TransientError  # no clock: as before
+    evening = classify_status("3108", "x", now=kst(20, 30))
+    assert isinstance(evening, RateLimited)
+    assert (evening.code, evening.retry_after) == ("3108", 11.5 * H)
+    early = classify_status("3108", "x", now=kst(7, 0))
+    assert isinstance(early, RateLimited)
+    assert early.retry_after == H
+    assert "08–20시" in early.reason
+    skewed = classify_status("3108", "x", now=kst(19, 59, 30))
+    assert isinstance(skewed, RateLimited)
+    assert skewed.retry_after == 60.0  # ask again soon; our own check then knows better
+
+
+async def test_3108_from_solapi_then_our_own_check(env: Env) -> None:
+    """SOLAPI's clock is past 20:00, ours not quite: its 3108 becomes a short wait, and the
+    next attempt is held by our own check until the morning."""
+    env.fake.now = lambda: kst(20, 0, 10)
+    p = env.provider(clock=lambda: kst(19, 59, 30))
+    (out,) = await p.send([brand("b")])
+    assert type(out) is RateLimited
+    assert (out.code, out.retry_after) == ("3108", 60.0)
+    assert env.fake.brand_messages() == []
+    (again,) = await at(env, kst(20, 0, 40)).send([brand("b")])
+    assert type(again) is RateLimited
+    assert (again.code, again.retry_after) == ("ad_hours", 12 * H - 40)
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (lambda m: m["kakaoOptions"].pop("pfId"), "1010"),
+        (lambda m: m["kakaoOptions"].pop("templateId"), "1010"),
+        (lambda m: m["kakaoOptions"].pop("bms"), "1083"),
+        (lambda m: m["kakaoOptions"].update(bms={"targeting": "X"}), "1083"),
+        (lambda m: m["kakaoOptions"].update(bms={"targeting": "N"}), "1083"),  # not approved
+        (lambda m: m.update(type="BMS_IMAGE"), "1025"),
+        (lambda m: m.update(imageId="ST01FZ1"), "1052"),
+        (lambda m: m.pop("text"), "1010"),  # fallback on, nothing to fall back with
+        (lambda m: m.update(text="(광고) 😀"), "1029"),
+        (lambda m: m.update(text="가" * 1001), "1031"),
+        (lambda m: m["kakaoOptions"].update(variables={"고객명": "김민준"}), "1011"),
+        (lambda m: m["kakaoOptions"].update(variables={"#{횟수}": 3}), "1011"),
+        (lambda m: m.pop("text") and m["kakaoOptions"].update(disableSms=True), "2000"),
+        (lambda m: None, "2000"),
+    ],
+    ids=[
+        "no-pfId", "no-templateId", "no-bms", "bad-targeting", "unapproved-targeting",
+        "other-kind", "image", "no-fallback-text", "fallback-emoji", "fallback-too-long",
+        "unwrapped-variable", "number-variable", "fallback-off", "as-built",
+    ],
+)  # fmt: skip
+async def test_the_fake_holds_brand_messages_to_solapis_rules(
+    env: Env, change: Callable[[dict[str, Any]], Any], code: str
+) -> None:
+    p = env.provider()
+    body, _ = p.build_message(brand())
+    change(body)
+    payload = {"messages": [body], "showMessageList": True, "allowDuplicates": True}
+    answer = await p._request("POST", SEND_PATH, json_body=payload)
+    if code == "2000":
+        assert answer["messageList"][0]["statusCode"] == "2000"
+        assert len(env.fake.brand_messages()) == 1
+    else:
+        assert answer["failedMessageList"][0]["statusCode"] == code
+        assert env.fake.brand_messages() == []
+
+
+async def test_the_fake_refuses_brand_messages_outside_kakaos_hours(env: Env) -> None:
+    env.fake.now = lambda: kst(20, 0)
+    p = env.provider(clock=lambda: kst(20, 0))
+    body, _ = offline().build_message(brand())  # built at 10:15, sent at 20:00
+    payload = {"messages": [body], "showMessageList": True}
+    answer = await p._request("POST", SEND_PATH, json_body=payload)
+    assert answer["failedMessageList"][0]["statusCode"] == "3108"
+
+
+def test_capabilities_stay_truthful() -> None:
+    caps = SolapiProvider.capabilities
+    assert caps == Capability.INITIATE | Capability.IMAGES | Capability.DELIVERY_REPORTS
+    assert Capability.INFO_ONLY not in caps  # ads go: as brand messages and marked SMS
+    assert Capability.TEMPLATE_REQUIRED not in caps
+    assert Capability.BUTTONS not in caps
+
+
+def test_brand_message_reports_and_lookups_name_their_path() -> None:
+    assert path_for_type("BMS_TEXT") == "brand_message"
+    assert path_for_type("ATA") == "alimtalk"
+    item = {"eventDataId": "E1", "retryCount": 0, "data": {"messageId": "M1", "statusCode": "4000",
+            "type": "BMS_TEXT", "customFields": {"ourId": "b1"}}}  # fmt: skip
+    (report,) = parse_report(json.dumps([item]).encode())
+    assert (report.path, report.status, report.ref) == ("brand_message", "delivered", "b1")

@@ -15,6 +15,13 @@ the base64 file and holds it to SOLAPI's MMS limits (jpg, ≤ 200 KB, ≤ 1500×
 with Pillow, as a vendor would), answers a `fileId` and keeps the file in `files`. An MMS
 whose `imageId` it does not hold is refused. Upload failure modes (`fail_upload_next`):
 400, 500, 503, hang. Error codes the sources do not name are made up here (marked).
+
+Brand messages (브랜드 메시지): only the template-based text kind, ``BMS_TEXT`` with a
+``templateId`` — the one the adapter sends. Checked as `_validate_brand_message` says:
+channel, template, variables, targeting (only those in `brand_targeting`, the targetings
+this account's channel is approved for: "I" unless a test says otherwise), Kakao's hours
+08:00–20:00 KST by `now` (3108, refused at intake here; the real SOLAPI may report it
+later), and the SMS fallback text when fallback is on.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import itertools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +47,7 @@ from PIL import Image
 from providers.solapi import parse_auth_header
 
 SKEW = timedelta(minutes=15)
+KST = timezone(timedelta(hours=9))
 # The vendor's "200 KB" is most likely 200 × 1024; the adapter checks the stricter 200 000.
 MMS_FILE_MAX_BYTES = 200 * 1024
 MMS_FILE_MAX_SIZE = (1500, 1440)
@@ -57,6 +65,7 @@ class FakeSolapi:
     api_key: str = "NCSFAKEKEY"
     api_secret: str = "fake-secret"
     senders: tuple[str, ...] = ("0212345678",)
+    brand_targeting: tuple[str, ...] = ("I",)  # M/N need Kakao's approval of the channel
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # accepted, by id
     requests: list[dict[str, Any]] = field(default_factory=list)  # every authorised send
@@ -92,6 +101,10 @@ class FakeSolapi:
     def mms(self) -> list[dict[str, Any]]:
         """Every accepted MMS, in order."""
         return [m for m in self.messages.values() if m.get("type") == "MMS"]
+
+    def brand_messages(self) -> list[dict[str, Any]]:
+        """Every accepted brand message, in order."""
+        return [m for m in self.messages.values() if str(m.get("type", "")).startswith("BMS_")]
 
     def fail_recipient(self, to: str, code: str, message: str) -> None:
         self._recipient_codes[to] = (code, message)
@@ -267,6 +280,8 @@ class FakeSolapi:
             return "1026", "중복 수신번호"
         seen_to.add(to)
         kind = msg.get("type")
+        if str(kind).startswith("BMS_"):
+            return self._validate_brand_message(msg)
         if kind == "ATA":
             opts = msg.get("kakaoOptions") or {}
             if not opts.get("pfId") or not opts.get("templateId"):
@@ -290,6 +305,50 @@ class FakeSolapi:
                 return "1052", "이미지 파일을 찾을 수 없음"
         elif "imageId" in msg:
             return "1052", "MMS가 아닌 메시지에 이미지"
+        return "2000", ""
+
+    def _validate_brand_message(self, msg: dict[str, Any]) -> tuple[str, str]:
+        """A template-based text brand message, as SOLAPI would take or refuse it.
+
+        Codes: 1010 (required value missing), 1011 (format), 1025 (message type), 1029
+        (characters outside EUC-KR), 1031 (length), 3108 (outside 08–20) are SOLAPI's own
+        (PROTOCOLS.md §2.3). 1083 for targeting is borrowed from SOLAPI's CLI (solactl,
+        ``validateBMS``), not from the status-code list; refusing an unapproved M/N at
+        intake, and wanting an explicit fallback `text`, are this fake's own rules.
+        """
+        if msg.get("type") != "BMS_TEXT":  # the other kinds carry structures we never send
+            return "1025", "이 가짜 SOLAPI는 템플릿 브랜드 메시지(BMS_TEXT)만 받습니다"
+        if "imageId" in msg:
+            return "1052", "텍스트 브랜드 메시지에 이미지"  # as for SMS/LMS above
+        opts = msg.get("kakaoOptions")
+        if not isinstance(opts, dict) or not opts.get("pfId"):
+            return "1010", "브랜드 메시지는 kakaoOptions.pfId가 필수입니다"
+        if not opts.get("templateId"):
+            return "1010", "브랜드 메시지는 kakaoOptions.templateId가 필수입니다"
+        variables = opts.get("variables", {})
+        if not isinstance(variables, dict) or not all(
+            isinstance(k, str) and k.startswith("#{") and k.endswith("}") and isinstance(v, str)
+            for k, v in variables.items()
+        ):
+            return "1011", 'variables는 {"#{이름}": "문자열"} 형식이어야 합니다'
+        bms = opts.get("bms")
+        targeting = bms.get("targeting") if isinstance(bms, dict) else None
+        if targeting not in ("I", "M", "N"):
+            return "1083", f"targeting 값이 올바르지 않습니다: {targeting!r} (허용: I, M, N)"
+        if targeting not in self.brand_targeting:  # made-up: the sources name no code
+            return "1083", f"타겟팅 {targeting}은 카카오의 인허가를 받은 채널만 쓸 수 있습니다"
+        if not opts.get("disableSms", False):  # fallback on (SOLAPI's default)
+            text = msg.get("text")
+            if not isinstance(text, str) or not text.strip():
+                return "1010", "대체발송 문자 내용(text)이 없습니다"
+            try:
+                size = len(text.encode("cp949"))
+            except UnicodeEncodeError:
+                return "1029", "지원하지 않는 문자"
+            if size > 2000:
+                return "1031", "대체발송 문자는 2000byte까지 가능합니다"
+        if not 8 <= self.now().astimezone(KST).hour < 20:
+            return "3108", "메시지 발송 가능 시간이 아님(오전 8시 ~ 오후 8시 가능)"
         return "2000", ""
 
     async def _list(self, request: web.Request) -> web.Response:
