@@ -28,7 +28,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from bot.models import AuditEntry, Consent, DeliveryEvent, Message, OutboxItem
-from providers.solapi import Report, SolapiRecipientError, status_advances
+from providers.solapi import SolapiRecipientError
+from providers.solapi_reports import Report, status_advances
 
 EVENTS = cast(sa.Table, DeliveryEvent.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)

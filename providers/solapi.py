@@ -15,7 +15,7 @@ Facts are in PROTOCOLS.md §2.3, §3 and §4. The adapter
   `SolapiProvider.build_message`), both with SMS fallback;
 * is the last line of defence for ads (`informational=False`), whatever carries them: a
   text that could never be lawful (no ``(광고)`` at the very start, no free opt-out line at
-  the end — `check_ad_marking`) is a PermanentError, and an ad outside its hours (brand
+  the end — `providers.korean_ads`) is a PermanentError, and an ad outside its hours (brand
   message 08:00–20:00 KST, Kakao's rule; ad SMS/LMS/MMS 08:00–21:00 KST, the law's night ban)
   is `RateLimited` until 08:00 KST, so the outbox waits instead of giving up. Consent, and
   the separate consent that would allow a night-time ad, are the send-time policy's job;
@@ -27,8 +27,7 @@ Facts are in PROTOCOLS.md §2.3, §3 and §4. The adapter
   ProviderError), so a message refused locally keeps its own reason;
 * reconciles an unknown outcome with ``GET /messages/v4/list`` (`lookup`): by message id
   when we have it, else by a creation-date window around the attempt, matched on ourId;
-* parses delivery-report webhooks (`parse_report`) and orders statuses monotonically
-  (`status_advances`).
+* (delivery-report webhooks are read by `providers.solapi_reports`.)
 
 Error classification of a whole call (`SolapiProvider._request`):
 
@@ -68,9 +67,8 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, timezone
-from typing import Any, ClassVar, Literal
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -84,11 +82,16 @@ from providers.base import (
     ProviderError,
     RateLimited,
     Recipient,
-    RejectedWebhook,
     SendRef,
     SendResult,
     TransientError,
     UnknownOutcome,
+)
+from providers.korean_ads import (
+    AD_SMS_HOURS,
+    BRAND_MESSAGE_HOURS,
+    check_ad_marking,
+    seconds_outside_hours,
 )
 from providers.sms_text import UnsendableText, size_mms_text, size_text
 
@@ -111,58 +114,13 @@ RETRYABLE_AUTH = frozenset({"RequestTimeTooSkewed", "DuplicatedSignature"})
 
 # --------------------------------------------------------------------------- ads
 
-# Korea has kept UTC+9 without daylight saving since 1988: a fixed offset needs no tzdata.
-KST = timezone(timedelta(hours=9), "KST")
-# When an ad may go, [opens, closes) in KST (PROTOCOLS.md §4.1, §4.3). Kakao takes its ad
-# messages 08:00–20:00 (SOLAPI 3108); the law bans ads 21:00–08:00 without a separate
-# night-time consent, which the adapter cannot see.
-BRAND_MESSAGE_HOURS = (time(8), time(20))
-AD_SMS_HOURS = (time(8), time(21))
 # A 3108 while our clock says "inside the hours" is clock skew at an edge: ask again soon,
 # and our own check decides whether it is morning yet or evening already.
 SKEWED_WINDOW_RETRY = 60.0
 
-AD_MARK = "(광고)"  # exactly this, at the very start: not [광고], (광 고), （광고） (§4.1)
-OPT_OUT_WORDS = ("무료수신거부", "무료거부")  # the free opt-out line, at the end (§4.1)
 # Brand-message targeting (§2.1): I = channel friends; M/N reach non-friends with marketing
 # consent and need Kakao's approval (channels with ≥ 50 000 friends), so "I" is the default.
 BRAND_TARGETING = ("I", "M", "N")
-
-
-def check_ad_marking(text: str) -> None:
-    """PermanentError (code ``ad_marking``) unless `text` starts with exactly ``(광고)`` and
-    its last non-empty line names the free opt-out (``무료수신거부`` / ``무료거부``).
-
-    Such a text is unlawful on any channel (정보통신망법 §50, 시행령 §61), so sending it
-    later or elsewhere cannot help. The sender's name and contact are the policy's to add:
-    the contact may be left out when it is the calling number, so it cannot be checked here.
-    """
-    if not text.startswith(AD_MARK):
-        raise PermanentError(
-            "광고 메시지는 맨 앞이 정확히 '(광고)'로 시작해야 해요 "
-            "('[광고]', '(광 고)', 앞의 빈칸 등은 안 돼요)",
-            code="ad_marking",
-        )
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not any(word in lines[-1] for word in OPT_OUT_WORDS):
-        raise PermanentError(
-            "광고 메시지의 마지막 줄에 무료 수신거부 방법이 있어야 해요 "
-            "(예: '무료수신거부 080-000-0000')",
-            code="ad_marking",
-        )
-
-
-def seconds_outside_hours(now: datetime, hours: tuple[time, time]) -> float | None:
-    """None when `now` is within `hours` ([opens, closes) in KST), else the seconds until
-    they next open."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    local = now.astimezone(KST)
-    opens, closes = hours
-    if opens <= local.time() < closes:
-        return None
-    day = local.date() if local.time() < opens else local.date() + timedelta(days=1)
-    return (datetime.combine(day, opens, tzinfo=KST) - local).total_seconds()
 
 
 # --------------------------------------------------------------------------- status codes
@@ -886,94 +844,3 @@ def _error_body(raw: bytes) -> tuple[str | None, str]:
         return None, ""
     code = data.get("errorCode")
     return (str(code) if code else None), str(data.get("errorMessage") or "")
-
-
-# --------------------------------------------------------------------------- delivery reports
-
-ReportStatus = Literal["accepted", "sent", "delivered", "failed"]
-
-# accepted < sent < delivered = failed: a final status is never replaced by an earlier one,
-# and the first final status wins.
-STATUS_RANK: dict[str, int] = {"accepted": 1, "sent": 2, "delivered": 3, "failed": 3}
-
-
-def status_for_code(code: str) -> ReportStatus:
-    if code == "2000":
-        return "accepted"
-    if code == "3000":
-        return "sent"
-    if code == "4000":
-        return "delivered"
-    return "failed"
-
-
-def status_advances(current: str | None, new: str) -> bool:
-    """Should `new` replace `current`? Only when it is strictly later in the order."""
-    if current is None:
-        return True
-    return STATUS_RANK.get(new, 0) > STATUS_RANK.get(current, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """One single-message delivery report. `event_id` is the dedupe key."""
-
-    event_id: str
-    message_id: str
-    ref: str | None  # our outbox id (customFields.ourId)
-    status: ReportStatus
-    status_code: str
-    status_message: str
-    path: str
-    reported_at: datetime | None
-    retry_count: int
-    error: ProviderError | None  # for "failed": the classified reason
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def parse_report(body: bytes) -> list[Report]:
-    """Single-message reports from a SOLAPI webhook body (a JSON array).
-
-    Group reports (no messageId) and malformed items are skipped; a body that is not a
-    JSON array of objects is a RejectedWebhook (HTTP 400).
-    """
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise RejectedWebhook("SOLAPI report is not JSON", http_status=400) from None
-    if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
-        raise RejectedWebhook("SOLAPI report must be a JSON array of objects", http_status=400)
-    reports: list[Report] = []
-    for item in data:
-        event = item.get("eventDataId")
-        payload = item.get("data")
-        if not event or not isinstance(payload, Mapping) or not payload.get("messageId"):
-            continue
-        code = str(payload.get("statusCode") or "")
-        message = str(payload.get("statusMessage") or "")
-        status = status_for_code(code)
-        retry = item.get("retryCount")
-        kind = payload.get("type")
-        reports.append(
-            Report(
-                event_id=str(event),
-                message_id=str(payload["messageId"]),
-                ref=_custom_ref(payload),
-                status=status,
-                status_code=code,
-                status_message=message,
-                path=path_for_type(str(kind) if kind else None),
-                reported_at=_parse_time(payload.get("dateReported")),
-                retry_count=retry if isinstance(retry, int) else 0,
-                error=classify_status(code, message) if status == "failed" else None,
-            )
-        )
-    return reports

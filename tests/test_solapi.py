@@ -33,9 +33,9 @@ from providers.base import (
     TransientError,
     UnknownOutcome,
 )
+from providers.korean_ads import KST
 from providers.sms_text import UnsendableText, cp949_len, cut_bytes, size_mms_text, size_text
 from providers.solapi import (
-    KST,
     SEND_PATH,
     STORAGE_PATH,
     SolapiAccountError,
@@ -44,11 +44,10 @@ from providers.solapi import (
     auth_header,
     classify_status,
     jpeg_size,
-    parse_report,
     parse_retry_after,
     path_for_type,
-    status_advances,
 )
+from providers.solapi_reports import parse_report, status_advances
 
 PAYLOADS = Path(__file__).parent / "payloads" / "solapi"
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)

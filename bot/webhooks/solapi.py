@@ -20,7 +20,7 @@ from aiohttp import web
 from bot import keys
 from bot.delivery import apply_reports
 from providers.base import RejectedWebhook
-from providers.solapi import parse_report
+from providers.solapi_reports import parse_report
 
 log = logging.getLogger(__name__)
 
