@@ -12,13 +12,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import difflib
+import email.utils
 import enum
 import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import aiohttp
@@ -331,6 +332,23 @@ def validate_options(
 # --------------------------------------------------------------------------- rate limits
 
 
+def parse_retry_after(value: str | None, now: datetime) -> float:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); 1 s if absent."""
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
 class TokenBucket:
     """An async token bucket: `rate` tokens per second, bursts up to `capacity`.
 
@@ -393,6 +411,7 @@ class Provider(abc.ABC):
     ) -> None:
         self.options = validate_options(self.name, self.options_spec, options)
         self.session = session
+        self._own_session: aiohttp.ClientSession | None = None
         self.rate_limit = TokenBucket(self.rate_per_second) if self.rate_per_second else None
 
     async def start(self) -> None:
@@ -401,7 +420,18 @@ class Provider(abc.ABC):
 
     async def close(self) -> None:
         """Release what `start` acquired. The shared HTTP session is not ours to close."""
-        return
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None
+
+    def http(self) -> aiohttp.ClientSession:
+        """The app's shared HTTP session; without one (tests, tools) one of our own, which
+        `close` closes."""
+        if self.session is not None:
+            return self.session
+        if self._own_session is None or self._own_session.closed:
+            self._own_session = aiohttp.ClientSession()
+        return self._own_session
 
     async def throttle(self, messages: int = 1) -> None:
         if self.rate_limit is not None:

@@ -92,19 +92,6 @@ class KakaoCallbackProvider(Provider):
         self, options: Mapping[str, Any], session: aiohttp.ClientSession | None = None
     ) -> None:
         super().__init__(options, session)
-        self._own_session: aiohttp.ClientSession | None = None
-
-    async def close(self) -> None:
-        if self._own_session is not None:
-            await self._own_session.close()
-            self._own_session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self.session is not None:
-            return self.session
-        if self._own_session is None:
-            self._own_session = aiohttp.ClientSession()
-        return self._own_session
 
     async def send(self, batch: Sequence[Outgoing]) -> Sequence[SendResult | ProviderError]:
         return await asyncio.gather(*(self._send_one(msg) for msg in batch))
@@ -121,9 +108,7 @@ class KakaoCallbackProvider(Provider):
         )
         timeout = aiohttp.ClientTimeout(total=self.options["timeout"])
         try:
-            async with self._http().post(
-                url, json=callback_body(msg.text), timeout=timeout
-            ) as resp:
+            async with self.http().post(url, json=callback_body(msg.text), timeout=timeout) as resp:
                 raw = await resp.read()
                 status = resp.status
         except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import email.utils
 import json
 import logging
 import re
@@ -80,6 +79,7 @@ from providers.base import (
     TransientError,
     UnknownOutcome,
     mask_key,
+    parse_retry_after,
 )
 
 log = logging.getLogger("dangol.providers.kakao_event")
@@ -151,23 +151,6 @@ def classify_fail(message: str, *, http_status: int = 200) -> PermanentError:
         return KakaoEventAccountError(reason + suffix, code=code)
     text = shown or f"HTTP {http_status}"
     return PermanentError(f"카카오가 이벤트 발송을 거절했어요: {text}", code="fail")
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); 1 s if absent."""
-    if not value:
-        return 1.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 1.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def _json_object(raw: bytes | str) -> dict[str, Any] | None:
@@ -398,7 +381,6 @@ class KakaoEventProvider(Provider):
         self._clock = clock
         # One bucket per configured REST API key (one instance per [providers.kakao_event]).
         self.rate_limit = TokenBucket(self.rate_per_second or 1.0, monotonic=monotonic, sleep=sleep)
-        self._own_session: aiohttp.ClientSession | None = None
         # Which user an outbox ref was in a shared task: lookup needs it to find "our" entry.
         self._users: collections.OrderedDict[tuple[str, str], User] = collections.OrderedDict()
 
@@ -414,18 +396,6 @@ class KakaoEventProvider(Provider):
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"KakaoAK {self.options['rest_api_key']}"}
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self.session is not None:
-            return self.session
-        if self._own_session is None or self._own_session.closed:
-            self._own_session = aiohttp.ClientSession()
-        return self._own_session
-
-    async def close(self) -> None:
-        if self._own_session is not None:
-            await self._own_session.close()
-            self._own_session = None
-
     async def _request(
         self, method: Literal["GET", "POST"], url: str, body: Any = None
     ) -> tuple[int, dict[str, str], bytes]:
@@ -434,7 +404,7 @@ class KakaoEventProvider(Provider):
         seconds = float(self.options["timeout_seconds"])
         timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, 5.0))
         try:
-            async with self._http().request(
+            async with self.http().request(
                 method, url, json=body, headers=self._headers(), timeout=timeout
             ) as resp:
                 raw = await resp.read()

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import hashlib
 import hmac
 import json
@@ -86,6 +85,7 @@ from providers.base import (
     SendResult,
     TransientError,
     UnknownOutcome,
+    parse_retry_after,
 )
 from providers.korean_ads import (
     AD_SMS_HOURS,
@@ -279,23 +279,6 @@ def path_for_type(kind: str | None) -> str:
     )
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); 1 s if absent."""
-    if not value:
-        return 1.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 1.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
 def _custom_ref(entry: Mapping[str, Any]) -> str | None:
     fields = entry.get("customFields")
     if isinstance(fields, Mapping):
@@ -431,24 +414,11 @@ class SolapiProvider(Provider):
         self.base_url = str(self.options["base_url"]).rstrip("/")
         self._clock = clock
         self._salt = salt
-        self._own_session: aiohttp.ClientSession | None = None
 
     # -- lifecycle
 
     async def start(self) -> None:
-        self._http()
-
-    async def close(self) -> None:
-        if self._own_session is not None:
-            await self._own_session.close()
-            self._own_session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self.session is not None:
-            return self.session
-        if self._own_session is None:  # no shared session given (tests, tools): our own
-            self._own_session = aiohttp.ClientSession()
-        return self._own_session
+        self.http()
 
     # -- auth
 
@@ -718,7 +688,7 @@ class SolapiProvider(Provider):
         timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, 5.0))
         headers = {"Authorization": self.authorization()}
         try:
-            async with self._http().request(
+            async with self.http().request(
                 method,
                 self.base_url + path,
                 json=json_body,

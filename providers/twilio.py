@@ -56,6 +56,7 @@ from providers.base import (
     UnknownOutcome,
     mask_in_text,
     mask_phone,
+    parse_retry_after,
 )
 
 log = logging.getLogger("dangol.providers.twilio")
@@ -165,7 +166,6 @@ class TwilioProvider(Provider):
         self._base = str(o["base_url"]).rstrip("/")
         basic = base64.b64encode(f"{o['account_sid']}:{o['auth_token']}".encode()).decode()
         self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
-        self._own_session: aiohttp.ClientSession | None = None
         self._pending: dict[str, _Pending] = {}
         self._claimed: dict[str, str] = {}  # sid -> ref, so two refs never share one message
 
@@ -181,18 +181,6 @@ class TwilioProvider(Provider):
     def _timeout(self) -> aiohttp.ClientTimeout:
         total = float(self.options["timeout"])
         return aiohttp.ClientTimeout(total=total, connect=min(total, 5.0))
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self.session is not None:
-            return self.session
-        if self._own_session is None or self._own_session.closed:
-            self._own_session = aiohttp.ClientSession()
-        return self._own_session
-
-    async def close(self) -> None:
-        if self._own_session is not None:
-            await self._own_session.close()
-            self._own_session = None
 
     # -- sending
 
@@ -288,7 +276,7 @@ class TwilioProvider(Provider):
     ) -> tuple[int, Mapping[str, str], str]:
         """One HTTP call; network failures mapped by whether the request may have left."""
         try:
-            async with self._http().request(
+            async with self.http().request(
                 method,
                 url,
                 data=form,
@@ -411,18 +399,8 @@ def error_for(status: int, headers: Mapping[str, str], text: str) -> ProviderErr
 
 
 def _retry_after(headers: Mapping[str, str]) -> float:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 1.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    return parse_retry_after(value, datetime.now(UTC))
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

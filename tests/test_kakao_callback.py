@@ -178,6 +178,11 @@ async def test_owner_replies_are_not_lost_when_the_answer_was_late(
     client = await make_client(server={"skill_budget_ms": 100})
     app = client.app
     await post(client, said("보일러 점검 받고 싶어요"))
+
+    async def stored() -> bool:  # (a loaded machine may miss even this 100 ms budget)
+        return len(await rows(client, Conversation)) == 1
+
+    await settled(client, stored)
     (conv,) = await rows(client, Conversation)
     shop = app[keys.SETTINGS].shop("hanbit")
     assert shop is not None

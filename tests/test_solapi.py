@@ -32,6 +32,7 @@ from providers.base import (
     SendResult,
     TransientError,
     UnknownOutcome,
+    parse_retry_after,
 )
 from providers.korean_ads import KST
 from providers.sms_text import UnsendableText, cp949_len, cut_bytes, size_mms_text, size_text
@@ -44,7 +45,6 @@ from providers.solapi import (
     auth_header,
     classify_status,
     jpeg_size,
-    parse_retry_after,
     path_for_type,
 )
 from providers.solapi_reports import parse_report, status_advances
