@@ -174,6 +174,8 @@ class OwnerConfig:
     name: str
     phone: str | None  # E.164
     notify_via: tuple[str, ...] = ("console",)
+    # An approved AlimTalk template for owner notices (bot/notices.py lists its variables).
+    alimtalk_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -427,7 +429,9 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
     for name in notify_via:
         if name not in known_providers:
             raise o.error("notify_via", f"unknown provider {name!r}")
-    owner = OwnerConfig(o.string("name", _REQUIRED), owner_phone, notify_via)
+    owner = OwnerConfig(
+        o.string("name", _REQUIRED), owner_phone, notify_via, o.string("alimtalk_template")
+    )
     o.finish()
 
     shop = ShopConfig(

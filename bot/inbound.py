@@ -47,11 +47,12 @@ from bot.models import (
     Shop,
     UTCDateTime,
 )
+from bot.notices import owner_notices
 from bot.replies import sms_ack_key
 from bot.routing import Context, Dispatcher, Effects, Incoming, Memo, Reply
 from bot.texts import Texts
 from providers.kakao_callback import KakaoCallbackProvider
-from scheduler.outbox import enqueue, enqueue_many, outbox_row
+from scheduler.outbox import enqueue, enqueue_many
 
 # Kakao sends no request id, so an identical payload from the same person this soon after
 # the first is taken as a resend, not as a new message.
@@ -653,27 +654,27 @@ def _consent_row(m: _Message) -> dict[str, Any]:
 def _owner_notices(m: _Message, texts: Texts) -> list[dict[str, Any]]:
     """The outbox rows telling the owner, one per way they want to hear."""
     a, effects = m.arrival, m.effects
+    label = f"고객 #{m.customer_id}"
     text = texts.render(
         "owner_notification",
         shop=a.shop,
-        customer_label=f"고객 #{m.customer_id}",
+        customer_label=label,
         body=a.text,
         complaint=effects.complaint,
         handoff=effects.handoff,
     )
-    owner = a.shop.owner
-    return [
-        outbox_row(
-            shop_id=a.shop_id,
-            purpose="owner_notification",
-            provider=provider,
-            recipient={"owner": True, "name": owner.name, "phone": owner.phone},
-            payload={"text": text, "conversation_id": m.conversation_id},
-            idempotency_key=f"notify:{provider}:{m.notify}",
-            now=a.received_at,
-        )
-        for provider in owner.notify_via
-    ]
+    kind = "불만 접수" if effects.complaint else "상담 연결 요청" if effects.handoff else "새 문의"
+    return owner_notices(
+        a.shop,
+        a.shop_id,
+        m.conversation_id,
+        text=text,
+        kind=kind,
+        customer_label=label,
+        content=a.text,
+        key=lambda provider: f"notify:{provider}:{m.notify}",
+        now=a.received_at,
+    )
 
 
 def hand_over_mailbox(conn: Connection, new: list[_Message]) -> None:

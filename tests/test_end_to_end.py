@@ -47,6 +47,7 @@ CUSTOMER = "+14155550123"  # texts the shop's Twilio number
 SHOP_NUMBER = "+14155550199"
 OWNER_NATIONAL = "01022223333"  # [shops.owner] phone in the example
 WEBHOOK_TOKEN = "e2e-solapi-webhook-token-0123456789abcdef"
+PF_ID = "KA01PF2611220000000000000000001"
 ENV = {
     "DANGOL_DEMO_SKILL_SECRET": "e2e-skill-secret",
     "DANGOL_SOLAPI_API_KEY": "NCSFAKEKEY",
@@ -125,6 +126,7 @@ def real_installation(
 
 @pytest.fixture
 async def world(
+    request: pytest.FixtureRequest,
     db_url: tuple[str, str | None],
     tmp_path: Path,
     clock: FrozenClock,
@@ -141,6 +143,8 @@ async def world(
         await server.start_server()
     urls = [str(s.make_url("")).rstrip("/") for s in servers]
     data = real_installation(db_url, tmp_path, *urls)
+    data["shops"][0]["owner"].update(getattr(request, "param", {}))  # a test's own changes
+    data["providers"]["solapi"]["pf_id"] = PF_ID
     settings = config_mod.parse(data, str(EXAMPLE), EXAMPLE.parent)
     client: Client = TestClient(TestServer(create_app(settings, clock=clock)))
     await client.start_server()
@@ -442,3 +446,21 @@ async def test_with_the_customers_phone_the_refused_reply_goes_by_sms(world: Wor
     reply = next(m for m in await world.rows(Message) if m.id == answer["message_id"])
     assert (reply.status, reply.path, reply.provider) == ("sent", "sms", "twilio")
     assert reply.provider_message_id == sms["sid"]
+
+
+@pytest.mark.parametrize("world", [{"alimtalk_template": "KA01TP-OWNER-NOTICE"}], indirect=True)
+async def test_owner_notices_by_alimtalk_with_an_sms_fallback(world: World) -> None:
+    await text_the_shop(world, "에어컨 실외기에서\n소리가 심하게 나요")
+    await world.drain()
+    (notice,) = world.solapi.messages.values()
+    assert notice["type"] == "ATA"
+    assert notice["to"] == OWNER_NATIONAL
+    options = notice["kakaoOptions"]
+    assert (options["pfId"], options["templateId"]) == (PF_ID, "KA01TP-OWNER-NOTICE")
+    assert options["variables"] == {
+        "#{가게}": "한빛설비",
+        "#{종류}": "새 문의",
+        "#{고객}": "고객 #1",
+        "#{내용}": "에어컨 실외기에서 소리가 심하게 나요",
+    }
+    assert options["disableSms"] is False  # SMS if the owner cannot get AlimTalk

@@ -16,8 +16,9 @@ from sqlalchemy.engine import Connection
 
 from bot.config import ShopConfig
 from bot.models import Conversation
+from bot.notices import owner_notices
 from bot.texts import Texts
-from scheduler.outbox import enqueue_many, outbox_row
+from scheduler.outbox import enqueue_many
 
 WARN_BEFORE = timedelta(minutes=5)
 # Targets missed longer ago than this get no late notice (after downtime, say): the owner
@@ -59,26 +60,27 @@ def warn_owners(
         for conv in due:
             shop = shops[conv.shop_id]
             waited = max(1, ceil((now - conv.waiting_since).total_seconds() / 60))
+            label = f"고객 #{conv.customer_id}"
+            missed = conv.sla_due_at <= now
             text = texts.render(
                 "owner_reply_target",
                 shop=shop,
-                customer_label=f"고객 #{conv.customer_id}",
+                customer_label=label,
                 waited_minutes=waited,
-                missed=conv.sla_due_at <= now,
+                missed=missed,
             )
             period = int(conv.waiting_since.timestamp())
-            rows += [
-                outbox_row(
-                    shop_id=conv.shop_id,
-                    purpose="owner_notification",
-                    provider=provider,
-                    recipient={"owner": True, "name": shop.owner.name, "phone": shop.owner.phone},
-                    payload={"text": text, "conversation_id": conv.id},
-                    idempotency_key=f"reply-target:{provider}:{conv.id}:{period}",
-                    now=now,
-                )
-                for provider in shop.owner.notify_via
-            ]
+            rows += owner_notices(
+                shop,
+                conv.shop_id,
+                conv.id,
+                text=text,
+                kind="답변 목표 지남" if missed else "답변 목표 임박",
+                customer_label=label,
+                content=f"{waited}분째 기다리는 중",
+                key=lambda provider: f"reply-target:{provider}:{conv.id}:{period}",
+                now=now,
+            )
         enqueue_many(conn, rows)
         return len(rows)
 
