@@ -125,7 +125,7 @@ class KakaoCallbackProvider(Provider):
             return PermanentError(f"카카오 콜백 HTTP {status}", code=str(status))
         verdict = str(answer.get("status", "")).upper()
         task = answer.get("taskId")
-        if status == 200 and verdict == "SUCCESS":
-            return SendResult(msg.ref, str(task) if task else None, "accepted", "callback")
+        if status == 200 and verdict == "SUCCESS":  # Kakao shows it as the final bubble now
+            return SendResult(msg.ref, str(task) if task else None, "delivered", "callback")
         reason = str(answer.get("message") or verdict or f"HTTP {status}")
         return PermanentError(f"카카오 콜백 실패: {reason}", code=verdict or str(status))

@@ -127,7 +127,7 @@ async def test_a_late_answer_goes_to_the_callback_url(
 
     async def recorded() -> bool:
         reply = [m for m in await rows(client, Message) if m.sender == "bot"]
-        return bool(reply) and reply[0].status == "sent"
+        return bool(reply) and reply[0].status == "delivered"
 
     await settled(client, recorded)
     (reply,) = [m for m in await rows(client, Message) if m.sender == "bot"]
@@ -243,7 +243,7 @@ async def test_adapter_outcomes(
     provider = KakaoCallbackProvider({"base_url": url, "timeout": 0.3}, session)
     (ok,) = await provider.send([out(CALLBACK.format(token="a"))])
     assert isinstance(ok, SendResult)
-    assert (ok.status, ok.path, ok.provider_message_id) == ("accepted", "callback", "task-1")
+    assert (ok.status, ok.path, ok.provider_message_id) == ("delivered", "callback", "task-1")
     (again,) = await provider.send([out(CALLBACK.format(token="a"))])
     assert isinstance(again, PermanentError)  # single use: Kakao says FAIL
     assert "Invalid callback token" in again.reason
