@@ -19,6 +19,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.phone import PhoneError, to_e164
+from providers.base import ProviderConfigError
+from providers.registry import default_registry
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -513,6 +515,13 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
     for name in list(p.data):
         sub = p.table(name)
         providers[name] = dict(sub.data) if sub else {}
+    for name, options in providers.items():
+        # Built once here, thrown away: a wrong option or a missing secret is a config
+        # error now (check-config, serve's first second), not a failure at the first send.
+        try:
+            default_registry.create(name, options, None)
+        except ProviderConfigError as exc:
+            raise ConfigError(source, "", str(exc)) from None
 
     shops = tuple(_shop(t, set(providers)) for t in root.tables("shops"))
     if not shops:

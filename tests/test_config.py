@@ -111,3 +111,25 @@ def test_unreadable_and_broken_files(tmp_path: Path) -> None:
     bad.write_text("[server\nport = 1", "utf-8")
     with pytest.raises(ConfigError, match="TOML syntax error"):
         load(bad)
+
+
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [
+        ({"solapi": {"sender": "0212345678"}}, "providers.solapi.api_key: is required"),
+        (
+            {"solapi": {"api_key_env": "DANGOL_UNSET_FOR_TEST", "api_secret": "s", "sender": "02"}},
+            "providers.solapi.api_key_env: environment variable DANGOL_UNSET_FOR_TEST is not set",
+        ),
+        ({"twilio": {"account_sid": "AC1", "auth_token": "t", "colour": "x"}}, "colour: unknown"),
+        ({"kakao_event": {"bot_id": "b"}}, "providers.kakao_event.rest_api_key: is required"),
+        ({"nosuch": {}}, "providers.nosuch: unknown provider"),
+    ],
+)
+def test_provider_options_are_checked_with_the_config(
+    providers: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong provider option or a missing secret stops check-config and serve at once,
+    not the first send hours later."""
+    monkeypatch.delenv("DANGOL_UNSET_FOR_TEST", raising=False)
+    assert message in error_of(settings_dict(providers=providers))
