@@ -10,6 +10,8 @@
   "accepted" never replaces "delivered" or "failed", and the first final status wins;
 * settles an outbox row that never learnt the vendor took the message (its answer was
   lost: `unknown`; or a retry is scheduled): it is `sent`, so it is never sent twice;
+* notes SOLAPI's own fallback (an AlimTalk that went as SMS): the message's path becomes
+  the text's and `payload.fell_back` says so, for the console;
 * on failure keeps the vendor's reason in `Message.error`; on an 080 opt-out (SOLAPI
   1061/2061) records the customer's marketing consent as withdrawn.
 
@@ -40,6 +42,10 @@ AUDIT = cast(sa.Table, AuditEntry.__table__)
 # A report's status → the message's: "accepted" and "sent" both mean it left us.
 MESSAGE_STATUS = {"accepted": "sent", "sent": "sent", "delivered": "delivered", "failed": "failed"}
 
+# A report of a text for a message sent as AlimTalk or a brand message: SOLAPI fell back.
+KAKAO_PATHS = frozenset({"alimtalk", "brand_message"})
+FALLBACK_PATHS = frozenset({"sms", "lms", "mms"})
+
 Changed = list[tuple[int, str]]  # (message id, new status), in report order
 
 
@@ -59,6 +65,8 @@ def _find_message(conn: Connection, shop_id: int, report: Report) -> Any:  # Row
         MESSAGES.c.status,
         MESSAGES.c.customer_id,
         MESSAGES.c.provider_message_id,
+        MESSAGES.c.path,
+        MESSAGES.c.payload,
     )
     found = conn.execute(
         sa.select(*cols)
@@ -180,6 +188,12 @@ def _apply_one(
     if not status_advances(message.status, status):
         return None
     values: dict[str, Any] = {"status": status}
+    if report.path in FALLBACK_PATHS and message.path in KAKAO_PATHS:
+        # SOLAPI's own fallback: the Kakao message went as a text instead (대체 발송).
+        payload = dict(message.payload or {})
+        why = {"path": message.path, "reason": "카카오로 받을 수 없어 문자로 대체 발송"}
+        payload["fell_back"] = [*payload.get("fell_back", []), why]
+        values |= {"path": report.path, "payload": payload}
     if message.provider_message_id is None:
         values["provider_message_id"] = report.message_id  # learnt from the report
     if status == "delivered":

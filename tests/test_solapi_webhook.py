@@ -79,6 +79,7 @@ async def sent_message(
     provider_message_id: str | None = FIXTURE_MID,
     status: str = "sent",
     outbox_status: str = "sent",
+    path: str = "sms",
 ) -> tuple[int, int, int]:
     """An outbound SMS already handed to SOLAPI: (message id, outbox id, customer id)."""
     app = client.app
@@ -108,7 +109,7 @@ async def sent_message(
                 channel="sms",
                 body="내일 오전 10시에 방문드릴게요.",
                 status=status,
-                path="sms",
+                path=path,
                 provider="solapi",
                 provider_message_id=provider_message_id,
                 created_at=now,
@@ -244,6 +245,21 @@ async def test_a_message_without_provider_id_is_found_by_our_outbox_id(
     assert (await post(client, body))[0] == 200
     row = await message(client, message_id)
     assert (row.status, row.provider_message_id) == ("delivered", "M4V-learnt")
+
+
+async def test_solapis_own_fallback_to_sms_is_shown(make_client: MakeClient) -> None:
+    """An AlimTalk the customer could not get went as SMS (SOLAPI's 대체 발송): the report
+    is of an SMS; the message says it went by text and why."""
+    client = await solapi_client(make_client)
+    message_id, _, _ = await sent_message(client, path="alimtalk")
+    item = report("EV-FB", "4000")
+    item["data"]["type"] = "LMS"
+    assert (await post(client, [item]))[0] == 200
+    row = await message(client, message_id)
+    assert (row.status, row.path) == ("delivered", "lms")
+    (why,) = row.payload["fell_back"]
+    assert why["path"] == "alimtalk"
+    assert "대체 발송" in why["reason"]
 
 
 @pytest.mark.parametrize("was", ["unknown", "pending", "sending"])
