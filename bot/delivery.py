@@ -187,27 +187,26 @@ def _apply_one(
     status = MESSAGE_STATUS[report.status]
     if not status_advances(message.status, status):
         return None
-    values: dict[str, Any] = {"status": status}
+    also: dict[str, Any] = {}
     if report.path in FALLBACK_PATHS and message.path in KAKAO_PATHS:
         # SOLAPI's own fallback: the Kakao message went as a text instead (대체 발송).
         payload = dict(message.payload or {})
         why = {"path": message.path, "reason": "카카오로 받을 수 없어 문자로 대체 발송"}
         payload["fell_back"] = [*payload.get("fell_back", []), why]
-        values |= {"path": report.path, "payload": payload}
+        also |= {"path": report.path, "payload": payload}
     if message.provider_message_id is None:
-        values["provider_message_id"] = report.message_id  # learnt from the report
-    if status == "delivered":
-        values["delivered_at"] = report.reported_at or now
-        values["error"] = None
-    elif status == "failed":
-        values["error"] = error.describe() if error else report.status_message or report.status
-    # Guarded by the status read above: a concurrent writer cannot be overtaken.
-    updated = conn.execute(
-        sa.update(MESSAGES)
-        .where(MESSAGES.c.id == message.id, MESSAGES.c.status == message.status)
-        .values(**values)
+        also["provider_message_id"] = report.message_id  # learnt from the report
+    reason = error.describe() if error else report.status_message or report.status
+    moved = move_message(
+        conn,
+        message.id,
+        message.status,
+        status,
+        at=report.reported_at or now,
+        reason=reason,
+        **also,
     )
-    return (message.id, status) if updated.rowcount else None
+    return (message.id, status) if moved else None
 
 
 def apply_reports(
@@ -232,39 +231,49 @@ def catch_up(
     """Apply reports that arrived before the send was recorded (a fast vendor can report
     "delivered" before our own record of the send is committed). Called when the outbox
     records a message as sent; returns the message's new status, if it changed."""
-    statuses = conn.execute(
-        sa.select(EVENTS.c.status, EVENTS.c.detail).where(
+    events = conn.execute(
+        sa.select(EVENTS.c.status, EVENTS.c.detail, EVENTS.c.received_at)
+        .where(
             EVENTS.c.shop_id == shop_id,
             EVENTS.c.provider == provider,
             EVENTS.c.provider_message_id == provider_message_id,
         )
+        .order_by(EVENTS.c.received_at, EVENTS.c.id)
     ).all()
     current: str = conn.execute(
         sa.select(MESSAGES.c.status).where(MESSAGES.c.id == message_id)
     ).scalar_one()
-    best: str = current
-    reason: str | None = None
-    for status, detail in statuses:
-        ours = MESSAGE_STATUS.get(status)
+    best, reason, at = current, None, None
+    for event in events:  # the earliest report of the furthest status wins
+        ours = MESSAGE_STATUS.get(event.status)
         if ours is not None and status_advances(best, ours):
-            best, reason = ours, detail
-    if best == current:
+            best, reason, at = ours, event.detail, event.received_at
+    if at is None or not move_message(conn, message_id, current, best, at=at, reason=reason):
         return None
-    values: dict[str, Any] = {"status": best}
-    if best == "delivered":
-        values["delivered_at"] = conn.execute(
-            sa.select(sa.func.min(EVENTS.c.received_at)).where(
-                EVENTS.c.shop_id == shop_id,
-                EVENTS.c.provider == provider,
-                EVENTS.c.provider_message_id == provider_message_id,
-                EVENTS.c.status == "delivered",
-            )
-        ).scalar_one()
-    elif best == "failed":
-        values["error"] = reason or "failed"
-    conn.execute(
+    return best
+
+
+def move_message(
+    conn: Connection,
+    message_id: int,
+    current: str,
+    status: str,
+    *,
+    at: datetime,
+    reason: str | None = None,
+    **also: Any,
+) -> bool:
+    """Record a message's new delivery status, guarded by the status it was read with, so
+    a concurrent writer is never overtaken (whether `status` is later than `current` is the
+    caller's vendor's question). Delivered clears any error; failed keeps `reason`."""
+    values: dict[str, Any] = {"status": status, **also}
+    if status == "delivered":
+        values |= {"delivered_at": at, "error": None}
+    elif status == "failed":
+        values["error"] = reason or status
+    updated = conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == message_id, MESSAGES.c.status == current)
         .values(**values)
     )
-    return best
+    return bool(updated.rowcount)

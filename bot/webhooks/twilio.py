@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.config import ShopConfig
-from bot.delivery import store_event
+from bot.delivery import move_message, store_event
 from bot.inbound import Arrival
 from bot.models import Consent, CustomerIdentity, Message
 from bot.webhooks import receive_in_time
@@ -205,12 +205,8 @@ def apply_status(shop_id: int, report: StatusReport, now: datetime) -> Any:
             return None
         if not status_advances(row.status, report.status):
             return None
-        values: dict[str, Any] = {"status": report.status}
-        if report.status == "delivered":
-            values["delivered_at"] = now
-        if report.status == "failed":
-            values["error"] = report.reason or None
-        conn.execute(sa.update(Message).where(Message.id == row.id).values(**values))
+        if not move_message(conn, row.id, row.status, report.status, at=now, reason=report.reason):
+            return None
         return row.id, report.status
 
     return unit
