@@ -42,6 +42,10 @@ from bot.models import Conversation, CustomerIdentity, DeliveryEvent, Message, O
 from scheduler.planners.delivery_check import check_deliveries
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+SKILL_REQUEST = Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json"
+KAKAO_USER = json.loads(SKILL_REQUEST.read_text("utf-8"))["userRequest"]["user"]["properties"][
+    "botUserKey"
+]
 PUBLIC = "http://127.0.0.1:8080"  # server.public_url as the example ships it
 CUSTOMER = "+14155550123"  # texts the shop's Twilio number
 SHOP_NUMBER = "+14155550199"
@@ -65,6 +69,7 @@ class World:
     solapi: FakeSolapi
     twilio: FakeTwilio
     kakao: FakeKakaoEvent
+    csrf: str | None = None  # the owner's console session, once signed in
 
     @property
     def app(self) -> Any:
@@ -78,6 +83,33 @@ class World:
                 return
             await asyncio.sleep(0.01)
         raise AssertionError("the outbox did not settle")
+
+    async def owner_replies(self, conversation_id: int, text: str) -> dict[str, Any]:
+        """The owner answers from the console (signed in on first use); the JSON answer."""
+        if self.csrf is None:
+            await add_account(self.client, "owner", shop="demo")
+            self.csrf = await sign_in(self.client, "owner")
+        resp = await self.client.post(
+            f"/console/c/{conversation_id}/reply",
+            data={"text": text, "csrf": self.csrf},
+            headers={"Accept": "application/json"},
+        )
+        assert resp.status == 200, await resp.text()
+        answer: dict[str, Any] = await resp.json()
+        return answer
+
+    async def kakao_says(self, text: str) -> list[str]:
+        """The Kakao customer (KAKAO_USER) writes to the shop's skill; the bubbles shown."""
+        data = json.loads(SKILL_REQUEST.read_text("utf-8"))
+        data["userRequest"]["utterance"] = text
+        resp = await self.client.post(
+            "/hooks/kakao/demo",
+            json=data,
+            headers={"X-Dangol-Skill-Secret": ENV["DANGOL_DEMO_SKILL_SECRET"]},
+        )
+        assert resp.status == 200
+        answer = await resp.json()
+        return [o["simpleText"]["text"] for o in answer["template"]["outputs"]]
 
     async def rows(self, model: Any) -> list[Any]:
         async with self.app[keys.DATABASE].read() as conn:
@@ -218,15 +250,7 @@ async def test_a_whole_sms_conversation_through_the_vendors(world: World) -> Non
     assert "사장님" in ack["body"] or "답변" in ack["body"]
 
     # 4. The owner answers from the console on their phone.
-    await add_account(world.client, "owner", shop="demo")
-    csrf = await sign_in(world.client, "owner")
-    resp = await world.client.post(
-        f"/console/c/{conv.id}/reply",
-        data={"text": "내일 오전 10시에 방문드릴게요", "csrf": csrf},
-        headers={"Accept": "application/json"},
-    )
-    assert resp.status == 200, await resp.text()
-    answer = await resp.json()
+    answer = await world.owner_replies(conv.id, "내일 오전 10시에 방문드릴게요")
     assert answer["path"] == "sms"
     await world.drain()
     ack_again, reply_sent = world.twilio.sent_to(CUSTOMER)
@@ -269,15 +293,8 @@ async def test_the_owner_answering_within_the_delay_means_no_acknowledgement(
 ) -> None:
     await text_the_shop(world, "보일러가 안 켜져요")
     (conv,) = await world.rows(Conversation)
-    await add_account(world.client, "owner", shop="demo")
-    csrf = await sign_in(world.client, "owner")
     world.clock.advance(seconds=30)
-    resp = await world.client.post(
-        f"/console/c/{conv.id}/reply",
-        data={"text": "지금 바로 전화드릴게요", "csrf": csrf},
-        headers={"Accept": "application/json"},
-    )
-    assert resp.status == 200
+    await world.owner_replies(conv.id, "지금 바로 전화드릴게요")
     world.clock.advance(seconds=120)
     await world.drain()
     (only,) = world.twilio.sent_to(CUSTOMER)
@@ -289,35 +306,17 @@ async def test_the_owner_answering_within_the_delay_means_no_acknowledgement(
 async def test_a_kakao_customer_gets_the_owners_reply_in_the_chat_room(world: World) -> None:
     """Skill request → acknowledgement → owner notified by SMS → the owner's reply goes by
     the Event API into the customer's chat room."""
-    data = json.loads(
-        (Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json").read_text()
-    )
-    data["userRequest"]["utterance"] = "세탁기에서 소리가 나요"
-    user_key = data["userRequest"]["user"]["properties"]["botUserKey"]
-    resp = await world.client.post(
-        "/hooks/kakao/demo",
-        json=data,
-        headers={"X-Dangol-Skill-Secret": ENV["DANGOL_DEMO_SKILL_SECRET"]},
-    )
-    assert resp.status == 200
-    answer = await resp.json()
-    assert "사장님" in answer["template"]["outputs"][0]["simpleText"]["text"]
+    shown = await world.kakao_says("세탁기에서 소리가 나요")
+    assert "사장님" in shown[0]
     await world.drain()
     (notice,) = world.solapi.messages.values()
     assert notice["to"] == OWNER_NATIONAL
 
     (conv,) = await world.rows(Conversation)
-    await add_account(world.client, "owner", shop="demo")
-    csrf = await sign_in(world.client, "owner")
-    resp = await world.client.post(
-        f"/console/c/{conv.id}/reply",
-        data={"text": "오늘 오후 3시에 방문드릴게요", "csrf": csrf},
-        headers={"Accept": "application/json"},
-    )
-    assert resp.status == 200
-    assert (await resp.json())["path"] == "event_api"
+    answer = await world.owner_replies(conv.id, "오늘 오후 3시에 방문드릴게요")
+    assert answer["path"] == "event_api"
     await world.drain()
-    (talk,) = world.kakao.sent_to(user_key)
+    (talk,) = world.kakao.sent_to(KAKAO_USER)
     assert talk["event"] == {"name": EVENT_NAME, "data": {"text": "오늘 오후 3시에 방문드릴게요"}}
     reply = next(m for m in await world.rows(Message) if m.sender == "owner")
     assert (reply.status, reply.path, reply.provider) == ("sent", "event_api", "kakao_event")
@@ -339,14 +338,7 @@ async def test_a_report_that_beats_the_record_of_the_send_still_counts(world: Wo
         return outcomes
 
     twilio.send = send_then_report_at_once
-    await add_account(world.client, "owner", shop="demo")
-    csrf = await sign_in(world.client, "owner")
-    resp = await world.client.post(
-        f"/console/c/{conv.id}/reply",
-        data={"text": "지금 출발합니다", "csrf": csrf},
-        headers={"Accept": "application/json"},
-    )
-    message_id = (await resp.json())["message_id"]
+    message_id = (await world.owner_replies(conv.id, "지금 출발합니다"))["message_id"]
     await world.drain()
     reply = next(m for m in await world.rows(Message) if m.id == message_id)
     assert (reply.status, reply.delivered_at is not None) == ("delivered", True)
@@ -356,25 +348,12 @@ async def test_a_reply_the_chat_room_refuses_falls_back_to_the_mailbox(world: Wo
     """The Event API accepts the talk but the customer is not a friend of the channel: the
     delivery check learns it from the task result and the reply waits in the mailbox for
     the customer's next message; the console says why."""
-    data = json.loads(
-        (Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json").read_text()
-    )
-    user_key = data["userRequest"]["user"]["properties"]["botUserKey"]
-    world.kakao.not_friend.add(user_key)
-    headers = {"X-Dangol-Skill-Secret": ENV["DANGOL_DEMO_SKILL_SECRET"]}
-    data["userRequest"]["utterance"] = "에어컨 청소 예약하고 싶어요"
-    assert (await world.client.post("/hooks/kakao/demo", json=data, headers=headers)).status == 200
+    world.kakao.not_friend.add(KAKAO_USER)
+    await world.kakao_says("에어컨 청소 예약하고 싶어요")
     (conv,) = await world.rows(Conversation)
-    await add_account(world.client, "owner", shop="demo")
-    csrf = await sign_in(world.client, "owner")
-    resp = await world.client.post(
-        f"/console/c/{conv.id}/reply",
-        data={"text": "목요일 오전 어떠세요?", "csrf": csrf},
-        headers={"Accept": "application/json"},
-    )
-    message_id = (await resp.json())["message_id"]
+    message_id = (await world.owner_replies(conv.id, "목요일 오전 어떠세요?"))["message_id"]
     await world.drain()
-    assert len(world.kakao.sent_to(user_key)) == 1  # Kakao took it ...
+    assert len(world.kakao.sent_to(KAKAO_USER)) == 1  # Kakao took it ...
 
     app = world.app
     shops = {app[keys.SHOP_IDS][s.slug]: s for s in app[keys.SETTINGS].shops}
@@ -395,23 +374,15 @@ async def test_a_reply_the_chat_room_refuses_falls_back_to_the_mailbox(world: Wo
         == []
     )
 
-    data["userRequest"]["utterance"] = "네 확인했어요"
-    answer = await (await world.client.post("/hooks/kakao/demo", json=data, headers=headers)).json()
-    shown = [o["simpleText"]["text"] for o in answer["template"]["outputs"]]
+    shown = await world.kakao_says("네 확인했어요")
     assert any("목요일 오전 어떠세요?" in t for t in shown)
     reply = next(m for m in await world.rows(Message) if m.id == message_id)
     assert reply.status == "delivered"
 
 
 async def test_with_the_customers_phone_the_refused_reply_goes_by_sms(world: World) -> None:
-    data = json.loads(
-        (Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json").read_text()
-    )
-    user_key = data["userRequest"]["user"]["properties"]["botUserKey"]
-    world.kakao.blocked.add(user_key)
-    headers = {"X-Dangol-Skill-Secret": ENV["DANGOL_DEMO_SKILL_SECRET"]}
-    data["userRequest"]["utterance"] = "보일러 점검 문의요"
-    await world.client.post("/hooks/kakao/demo", json=data, headers=headers)
+    world.kakao.blocked.add(KAKAO_USER)
+    await world.kakao_says("보일러 점검 문의요")
     (conv,) = await world.rows(Conversation)
     app = world.app
     shop_id = app[keys.SHOP_IDS]["demo"]
@@ -427,14 +398,7 @@ async def test_with_the_customers_phone_the_refused_reply_goes_by_sms(world: Wor
             )
         )
     )
-    await add_account(world.client, "owner", shop="demo")
-    csrf = await sign_in(world.client, "owner")
-    resp = await world.client.post(
-        f"/console/c/{conv.id}/reply",
-        data={"text": "내일 9시에 갑니다", "csrf": csrf},
-        headers={"Accept": "application/json"},
-    )
-    answer = await resp.json()
+    answer = await world.owner_replies(conv.id, "내일 9시에 갑니다")
     assert answer["path"] == "event_api"  # the chat room first
     await world.drain()
     shops = {shop_id: app[keys.SETTINGS].shop("demo")}
