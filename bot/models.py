@@ -6,6 +6,7 @@ Changing a model means writing an Alembic migration in `bot/migrations/versions/
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -53,6 +54,21 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to the database; use an aware UTC datetime")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # The text SQLite's DATETIME would store ("2026-11-23 01:00:00.000000"), made by
+        # datetime's C methods instead of two Python steps: every message binds several.
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the database; use an aware UTC datetime")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from bot.db import Database, upgrade
-from bot.models import Shop
+from bot.models import Shop, UTCDateTime
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
@@ -76,3 +77,24 @@ async def test_sqlite_is_configured_for_a_server(tmp_path: Path) -> None:
             )
     await database.close()
     assert (mode, fk, busy) == ("wal", 1, 5000)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        NOW,
+        datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=timezone(timedelta(hours=9))),
+        datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    ],
+)
+def test_sqlite_stores_utc_datetimes_as_sqlalchemy_would(value: datetime) -> None:
+    """Rows written before the one-step binding must still compare and sort with new ones."""
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().bind_processor(dialect)
+    theirs = sqlite.DATETIME().bind_processor(dialect)
+    assert ours is not None
+    assert theirs is not None
+    assert ours(value) == theirs(value.astimezone(UTC).replace(tzinfo=None))
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive datetime"):
+        ours(value.replace(tzinfo=None))
