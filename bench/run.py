@@ -224,6 +224,16 @@ def main() -> None:
     target = round(bare["rps"] * 0.5)
     print(f"bare handler: {bare['rps']:.0f} req/s, p99 {bare['p99_us'] / 1000:.1f} ms")
 
+    port = free_port()
+    floor_cmd = [PY, str(BENCH / "floor.py"), str(port), str(tmp / "floor.db")]
+    floor_proc = run_server(floor_cmd, port, dict(os.environ))
+    try:
+        wrk(port, payload, tmp, WARMUP)
+        floor = wrk(port, payload, tmp, DURATION)
+    finally:
+        stop(floor_proc)
+    print(f"least durable endpoint: {floor['rps']:.0f} req/s, p99 {floor['p99_us'] / 1000:.1f} ms")
+
     results: dict[str, dict[str, object]] = {}
     results["SQLite"] = durable(
         "sqlite", f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None, tmp, payload, target
@@ -234,7 +244,7 @@ def main() -> None:
             results["PostgreSQL"] = durable("pg", PG_URL, schema, tmp, payload, target)
         finally:
             asyncio.run(pg_schema(False, schema))
-    write_results(bare, target, results)
+    write_results(bare, floor, target, results)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -243,7 +253,10 @@ def ms(us: float) -> str:
 
 
 def write_results(
-    bare: dict[str, float], target: int, results: dict[str, dict[str, object]]
+    bare: dict[str, float],
+    floor: dict[str, float],
+    target: int,
+    results: dict[str, dict[str, object]],
 ) -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
@@ -256,7 +269,10 @@ def write_results(
         f"{CONNECTIONS} connections on 127.0.0.1, {DURATION} s per run after a {WARMUP} s warm-up, "
         "distinct customers and messages (no resends). The bare handler parses the same JSON and "
         "returns a fixed SkillResponse; dangol commits the message, the reply and any owner "
-        "notification (group commit, SQLite `synchronous=FULL`) before answering.",
+        "notification (group commit, SQLite `synchronous=FULL`) before answering. The least "
+        "durable endpoint (bench/floor.py) is the second yardstick: the same JSON parsed, the "
+        "utterance stored as one row with plain sqlite3, group-committed, a fixed answer; what is "
+        "left between it and dangol is dangol's own work per message.",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit `{commit}` on "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
@@ -267,6 +283,9 @@ def write_results(
         "|---|---|---|---|---|---|---|---|",
         f"| bare aiohttp handler | {bare['rps']:.0f} | 1.00 | {ms(bare['p50_us'])} | {ms(bare['p99_us'])} "
         f"| {ms(bare['max_us'])} | {bare['errors_status']:.0f} | — |",
+        f"| least durable endpoint | {floor['rps']:.0f} | {floor['rps'] / bare['rps']:.2f} "
+        f"| {ms(floor['p50_us'])} | {ms(floor['p99_us'])} | {ms(floor['max_us'])} "
+        f"| {floor['errors_status']:.0f} | — |",
     ]
     for name, r in results.items():
         flat = r["flat"]
