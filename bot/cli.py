@@ -1,4 +1,5 @@
-"""The `dangol` command: serve, demo, init, db upgrade, check-config, owner-status, user.
+"""The `dangol` command: serve, demo, init, db upgrade, backup, check-config, owner-status,
+user.
 
 Mistakes an installer can make (a bad config, a missing secret, an unreachable database)
 end in one line that says what to fix, never in a traceback.
@@ -35,6 +36,7 @@ from bot.accounts import (
     normalize_username,
     reset_password,
 )
+from bot.backup import BackupError, make_backup
 from bot.clock import SystemClock
 from bot.config import ConfigError, Settings
 from bot.db import Database, SchemaOutOfDate, check_schema, upgrade
@@ -108,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--config", required=True)
     up.set_defaults(run=cmd_db_upgrade)
 
+    backup = sub.add_parser(
+        "backup", help="write the database, photos and config to one .tar.gz (SQLite)"
+    )
+    backup.add_argument("--config", required=True)
+    backup.add_argument("--to", default="backups", help="directory (default: backups)")
+    backup.set_defaults(run=cmd_backup)
+
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", required=True)
     check.set_defaults(run=cmd_check_config)
@@ -164,6 +173,20 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = config_mod.load(args.config)
     asyncio.run(_upgrade(settings))
     print("database is up to date")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    settings = config_mod.load(args.config)
+    now = SystemClock().now().astimezone(settings.shops[0].timezone)  # the shop's clock
+    try:
+        made = make_backup(settings, Path(args.config), Path(args.to), now)
+    except BackupError as exc:
+        raise CliError(f"backup: {exc}") from None
+    print(
+        f"backup: {made.path} (database {made.database_bytes / 1_000_000:.1f} MB, "
+        f"{made.photos} photo(s), config) — copy it off this machine"
+    )
     return 0
 
 
