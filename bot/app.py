@@ -8,6 +8,7 @@ after the writer has committed everything it was given.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
-from bot import keys
+from bot import customer_photos, keys
 from bot.background import Background
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
@@ -62,7 +63,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         median_reply=app[keys.REPLY_STATS].median,
     )
     app.cleanup_ctx.extend([_database, _live, _background, _http, _providers, _ticks])
+    app.on_startup.append(_fetch_interrupted_photos)
     app.on_shutdown.append(_end_live_streams)
+    app.on_shutdown.append(_interrupt_background)
 
     app.router.add_post("/hooks/kakao/{shop}", kakao.skill, name="kakao_skill")
     app.router.add_post("/hooks/solapi/{shop}/{token}", solapi.report, name="solapi_report")
@@ -122,6 +125,17 @@ async def _end_live_streams(app: web.Application) -> None:
     # open event streams end here, so stopping never sits out the shutdown timeout.
     if keys.LIVE in app:
         app[keys.LIVE].end_streams()
+
+
+async def _interrupt_background(app: web.Application) -> None:
+    # Before the providers and the HTTP session close under it: work a restart redoes stops.
+    if keys.BACKGROUND in app:
+        app[keys.BACKGROUND].interrupt()
+
+
+async def _fetch_interrupted_photos(app: web.Application) -> None:
+    work = asyncio.ensure_future(customer_photos.fetch_interrupted(app))
+    app[keys.BACKGROUND].track(work, "customer photos", interruptible=True)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

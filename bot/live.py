@@ -402,7 +402,8 @@ class LiveHub:
         )
 
     def message_status(self, shop_id: int, message_id: int, status: str) -> None:
-        """An outbound message's delivery state was recorded."""
+        """A message's delivery state was recorded, or something else about it (a customer's
+        photos arrived): the consoles showing it refresh it."""
         self.publish(shop_id, status_event(message_id, status))
 
     # -- PostgreSQL: one connection that listens, and sends what `publish` queued

@@ -371,8 +371,10 @@ def record_photo(
     prepared: Prepared,
     uploaded_by: int | None,
     now: datetime,
+    message_id: int | None = None,
 ) -> Callable[[Connection], int]:
-    """A unit: the `photos` row of a stored file, in a conversation of the shop; its id."""
+    """A unit: the `photos` row of a stored file, in a conversation of the shop; its id.
+    `message_id`: the message it came with, when known now (a customer's MMS)."""
 
     def unit(conn: Connection) -> int:
         found = conn.execute(
@@ -387,6 +389,7 @@ def record_photo(
             .values(
                 shop_id=shop_id,
                 conversation_id=conversation_id,
+                message_id=message_id,
                 stored_name=stored_name,
                 original_name=original_name,
                 content_type=CONTENT_TYPE,

@@ -313,6 +313,36 @@ class TwilioProvider(Provider):
             )
         return error_for(status, headers, text)
 
+    # -- a customer's MMS attachments
+
+    def owns_media_url(self, url: str) -> bool:
+        """Whether `url` is a media resource of this account's messages: only then does it
+        get our credentials (the webhook is signed, but a key goes nowhere else regardless)."""
+        prefix = self.messages_url.removesuffix(".json") + "/"
+        return url.startswith(prefix) and "/Media/" in url[len(prefix) :]
+
+    async def fetch_media(self, url: str, *, max_bytes: int) -> bytes:
+        """Download an inbound message's attachment (PROTOCOLS §5.1: Basic auth; Twilio
+        answers with a redirect to its CDN). TransientError: try again; PermanentError: no."""
+        if not self.owns_media_url(url):
+            raise PermanentError("이 Twilio 계정의 첨부 주소가 아니에요", code="media-url")
+        # aiohttp drops the header when the redirect leaves this origin (Twilio's CDN).
+        auth = {"Authorization": self._headers["Authorization"]}
+        try:
+            async with self.http().get(url, headers=auth, timeout=self._timeout()) as resp:
+                if resp.status != 200:
+                    raise _media_error(resp.status, dict(resp.headers))
+                if (resp.content_length or 0) > max_bytes:
+                    raise _media_too_large(max_bytes)
+                data = await resp.content.read(max_bytes + 1)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(
+                f"Twilio에서 첨부를 받지 못했어요 ({type(exc).__name__})", code="media-fetch"
+            ) from exc
+        if len(data) > max_bytes:
+            raise _media_too_large(max_bytes)
+        return data
+
     # -- lookup
 
     async def lookup(self, ref: SendRef) -> SendResult | None:
@@ -396,6 +426,24 @@ def error_for(status: int, headers: Mapping[str, str], text: str) -> ProviderErr
             code=code or str(status),
         )
     return UnknownOutcome(f"Twilio의 예상 밖 응답 HTTP {status}", code=str(status))
+
+
+def _media_error(status: int, headers: Mapping[str, str]) -> ProviderError:
+    if status == 404:
+        return PermanentError("Twilio에 첨부가 없어요 (지워졌어요)", code="404")
+    if status in (401, 403):
+        return PermanentError(
+            "Twilio 인증 실패: account_sid / auth_token을 확인하세요", code="auth"
+        )
+    if status == 429:
+        return RateLimited("Twilio 요청 한도 초과", retry_after=_retry_after(headers), code="429")
+    if status >= 500:
+        return TransientError(f"Twilio 서버 오류 HTTP {status}", code=str(status))
+    return PermanentError(f"Twilio가 첨부를 주지 않았어요 (HTTP {status})", code=str(status))
+
+
+def _media_too_large(max_bytes: int) -> PermanentError:
+    return PermanentError(f"첨부가 너무 커요 ({max_bytes // 1_000_000} MB 초과)", code="too-large")
 
 
 def _retry_after(headers: Mapping[str, str]) -> float:

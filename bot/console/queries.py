@@ -390,6 +390,9 @@ class TimelineItem:
     delivered_at: datetime | None
     # paths that could not deliver it, oldest first: {"path", "reason"} (bot.replies.fall_back)
     fell_back: list[dict[str, str]] = field(default_factory=list)
+    # a customer's MMS (bot.customer_photos): photos still being fetched, and why any failed
+    photos_coming: int = 0
+    media_problems: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> bool:
@@ -433,7 +436,20 @@ def _item(r: Any, tz: ZoneInfo) -> TimelineItem:
             for f in payload.get("fell_back", [])
             if isinstance(f, dict)
         ],
+        **_customer_media(payload),
     )
+
+
+def _customer_media(payload: dict[str, Any]) -> dict[str, Any]:
+    """A customer's MMS: how many photos are still on their way, or why any did not come."""
+    media = payload.get("media")
+    if isinstance(media, list):
+        problems = [str(m["error"]) for m in media if isinstance(m, dict) and m.get("error")]
+        return {"media_problems": problems}
+    extra = payload.get("extra")
+    if isinstance(extra, dict) and extra.get("media_urls"):
+        return {"photos_coming": len(str(extra["media_urls"]).split("\n"))}
+    return {}
 
 
 _TIMELINE_COLUMNS = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -14,13 +15,18 @@ log = logging.getLogger(__name__)
 
 
 async def receive_in_time(
-    app: web.Application, arrival: Arrival, *, callback_url: str | None = None
+    app: web.Application,
+    arrival: Arrival,
+    *,
+    callback_url: str | None = None,
+    once_stored: Callable[[Outcome], None] | None = None,
 ) -> Outcome | None:
     """Store `arrival` (group-committed with whatever else is waiting) and return what to
     answer — or None once `server.skill_budget_ms` has passed: the caller answers without
     it, the message still commits, and the consoles hear of it then. A chat message's late
     answer then goes to Kakao's `callback_url` if the skill gave one (see `answered_late`).
-    Raises if the message could not be stored at all."""
+    `once_stored` is called with the outcome when the message has committed, in time or
+    late. Raises if the message could not be stored at all."""
     committed = app[keys.DATABASE].writer.submit(receive_batched(arrival, app[keys.SERVICES]))
     budget = app[keys.SETTINGS].server.skill_budget_ms / 1000
     done, _ = await asyncio.wait((committed,), timeout=budget)
@@ -32,6 +38,8 @@ async def receive_in_time(
             extra={"shop": arrival.shop.slug},
         )
         app[keys.LIVE].arrived_when_committed(arrival.shop_id, committed, arrival.text)
+        if once_stored is not None:
+            committed.add_done_callback(_when_stored(once_stored))
         if arrival.channel == "sms":  # its answer goes by the outbox in any case
             app[keys.BACKGROUND].track(committed, "late sms message")
         else:
@@ -40,7 +48,17 @@ async def receive_in_time(
         return None
     outcome: Outcome = committed.result()
     app[keys.LIVE].arrived(arrival.shop_id, outcome, arrival.text)
+    if once_stored is not None:
+        once_stored(outcome)
     return outcome
+
+
+def _when_stored(then: Callable[[Outcome], None]) -> Callable[[asyncio.Future[Outcome]], None]:
+    def done(committed: asyncio.Future[Outcome]) -> None:
+        if not committed.cancelled() and committed.exception() is None:
+            then(committed.result())
+
+    return done
 
 
 async def _settle_late(

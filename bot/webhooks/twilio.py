@@ -17,12 +17,17 @@ STOP (Twilio's keywords, or its OptOutType with Advanced Opt-Out) withdraws mark
 consent. Twilio answers those keywords itself on long codes and blocks further sends to
 the number (error 21610), so dangol sends no confirmation of its own for them; a Korean
 "수신거부", which Twilio does not know, is confirmed by SMS.
+
+Photos in an MMS are fetched into the photo store once the message is stored
+(`bot.customer_photos`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +37,9 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.config import ShopConfig
+from bot.customer_photos import fetch_photos, media_extra
 from bot.delivery import move_message, store_event
-from bot.inbound import Arrival
+from bot.inbound import Arrival, Outcome
 from bot.models import Consent, CustomerIdentity, Message
 from bot.webhooks import receive_in_time
 from providers.twilio import (
@@ -118,7 +124,9 @@ async def inbound_sms(request: web.Request) -> web.Response:
         extra=_extra(sms, form),
     )
     try:
-        outcome = await receive_in_time(app, arrival)
+        outcome = await receive_in_time(
+            app, arrival, once_stored=_fetch_photos(app) if sms.media else None
+        )
     except Exception:
         log.exception("twilio sms: could not store the message", extra={"shop": shop.slug})
         return web.Response(status=500, text="not stored\n")
@@ -127,10 +135,20 @@ async def inbound_sms(request: web.Request) -> web.Response:
     return _twiml()
 
 
+def _fetch_photos(app: web.Application) -> Callable[[Outcome], None]:
+    """Once the message is stored: its photos, fetched in the background (a resend's were
+    fetched with the original)."""
+
+    def fetch(outcome: Outcome) -> None:
+        if not outcome.duplicate:
+            work = asyncio.ensure_future(fetch_photos(app, outcome.message_id))
+            app[keys.BACKGROUND].track(work, "customer photos", interruptible=True)
+
+    return fetch
+
+
 def _extra(sms: InboundSms, form: dict[str, str]) -> dict[str, str]:
-    extra = {"provider": "twilio", "message_sid": sms.message_sid}
-    if sms.media:
-        extra["media_urls"] = "\n".join(url for url, _ in sms.media)
+    extra = {"provider": "twilio", "message_sid": sms.message_sid, **media_extra(sms.media)}
     if sms.opt_out:
         extra["opt_out"] = sms.opt_out
         by_type = bool(form.get("OptOutType"))

@@ -62,6 +62,10 @@ class FakeTwilio:
     opted_out: set[str] = field(default_factory=set)
     invalid: set[str] = field(default_factory=set)
     fetches: list[str] = field(default_factory=list)  # "GET <path>?<query>" of reads
+    # customers' MMS attachments: media sid -> (bytes, content type); served after a redirect
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    media_failures: collections.deque[int] = field(default_factory=collections.deque)
+    media_gets: int = 0  # authorised requests for an attachment
 
     def __post_init__(self) -> None:
         self._failures: collections.deque[_Failure] = collections.deque()
@@ -71,6 +75,8 @@ class FakeTwilio:
         self.app.router.add_post(base + ".json", self._create)
         self.app.router.add_get(base + ".json", self._list)
         self.app.router.add_get(base + "/{sid}.json", self._fetch)
+        self.app.router.add_get(base + "/{sid}/Media/{media}", self._media)
+        self.app.router.add_get("/cdn/{media}", self._cdn)
         self.app.on_shutdown.append(self._on_shutdown)
 
     # -- the script
@@ -79,6 +85,13 @@ class FakeTwilio:
         if kind not in FAILURES:
             raise ValueError(f"unknown failure {kind!r} (known: {', '.join(FAILURES)})")
         self._failures.extend(_Failure(kind, str(retry_after)) for _ in range(times))
+
+    def add_media(self, data: bytes, content_type: str = "image/jpeg") -> str:
+        """Keep an attachment of an inbound MMS; returns its path (MediaUrl = base + path)."""
+        sid = "ME" + secrets.token_hex(16)
+        self.media[sid] = (data, content_type)
+        message = "MM" + secrets.token_hex(16)
+        return f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message}/Media/{sid}"
 
     def set_status(self, sid: str, status: str, error_code: int | None = None) -> None:
         self.messages[sid]["status"] = status
@@ -102,6 +115,23 @@ class FakeTwilio:
         header = request.headers.get("Authorization", "")
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return secrets.compare_digest(header, f"Basic {expected}")
+
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        """Like Twilio: credentials checked here, then a redirect to the file on its CDN."""
+        if not self._authorized(request):
+            return _error(401, 20003, "Authenticate")
+        self.media_gets += 1
+        if self.media_failures:
+            status = self.media_failures.popleft()
+            return _error(status, 20500 if status >= 500 else 20404, f"HTTP {status}")
+        sid = request.match_info["media"]
+        if sid not in self.media:
+            return _error(404, 20404, "The requested resource was not found")
+        raise web.HTTPTemporaryRedirect(f"/cdn/{sid}")
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        data, content_type = self.media[request.match_info["media"]]
+        return web.Response(body=data, content_type=content_type)
 
     async def _hang(self) -> None:
         with contextlib.suppress(TimeoutError):
