@@ -655,11 +655,12 @@ def _owner_notices(m: _Message, texts: Texts) -> list[dict[str, Any]]:
     """The outbox rows telling the owner, one per way they want to hear."""
     a, effects = m.arrival, m.effects
     label = f"고객 #{m.customer_id}"
+    sent = _what_was_sent(a)
     text = texts.render(
         "owner_notification",
         shop=a.shop,
         customer_label=label,
-        body=a.text,
+        body=sent,
         complaint=effects.complaint,
         handoff=effects.handoff,
     )
@@ -671,10 +672,19 @@ def _owner_notices(m: _Message, texts: Texts) -> list[dict[str, Any]]:
         text=text,
         kind=kind,
         customer_label=label,
-        content=a.text,
+        content=sent,
         key=lambda provider: f"notify:{provider}:{m.notify}",
         now=a.received_at,
     )
+
+
+def _what_was_sent(a: Arrival) -> str:
+    """The words; for an MMS of pictures alone, what it held (`bot.customer_photos` keeps
+    the links in `extra`), so the owner's notice does not read as empty."""
+    links = a.extra.get("media_urls")
+    if a.text.strip() or not links:
+        return a.text
+    return f"(첨부 {len(links.splitlines())}개)"
 
 
 def hand_over_mailbox(conn: Connection, new: list[_Message]) -> None:

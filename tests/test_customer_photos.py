@@ -21,7 +21,7 @@ from tenacity import wait_none
 from test_photos import phone_photo
 
 from bot import customer_photos, keys
-from bot.models import Message, Photo
+from bot.models import Message, OutboxItem, Photo
 
 pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
@@ -165,6 +165,12 @@ async def test_what_cannot_be_fetched_is_said_with_its_reason(
     assert await photos(client) == []
     assert stored_files(tmp_path) == []
     assert fake.media_gets == 2  # the video is never downloaded
+
+    assert client.app is not None
+    async with client.app[keys.DATABASE].read() as conn:
+        stmt = sa.select(OutboxItem.payload).where(OutboxItem.purpose == "owner_notification")
+        (notice,) = (await conn.execute(stmt)).scalars()
+    assert notice["text"].endswith('고객 #1: "(첨부 3개)"')  # not an empty quote
 
     page = await console_page(client, message.conversation_id)
     assert "첨부를 받지 못했어요: 사진이 아닌 첨부(video/mp4)는 받아오지 않아요" in page
