@@ -175,6 +175,9 @@ async def test_what_cannot_be_fetched_is_said_with_its_reason(
     page = await console_page(client, message.conversation_id)
     assert "첨부를 받지 못했어요: 사진이 아닌 첨부(video/mp4)는 받아오지 않아요" in page
     assert "첨부를 받지 못했어요: Twilio에 첨부가 없어요 (지워졌어요)" in page
+    inbox = await (await client.get("/console/")).text()
+    assert "(첨부)" in inbox  # a message of attachments alone is not "no messages"
+    assert "메시지 없음" not in inbox
 
 
 async def test_twilio_trouble_is_retried_and_wrong_credentials_are_not(
