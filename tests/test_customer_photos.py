@@ -103,6 +103,15 @@ async def console_page(client: Client, conversation_id: int) -> str:
     return await resp.text()
 
 
+def media_url(
+    twilio: tuple[FakeTwilio, TestServer], data: bytes | None = None, kind: str = "image/jpeg"
+) -> str:
+    """An attachment kept at the fake Twilio, as the MediaUrl its webhook carries (by
+    default a phone's photo, with its location in it)."""
+    fake, server = twilio
+    return str(server.make_url(fake.add_media(phone_photo() if data is None else data, kind)))
+
+
 def stored_files(tmp_path: Path) -> list[Path]:
     root = tmp_path / "uploads"
     return sorted(p for p in root.iterdir() if p.is_file()) if root.is_dir() else []
@@ -116,7 +125,7 @@ async def test_a_customers_photo_is_fetched_cleaned_kept_and_shown(
 ) -> None:
     fake, server = twilio
     client = await shop_client(make_client, server, tmp_path)
-    url = str(server.make_url(fake.add_media(phone_photo())))
+    url = media_url(twilio)
     await mms(client, "여기 물 새는 곳이에요", [(url, "image/jpeg")])
     await settled(client)
 
@@ -149,10 +158,10 @@ async def test_what_cannot_be_fetched_is_said_with_its_reason(
 ) -> None:
     fake, server = twilio
     client = await shop_client(make_client, server, tmp_path)
-    video = str(server.make_url(fake.add_media(b"\0\0\0 ftypmp42", "video/mp4")))
-    gone = str(server.make_url(fake.add_media(phone_photo())))
+    video = media_url(twilio, b"\0\0\0 ftypmp42", "video/mp4")
+    gone = media_url(twilio)
     fake.media.clear()  # deleted at Twilio before we asked
-    broken = str(server.make_url(fake.add_media(b"not a picture at all", "image/jpeg")))
+    broken = media_url(twilio, b"not a picture at all")
     await mms(client, "", [(video, "video/mp4"), (gone, "image/jpeg"), (broken, "image/jpeg")])
     await settled(client)
 
@@ -186,7 +195,7 @@ async def test_twilio_trouble_is_retried_and_wrong_credentials_are_not(
     fake, server = twilio
     client = await shop_client(make_client, server, tmp_path)
     fake.media_failures.extend([500, 503])
-    url = str(server.make_url(fake.add_media(phone_photo())))
+    url = media_url(twilio)
     await mms(client, "사진 보내요", [(url, "image/jpeg")])
     await settled(client)
     assert len(await photos(client)) == 1
@@ -195,7 +204,7 @@ async def test_twilio_trouble_is_retried_and_wrong_credentials_are_not(
     other = tmp_path / "other"
     other.mkdir()
     wrong = await shop_client(make_client, server, other, token="not-the-token")
-    url = str(server.make_url(fake.add_media(phone_photo())))
+    url = media_url(twilio)
     form = inbound_sms_form("또 보내요", media=[(url, "image/jpeg")])
     headers, data = signed_request(PUBLIC + "/hooks/twilio/hanbit/sms", form, "not-the-token")
     assert (await wrong.post("/hooks/twilio/hanbit/sms", data=data, headers=headers)).status == 200
@@ -214,7 +223,7 @@ async def test_a_resend_fetches_nothing_twice(
 ) -> None:
     fake, server = twilio
     client = await shop_client(make_client, server, tmp_path)
-    url = str(server.make_url(fake.add_media(phone_photo())))
+    url = media_url(twilio)
     form = inbound_sms_form("사진이요", media=[(url, "image/jpeg")])
     headers, data = signed_request(PUBLIC + "/hooks/twilio/hanbit/sms", form)
     for _ in range(2):  # Twilio retried its webhook
@@ -233,7 +242,7 @@ async def test_two_fetches_of_one_message_keep_one_copy(
     fake, server = twilio
     monkeypatch.setattr("bot.webhooks.twilio.fetch_photos", _not_now)
     client = await shop_client(make_client, server, tmp_path)
-    url = str(server.make_url(fake.add_media(phone_photo())))
+    url = media_url(twilio)
     await mms(client, "사진이요", [(url, "image/jpeg")])
     message = await inbound(client)
     assert client.app is not None
@@ -258,7 +267,7 @@ async def test_photos_a_stop_interrupted_are_fetched_at_the_next_start(
     with monkeypatch.context() as patched:
         patched.setattr("bot.webhooks.twilio.fetch_photos", _not_now)
         before = await shop_client(make_client, server, tmp_path)
-        url = str(server.make_url(fake.add_media(phone_photo())))
+        url = media_url(twilio)
         await mms(before, "현장 사진", [(url, "image/jpeg")])
         await settled(before)
     message = await inbound(before)
@@ -294,7 +303,7 @@ async def test_photos_of_a_message_stored_after_its_answer_are_fetched_too(
         return await original(units)
 
     writer._execute = slow
-    url = str(server.make_url(fake.add_media(phone_photo())))
+    url = media_url(twilio)
     await mms(client, "사진 갑니다", [(url, "image/jpeg")])  # answered without the commit
     assert fake.media_gets == 0
     caught_up.set()
