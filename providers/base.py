@@ -231,6 +231,11 @@ class RateLimited(TransientError):
         self.retry_after = max(0.0, retry_after)
 
 
+class NotYet(RateLimited):
+    """Not a failure: the message may only go later — an ad outside its lawful hours, a brand
+    message outside Kakao's. The outbox waits `retry_after` and does not count a try."""
+
+
 class UnknownOutcome(ProviderError):
     """The request may have been accepted: reconcile with `lookup`, never blind-resend."""
 

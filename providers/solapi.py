@@ -17,7 +17,7 @@ Facts are in PROTOCOLS.md §2.3, §3 and §4. The adapter
   text that could never be lawful (no ``(광고)`` at the very start, no free opt-out line at
   the end — `providers.korean_ads`) is a PermanentError, and an ad outside its hours (brand
   message 08:00–20:00 KST, Kakao's rule; ad SMS/LMS/MMS 08:00–21:00 KST, the law's night ban)
-  is `RateLimited` until 08:00 KST, so the outbox waits instead of giving up. Consent, and
+  is `NotYet` until 08:00 KST, so the outbox waits, without counting a try. Consent, and
   the separate consent that would allow a night-time ad, are the send-time policy's job;
   the adapter cannot see them and so never sends an ad at night;
 * sends a batch with one ``POST /messages/v4/send-many/detail`` (≤ 10 000 messages), our
@@ -73,6 +73,7 @@ import aiohttp
 
 from providers.base import (
     Capability,
+    NotYet,
     Option,
     Outgoing,
     PermanentError,
@@ -187,16 +188,14 @@ def classify_status(code: str, message: str = "", *, now: datetime | None = None
     trouble after intake) are transient, bounded by the outbox's max_attempts.
 
     3108 (outside Kakao's 08:00–20:00) is not a fault of the message: given `now`, it is
-    `RateLimited` until 08:00 KST (or briefly, when `now` is inside the hours — clock skew
-    at an edge), so the outbox waits for the morning rather than spending its attempts.
+    `NotYet` until 08:00 KST (or briefly, when `now` is inside the hours — clock skew at an
+    edge), so the outbox waits for the morning rather than spending its attempts.
     """
     label = _LABELS.get(code, "")
     reason = " — ".join(p for p in (label, message) if p) or f"SOLAPI 상태 {code}"
     if code in KAKAO_OUTSIDE_HOURS and now is not None:
         wait = seconds_outside_hours(now, BRAND_MESSAGE_HOURS)
-        return RateLimited(
-            reason, retry_after=SKEWED_WINDOW_RETRY if wait is None else wait, code=code
-        )
+        return NotYet(reason, retry_after=SKEWED_WINDOW_RETRY if wait is None else wait, code=code)
     if code in OPT_OUT:
         return SolapiRecipientError(reason, code=code, opt_out=True)
     if code in RECIPIENT:
@@ -433,7 +432,7 @@ class SolapiProvider(Provider):
         self, msg: Outgoing, image_id: str | None = None
     ) -> tuple[dict[str, Any], str]:
         """The wire object for `msg` and its path; PermanentError if it cannot go out,
-        RateLimited if it is an ad outside its hours (it can go at 08:00 KST).
+        NotYet if it is an ad outside its hours (it can go at 08:00 KST).
 
         With a `template`, an informational message goes as AlimTalk and an ad as a brand
         message. A message with a picture becomes an MMS carrying `image_id` (from
@@ -551,7 +550,7 @@ class SolapiProvider(Provider):
     def _check_hours(self, hours: tuple[time, time], reason: str) -> None:
         wait = seconds_outside_hours(self._clock(), hours)
         if wait is not None:
-            raise RateLimited(reason, retry_after=wait, code="ad_hours")
+            raise NotYet(reason, retry_after=wait, code="ad_hours")
 
     # -- sending
 

@@ -4,6 +4,7 @@ Statuses of an outbox row:
 
     pending ──claim──> sending ──success──> sent
        ^                  │ ├──transient (attempts left)──> pending (not_before = now + backoff)
+       │                  │ ├──not yet (lawful hours)──> pending (not_before = then; no try spent)
        │                  │ ├──transient (no attempts left), permanent──> dead
        │                  │ └──outcome unknown──> unknown
        │                  └──lease expired (crashed or stuck sender)──> unknown
@@ -60,6 +61,7 @@ from bot.models import Message, OutboxItem, UTCDateTime
 from providers.base import (
     CannotTell,
     Capability,
+    NotYet,
     Outgoing,
     PermanentError,
     Provider,
@@ -345,6 +347,9 @@ _RECORD_RETRY = (
         updated_at=_P_NOW,
     )
 )
+# A message that may only go later (NotYet): waiting is not a failed try, so the claim's
+# attempt is given back.
+_RECORD_HOLD = _RECORD_RETRY.values(attempts=OUTBOX.c.attempts - 1)
 _RECORD_DEAD = (
     sa.update(OUTBOX)
     .where(*_OWNED)
@@ -841,6 +846,12 @@ class Dispatcher:
                 "p_error": outcome.describe(),
             }
             return _Change(item, "unknown", _RECORD_UNKNOWN, params)
+        if isinstance(outcome, NotYet):
+            params = self._owned(item, "sending", now) | {
+                "p_not_before": now + timedelta(seconds=outcome.retry_after),
+                "p_error": outcome.describe(),
+            }
+            return _Change(item, "retry", _RECORD_HOLD, params)
         if isinstance(outcome, TransientError):
             if item.attempts >= self.config.max_attempts:
                 error = PermanentError(f"gave up after {item.attempts} attempts: {outcome.reason}")

@@ -19,6 +19,7 @@ from bot.db import Database
 from bot.models import Conversation, Customer, Message, Shop
 from providers.base import (
     CannotTell,
+    NotYet,
     PermanentError,
     RateLimited,
     SendRef,
@@ -517,6 +518,30 @@ async def test_rate_limited_with_a_long_wait_goes_back_to_the_outbox(
     item = await row(database, oid)
     assert item["status"] == "pending"
     assert item["not_before"] == start + timedelta(seconds=45)  # retry_after beats 10 s backoff
+
+
+async def test_waiting_for_lawful_hours_spends_no_attempt(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    """An ad held night after night (NotYet) must not run out of tries, even with one."""
+    (oid,) = await put(database, shop, clock.now())
+    one_try = OutboxConfig(**{**CONFIG.__dict__, "max_attempts": 1})
+    dispatcher = make_dispatcher(database, clock, fake, config=one_try)
+    for _night in range(3):
+        fake.fail_next(
+            NotYet("광고는 08:00–21:00에만 보내요", retry_after=11 * 3600, code="ad_hours")
+        )
+        held_at = clock.now()
+        await dispatcher.tick()
+        item = await row(database, oid)
+        assert (item["status"], item["attempts"]) == ("pending", 0)
+        assert item["not_before"] == held_at + timedelta(hours=11)
+        assert item["last_error"] == "광고는 08:00–21:00에만 보내요 [ad_hours]"
+        clock.advance(hours=11)
+    await dispatcher.tick()
+    item = await row(database, oid)
+    assert (item["status"], item["attempts"]) == ("sent", 1)
+    assert len(fake.calls) == 4
 
 
 async def test_unknown_provider_is_dead(

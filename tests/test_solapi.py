@@ -21,6 +21,7 @@ from PIL import Image
 
 from providers.base import (
     Capability,
+    NotYet,
     Outgoing,
     PermanentError,
     ProviderConfigError,
@@ -797,7 +798,7 @@ async def test_ad_hours(
         assert len(env.fake.messages) == 1
         return
     # Fine but early (or late): the outbox waits until 08:00 rather than giving up.
-    assert type(out) is RateLimited
+    assert type(out) is NotYet
     assert out.code == "ad_hours"
     assert out.retry_after == wait
     assert "08:00" in out.reason
@@ -838,7 +839,7 @@ async def test_an_ad_without_a_template_goes_as_a_marked_sms_or_lms(env: Env) ->
 async def test_an_ad_mms_keeps_the_ad_rules(env: Env, tmp_path: Path) -> None:
     path = on_disk(tmp_path, picture(320, 240))
     (late,) = await at(env, kst(21, 30)).send([ad_sms("p", text=AD, image_path=path)])
-    assert type(late) is RateLimited
+    assert type(late) is NotYet
     assert late.retry_after == 10.5 * H
     assert env.fake.uploads == 0  # nothing uploaded for a message that must wait
     (out,) = await at(env, kst(10, 0)).send([ad_sms("p", text=AD, image_path=path)])
@@ -849,14 +850,14 @@ async def test_an_ad_mms_keeps_the_ad_rules(env: Env, tmp_path: Path) -> None:
 def test_3108_waits_for_kakaos_morning() -> None:
     assert type(classify_status("3108", "x")) is TransientError  # no clock: as before
     evening = classify_status("3108", "x", now=kst(20, 30))
-    assert isinstance(evening, RateLimited)
+    assert isinstance(evening, NotYet)
     assert (evening.code, evening.retry_after) == ("3108", 11.5 * H)
     early = classify_status("3108", "x", now=kst(7, 0))
-    assert isinstance(early, RateLimited)
+    assert isinstance(early, NotYet)
     assert early.retry_after == H
     assert "08–20시" in early.reason
     skewed = classify_status("3108", "x", now=kst(19, 59, 30))
-    assert isinstance(skewed, RateLimited)
+    assert isinstance(skewed, NotYet)
     assert skewed.retry_after == 60.0  # ask again soon; our own check then knows better
 
 
@@ -866,11 +867,11 @@ async def test_3108_from_solapi_then_our_own_check(env: Env) -> None:
     env.fake.now = lambda: kst(20, 0, 10)
     p = env.provider(clock=lambda: kst(19, 59, 30))
     (out,) = await p.send([brand("b")])
-    assert type(out) is RateLimited
+    assert type(out) is NotYet
     assert (out.code, out.retry_after) == ("3108", 60.0)
     assert env.fake.brand_messages() == []
     (again,) = await at(env, kst(20, 0, 40)).send([brand("b")])
-    assert type(again) is RateLimited
+    assert type(again) is NotYet
     assert (again.code, again.retry_after) == ("ad_hours", 12 * H - 40)
 
 
