@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from bot.config import Settings
-from bot.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
+from bot.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, sqlite_path
 
 DATABASE_NAME = "dangol.db"
 PHOTOS_NAME = "uploads"
@@ -45,7 +43,7 @@ def make_backup(settings: Settings, config_file: Path, into: Path, now: datetime
             "the database is PostgreSQL: back it up with pg_dump, and copy the photos in "
             f"{settings.storage.path} with it; `dangol backup` covers the SQLite default"
         )
-    source = _sqlite_file(settings.database.url)
+    source = Path(sqlite_path(settings.database.url))
     if not source.is_file():
         raise BackupError(f"no database at {source}: nothing to back up yet")
     into.mkdir(parents=True, exist_ok=True)
@@ -64,10 +62,6 @@ def make_backup(settings: Settings, config_file: Path, into: Path, now: datetime
         partial.replace(target)
         size = copy.stat().st_size
     return Backup(target, size, photos)
-
-
-def _sqlite_file(url: str) -> Path:
-    return Path(sa.make_url(url).database or "")
 
 
 def _copy_database(source: Path, copy: Path) -> None:

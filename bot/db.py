@@ -54,7 +54,8 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
+    """The database file a SQLite URL names ("" or ":memory:" for none)."""
     return sa.make_url(url).database or ""
 
 
@@ -85,7 +86,7 @@ def _async_engine(
     url: str, *, synchronous: str = "FULL", read_only: bool, search_path: str | None = None
 ) -> AsyncEngine:
     if is_sqlite(url):
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -363,7 +364,7 @@ class Database:
         self._sync_conn: Connection | None = None
         if self.dialect == "sqlite":
             self._sync_engine = sa.create_engine(
-                "sqlite:///" + _sqlite_path(url),
+                "sqlite:///" + sqlite_path(url),
                 connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
                 poolclass=sa.pool.StaticPool,
             )
