@@ -215,7 +215,7 @@ async def test_twilio_trouble_is_retried_and_wrong_credentials_are_not(
     assert last.payload["media"] == [
         {"error": "Twilio 인증 실패: account_sid / auth_token을 확인하세요"}
     ]
-    assert fake.media_gets == 3  # refused before counting: asked once, not five times
+    assert fake.media_gets == 4  # wrong credentials are not retried: asked once, not five times
 
 
 async def test_a_resend_fetches_nothing_twice(

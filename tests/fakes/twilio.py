@@ -65,7 +65,7 @@ class FakeTwilio:
     # customers' MMS attachments: media sid -> (bytes, content type); served after a redirect
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     media_failures: collections.deque[int] = field(default_factory=collections.deque)
-    media_gets: int = 0  # authorised requests for an attachment
+    media_gets: int = 0  # requests for an attachment, refused ones included
 
     def __post_init__(self) -> None:
         self._failures: collections.deque[_Failure] = collections.deque()
@@ -118,9 +118,9 @@ class FakeTwilio:
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         """Like Twilio: credentials checked here, then a redirect to the file on its CDN."""
+        self.media_gets += 1
         if not self._authorized(request):
             return _error(401, 20003, "Authenticate")
-        self.media_gets += 1
         if self.media_failures:
             status = self.media_failures.popleft()
             return _error(status, 20500 if status >= 500 else 20404, f"HTTP {status}")
