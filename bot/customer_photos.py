@@ -1,8 +1,8 @@
 """Photos customers send by MMS: fetched from the vendor and kept like the owner's photos.
 
 Twilio hands over an inbound MMS as links (`MediaUrl0…`, behind the account's credentials;
-PROTOCOLS §5.1). The webhook stores them with the message — payload `extra.media_urls` and
-`extra.media_types` — so nothing is lost if we stop. `fetch_photos` then downloads each
+PROTOCOLS §5.1). The webhook stores them with the message, in its payload's `extra`
+(`bot.inbound.with_attachments`), so nothing is lost if we stop. `fetch_photos` then downloads each
 image, cleans it exactly like an owner's upload (`bot.photos.prepare`: decoded, location and
 other metadata dropped, re-encoded), stores it, and records the result on the message in
 one unit: a `photos` row per picture, `payload.attachments` (the shape owner photos have, so
@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from bot import keys
+from bot.inbound import attachment_links
 from bot.models import Message
 from bot.photos import PhotoRejected, PhotoStore, Prepared, attachment, prepare, record_photo
 from providers.base import Provider, ProviderError, TransientError
@@ -41,7 +42,6 @@ LOOK_BACK = timedelta(days=3)  # start-up: how far back an interrupted fetch is 
 # Network trouble and 5xx: five tries, 1 + 2 + 4 + 8 s apart (tests replace the wait).
 ATTEMPTS = 5
 RETRY_WAIT = wait_exponential(multiplier=1, max=10)
-SEPARATOR = "\n"  # between the links in `extra.media_urls` (Arrival.extra holds strings)
 
 
 @dataclass(frozen=True)
@@ -64,33 +64,17 @@ class Kept:
 Result = Kept | str  # a kept photo, or why the link gave none
 
 
-def media_extra(links: list[tuple[str, str]]) -> dict[str, str]:
-    """What the webhook puts in the message's `extra` for its links."""
-    if not links:
-        return {}
-    return {
-        "media_urls": SEPARATOR.join(url for url, _ in links),
-        "media_types": SEPARATOR.join(kind for _, kind in links),
-    }
-
-
 def pending_of(message_id: int, shop_id: int, conversation_id: int, payload: Any) -> Pending | None:
     """The message's links still to fetch, or None (none, or fetched already)."""
     if not isinstance(payload, dict) or "media" in payload:
         return None
     extra = payload.get("extra")
-    if not isinstance(extra, dict) or not extra.get("media_urls"):
+    links = attachment_links(extra)
+    if not links:
         return None
-    urls = str(extra["media_urls"]).split(SEPARATOR)
-    kinds = str(extra.get("media_types") or "").split(SEPARATOR)
-    kinds += [""] * (len(urls) - len(kinds))
-    return Pending(
-        message_id,
-        shop_id,
-        conversation_id,
-        provider=str(extra.get("provider") or ""),
-        links=tuple(zip(urls, kinds, strict=False)),
-    )
+    assert isinstance(extra, dict)
+    provider = str(extra.get("provider") or "")
+    return Pending(message_id, shop_id, conversation_id, provider, tuple(links))
 
 
 _MESSAGE = sa.select(Message.id, Message.shop_id, Message.conversation_id, Message.payload)

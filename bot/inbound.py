@@ -74,6 +74,26 @@ class Arrival:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
+def with_attachments(links: list[tuple[str, str]]) -> dict[str, str]:
+    """The `extra` entries for a message's attachment links, (url, content type) each: the
+    links wait there, stored with the message, until `bot.customer_photos` fetches them."""
+    if not links:
+        return {}
+    return {
+        "media_urls": "\n".join(url for url, _ in links),
+        "media_types": "\n".join(kind for _, kind in links),
+    }
+
+
+def attachment_links(extra: Any) -> list[tuple[str, str]]:
+    """The (url, content type) links `with_attachments` put in `extra`; [] for none."""
+    if not isinstance(extra, Mapping) or not extra.get("media_urls"):
+        return []
+    urls = str(extra["media_urls"]).split("\n")
+    kinds = str(extra.get("media_types") or "").split("\n")
+    return list(zip(urls, kinds + [""] * (len(urls) - len(kinds)), strict=False))
+
+
 @dataclass(frozen=True)
 class Outcome:
     customer_id: int
@@ -679,12 +699,12 @@ def _owner_notices(m: _Message, texts: Texts) -> list[dict[str, Any]]:
 
 
 def _what_was_sent(a: Arrival) -> str:
-    """The words; for an MMS of pictures alone, what it held (`bot.customer_photos` keeps
-    the links in `extra`), so the owner's notice does not read as empty."""
-    links = a.extra.get("media_urls")
+    """The words; for an MMS of pictures alone, what it held, so the owner's notice does
+    not read as empty."""
+    links = attachment_links(a.extra)
     if a.text.strip() or not links:
         return a.text
-    return f"(첨부 {len(links.splitlines())}개)"
+    return f"(첨부 {len(links)}개)"
 
 
 def hand_over_mailbox(conn: Connection, new: list[_Message]) -> None:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.console.auth import Viewer
+from bot.inbound import attachment_links
 from bot.models import (
     Consent,
     Conversation,
@@ -446,10 +447,8 @@ def _customer_media(payload: dict[str, Any]) -> dict[str, Any]:
     if isinstance(media, list):
         problems = [str(m["error"]) for m in media if isinstance(m, dict) and m.get("error")]
         return {"media_problems": problems}
-    extra = payload.get("extra")
-    if isinstance(extra, dict) and extra.get("media_urls"):
-        return {"photos_coming": len(str(extra["media_urls"]).split("\n"))}
-    return {}
+    waiting = len(attachment_links(payload.get("extra")))
+    return {"photos_coming": waiting} if waiting else {}
 
 
 _TIMELINE_COLUMNS = (

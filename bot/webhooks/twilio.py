@@ -37,9 +37,9 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.config import ShopConfig
-from bot.customer_photos import fetch_photos, media_extra
+from bot.customer_photos import fetch_photos
 from bot.delivery import move_message, store_event
-from bot.inbound import Arrival, Outcome
+from bot.inbound import Arrival, Outcome, with_attachments
 from bot.models import Consent, CustomerIdentity, Message
 from bot.webhooks import receive_in_time
 from providers.twilio import (
@@ -148,7 +148,7 @@ def _fetch_photos(app: web.Application) -> Callable[[Outcome], None]:
 
 
 def _extra(sms: InboundSms, form: dict[str, str]) -> dict[str, str]:
-    extra = {"provider": "twilio", "message_sid": sms.message_sid, **media_extra(sms.media)}
+    extra = {"provider": "twilio", "message_sid": sms.message_sid, **with_attachments(sms.media)}
     if sms.opt_out:
         extra["opt_out"] = sms.opt_out
         by_type = bool(form.get("OptOutType"))
