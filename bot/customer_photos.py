@@ -110,7 +110,17 @@ async def fetch_interrupted(app: web.Application) -> None:
 async def _fetch(app: web.Application, pending: Pending) -> None:
     provider = app[keys.PROVIDERS].get(pending.provider)
     store = PhotoStore(app[keys.SETTINGS].storage.path)
-    results = [await _one(app, provider, store, url, kind) for url, kind in pending.links]
+    results: list[Result] = []
+    try:
+        for url, kind in pending.links:
+            results.append(await _one(app, provider, store, url, kind))
+    except BaseException:
+        # Stopped before anything was recorded (shutdown cancels fetches): the photos saved
+        # so far are nobody's, and the next start fetches the message again.
+        for photo in results:
+            if isinstance(photo, Kept):
+                store.remove(photo.stored_name)
+        raise
     kept = [r for r in results if isinstance(r, Kept)]
     unit = record_media(pending, results, app[keys.CLOCK].now())
     if await app[keys.DATABASE].write(unit):

@@ -283,6 +283,32 @@ async def test_photos_a_stop_interrupted_are_fetched_at_the_next_start(
     assert fake.media_gets == 1
 
 
+async def test_a_fetch_cut_short_by_a_stop_leaves_no_file_behind(
+    make_client: MakeClient, twilio: tuple[FakeTwilio, TestServer], tmp_path: Path
+) -> None:
+    """The first photo is kept on disk, the second still on its way, when dangol stops:
+    nothing was recorded, so the kept file is removed, and the next start fetches both."""
+    fake, server = twilio
+    fake.media_hang_after = 1
+    before = await shop_client(make_client, server, tmp_path)
+    first, second = media_url(twilio), media_url(twilio)
+    await mms(before, "사진 두 장", [(first, "image/jpeg"), (second, "image/jpeg")])
+    for _ in range(500):  # until the first is on disk and the second hangs at Twilio
+        if fake.media_gets == 2 and stored_files(tmp_path):
+            break
+        await asyncio.sleep(0.01)
+    assert len(stored_files(tmp_path)) == 1
+    message = await inbound(before)
+
+    await before.close()  # the stop interrupts the fetch
+    assert stored_files(tmp_path) == []
+    fake.media_hang_after = None
+    after = await shop_client(make_client, server, tmp_path)  # the next start
+    kept = await photos(after)
+    assert [p.message_id for p in kept] == [message.id, message.id]
+    assert sorted(p.name for p in stored_files(tmp_path)) == sorted(p.stored_name for p in kept)
+
+
 async def _not_now(app: Any, message_id: int) -> None:
     """In place of the fetch after the webhook: as if the process stopped right then."""
 

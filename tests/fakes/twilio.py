@@ -66,6 +66,7 @@ class FakeTwilio:
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     media_failures: collections.deque[int] = field(default_factory=collections.deque)
     media_gets: int = 0  # requests for an attachment, refused ones included
+    media_hang_after: int | None = None  # requests for an attachment after this many hang
 
     def __post_init__(self) -> None:
         self._failures: collections.deque[_Failure] = collections.deque()
@@ -121,6 +122,8 @@ class FakeTwilio:
         self.media_gets += 1
         if not self._authorized(request):
             return _error(401, 20003, "Authenticate")
+        if self.media_hang_after is not None and self.media_gets > self.media_hang_after:
+            await self._hang()
         if self.media_failures:
             status = self.media_failures.popleft()
             return _error(status, 20500 if status >= 500 else 20404, f"HTTP {status}")
