@@ -7,10 +7,11 @@ import re
 _DIGITS = re.compile(r"\d+")
 # What looks like a phone number inside free text: international (+82 10-1234-5678,
 # +14155550123) and Korean domestic (010-1234-5678, 01012345678, 02.123.4567). Business
-# numbers like 1588-1234 are public and left alone; so are dates (2026-11-22 10:15:00).
+# numbers like 1588-1234 are public and left alone; so are dates (2026-11-22 10:15:00) and
+# UTC offsets (+0900): an international number starts 1–9 and has at least 7 digits.
 _PHONE_IN_TEXT = re.compile(
     r"(?<![\w+])("
-    r"\+\d{1,3}[ -]?\d{1,4}(?:[ -]?\d{2,4}){1,3}"
+    r"\+(?=[1-9](?:[ -]?\d){6})\d{1,3}[ -]?\d{1,4}(?:[ -]?\d{2,4}){1,3}"
     r"|0\d{1,2}[-. ]?\d{3,4}[-. ]?\d{4}"
     r")(?![\w])"
 )

@@ -58,6 +58,10 @@ def test_log_lines_never_show_a_whole_number() -> None:
         "next run at: 2026-11-22 11:20:01 UTC",
         "order 12345678",
         "v1.2.3",
+        # the access log's time, with its offset from UTC
+        '[22/Nov/2026:17:13:36 +0000] "GET /simulator HTTP/1.1" 200',
+        "[22/Nov/2026:17:13:36 +0900]",
+        "[22/Nov/2026:17:13:36 +1400]",
     ],
 )
 def test_dates_and_ids_are_not_taken_for_phone_numbers(text: str) -> None:
