@@ -22,8 +22,6 @@ The task result follows the shape the adapter assumes (providers/kakao_event.py)
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import itertools
 import secrets
 import uuid
@@ -32,34 +30,20 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes import FailureScript
+
 REST_API_KEY = "0123456789abcdef0123456789abcdef"
 BOT_ID = "66a1e9d0e4b0a1b2c3d4e000"
 EVENT_NAME = "owner_reply"
 KEY_TYPES = ("botUserKey", "plusfriendUserKey", "appUserId")
 MAX_USERS = 100
-FAILURES = (
-    "429",
-    "500",
-    "503",
-    "malformed",
-    "reset",
-    "timeout_after_record",
-    "timeout_before_record",
-)
 
 
 @dataclass
-class _Failure:
-    kind: str
-    retry_after: str = "1"
-
-
-@dataclass
-class FakeKakaoEvent:
+class FakeKakaoEvent(FailureScript):
     rest_api_key: str = REST_API_KEY
     bot_id: str = BOT_ID
     event_names: set[str] = field(default_factory=lambda: {EVENT_NAME})
-    hang_seconds: float = 5.0  # how long a "timeout" keeps the client waiting
     talks: dict[str, dict[str, Any]] = field(default_factory=dict)  # taskId -> accepted talk
     requests: list[dict[str, Any]] = field(default_factory=list)  # every authorised body
     fetches: list[str] = field(default_factory=list)  # taskIds asked about
@@ -71,8 +55,7 @@ class FakeKakaoEvent:
     hold_tasks: bool = False
 
     def __post_init__(self) -> None:
-        self._failures: collections.deque[_Failure] = collections.deque()
-        self._released = asyncio.Event()
+        super().__post_init__()
         self._timestamps = itertools.count(1_795_000_000_000, 1000)
         self.app = web.Application()
         self.app.router.add_post("/v2/bots/{bot_id}/talk", self._talk)
@@ -81,19 +64,10 @@ class FakeKakaoEvent:
 
     # -- the script
 
-    def fail_next(self, kind: str, *, times: int = 1, retry_after: str | float = 1) -> None:
-        if kind not in FAILURES:
-            raise ValueError(f"unknown failure {kind!r} (known: {', '.join(FAILURES)})")
-        self._failures.extend(_Failure(kind, str(retry_after)) for _ in range(times))
-
     def finish_tasks(self) -> None:
         self.hold_tasks = False
         for talk in self.talks.values():
             talk["done"] = True
-
-    def release(self) -> None:
-        """End every hanging "timeout" handler now (call before closing the server)."""
-        self._released.set()
 
     def sent_to(self, key: str) -> list[dict[str, Any]]:
         return [t for t in self.talks.values() if any(u["id"] == key for u in t["user"])]
@@ -107,10 +81,6 @@ class FakeKakaoEvent:
         header = request.headers.get("Authorization", "")
         return secrets.compare_digest(header, f"KakaoAK {self.rest_api_key}")
 
-    async def _hang(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._released.wait(), self.hang_seconds)
-
     def _answer(self, status: str, task_id: str = "", message: str = "") -> web.Response:
         body: dict[str, Any] = {"status": status, "message": message}
         if task_id:
@@ -121,7 +91,7 @@ class FakeKakaoEvent:
     async def _talk(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return web.json_response({"code": -401, "msg": "wrong appKey format"}, status=401)
-        failure = self._failures.popleft() if self._failures else None
+        failure = self._next_failure()
         if failure and failure.kind == "timeout_before_record":
             await self._hang()
             return web.json_response({"message": "gateway timeout"}, status=504)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import contextlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,31 +31,17 @@ from urllib.parse import urlencode
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from fakes import FailureScript
+
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-twilio-auth-token"
 SIGNATURE_HEADER = "X-Twilio-Signature"
-FAILURES = (
-    "429",
-    "500",
-    "503",
-    "malformed",
-    "reset",
-    "timeout_after_record",
-    "timeout_before_record",
-)
 
 
 @dataclass
-class _Failure:
-    kind: str
-    retry_after: str = "1"
-
-
-@dataclass
-class FakeTwilio:
+class FakeTwilio(FailureScript):
     account_sid: str = ACCOUNT_SID
     auth_token: str = AUTH_TOKEN
-    hang_seconds: float = 5.0  # how long a "timeout" keeps the client waiting
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # sid -> resource
     requests: list[list[tuple[str, str]]] = field(default_factory=list)  # every create form
     opted_out: set[str] = field(default_factory=set)
@@ -69,8 +54,7 @@ class FakeTwilio:
     media_hang_after: int | None = None  # requests for an attachment after this many hang
 
     def __post_init__(self) -> None:
-        self._failures: collections.deque[_Failure] = collections.deque()
-        self._released = asyncio.Event()
+        super().__post_init__()
         self.app = web.Application()
         base = "/2010-04-01/Accounts/{account}/Messages"
         self.app.router.add_post(base + ".json", self._create)
@@ -82,11 +66,6 @@ class FakeTwilio:
 
     # -- the script
 
-    def fail_next(self, kind: str, *, times: int = 1, retry_after: str | float = 1) -> None:
-        if kind not in FAILURES:
-            raise ValueError(f"unknown failure {kind!r} (known: {', '.join(FAILURES)})")
-        self._failures.extend(_Failure(kind, str(retry_after)) for _ in range(times))
-
     def add_media(self, data: bytes, content_type: str = "image/jpeg") -> str:
         """Keep an attachment of an inbound MMS; returns its path (MediaUrl = base + path)."""
         sid = "ME" + secrets.token_hex(16)
@@ -97,10 +76,6 @@ class FakeTwilio:
     def set_status(self, sid: str, status: str, error_code: int | None = None) -> None:
         self.messages[sid]["status"] = status
         self.messages[sid]["error_code"] = error_code
-
-    def release(self) -> None:
-        """End every hanging "timeout" handler now (call before closing the server)."""
-        self._released.set()
 
     def sent_to(self, number: str) -> list[dict[str, Any]]:
         return [m for m in self.messages.values() if m["to"] == number]
@@ -136,14 +111,10 @@ class FakeTwilio:
         data, content_type = self.media[request.match_info["media"]]
         return web.Response(body=data, content_type=content_type)
 
-    async def _hang(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._released.wait(), self.hang_seconds)
-
     async def _create(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return _error(401, 20003, "Authenticate")
-        failure = self._failures.popleft() if self._failures else None
+        failure = self._next_failure()
         if failure and failure.kind == "timeout_before_record":
             await self._hang()
             return _error(503, 20500, "gave up")
