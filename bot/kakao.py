@@ -182,6 +182,22 @@ def _string_map(value: object) -> dict[str, str]:
     }
 
 
+def decode_skill_request(body: bytes) -> SkillRequest:
+    """Parse a request body as received; a body that is not a usable payload is a PayloadError.
+
+    `json.loads` has two failures that are not JSONDecodeError: nesting deeper than the
+    interpreter's stack ("[" × 50,000 raises RecursionError) and an integer past Python's
+    4,300-digit limit (a plain ValueError). Both are the sender's fault, not a server error.
+    """
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise PayloadError("JSON nested too deeply") from None
+    except ValueError:  # also UnicodeDecodeError and the integer digit limit
+        raise PayloadError("malformed JSON") from None
+    return parse_skill_request(data)
+
+
 def parse_skill_request(data: object) -> SkillRequest:
     """Turn a decoded SkillPayload into a SkillRequest; raise PayloadError if unusable."""
     if not isinstance(data, dict):

@@ -72,7 +72,7 @@ def parse_report(body: bytes) -> list[Report]:
     """
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise RejectedWebhook("SOLAPI report is not JSON", http_status=400) from None
     if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
         raise RejectedWebhook("SOLAPI report must be a JSON array of objects", http_status=400)

@@ -117,7 +117,7 @@ async def say(request: web.Request) -> web.Response:
         return _error(415, "not_json")
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # also too deep, or an integer past 4,300 digits
         return _error(400, "not_json")
     if not isinstance(body, dict):
         return _error(400, "not_json")
@@ -163,7 +163,7 @@ async def say(request: web.Request) -> web.Response:
     elapsed_ms = (time.perf_counter() - started) * 1000
     try:
         answer = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return _error(502, "bad_response")
     return web.json_response(
         {"status": status, "elapsed_ms": round(elapsed_ms, 1), "response": answer},

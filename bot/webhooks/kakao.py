@@ -22,7 +22,7 @@ from bot.kakao import (
     QuickReply,
     SkillRequest,
     callback_ack,
-    parse_skill_request,
+    decode_skill_request,
     skill_response,
 )
 from bot.routing import Memo, default_quick_replies
@@ -65,6 +65,12 @@ async def skill(request: web.Request) -> web.Response:
         log.warning("kakao skill: wrong or missing secret header", extra={"shop": shop.slug})
         return _answer(401, texts.render("setup_problem", problem="secret"))
 
+    # Kakao sends `application/json;charset=UTF-8` (PROTOCOLS §1.1); anything else is not
+    # a skill request, and is refused before it is read, let alone stored.
+    if request.content_type != "application/json":
+        metrics.skill_replies.labels("not_json").inc()
+        log.warning("kakao skill: body is not application/json; refused", extra={"shop": shop.slug})
+        return _answer(415, texts.render("not_understood"))
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -72,13 +78,11 @@ async def skill(request: web.Request) -> web.Response:
         log.warning("kakao skill: body over %d bytes refused", settings.server.max_body_bytes)
         return _answer(413, texts.render("too_long"))
     try:
-        data = json.loads(raw)
-        req = parse_skill_request(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, PayloadError) as exc:
+        req = decode_skill_request(raw)
+    except PayloadError as exc:
         metrics.skill_replies.labels("bad_request").inc()
-        reason = str(exc) if isinstance(exc, PayloadError) else "malformed JSON"
         log.warning(
-            "kakao skill: bad request: %s", reason, extra={"shop": shop.slug, "bytes": len(raw)}
+            "kakao skill: bad request: %s", exc, extra={"shop": shop.slug, "bytes": len(raw)}
         )
         return _answer(400, texts.render("not_understood"))
     if req.bot_id != shop.kakao.bot_id:
