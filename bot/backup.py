@@ -5,17 +5,21 @@ consistent copy made with SQLite's online backup API, safe while dangol is servi
 checked with `PRAGMA integrity_check` before it is packed — the photos directory as
 `uploads/`, and the config file (secrets are not in it: they live in the environment).
 The archive is written under a temporary name and renamed, so a backup that exists is
-complete. PostgreSQL has its own tool for this (pg_dump); this covers the embedded default.
+complete. It holds every customer's data, so it is readable by its owner only (0600), and a
+backups directory it creates is 0700. PostgreSQL has its own tool for this (pg_dump); this
+covers the embedded default.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from bot.config import Settings
 from bot.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, sqlite_path
@@ -46,7 +50,7 @@ def make_backup(settings: Settings, config_file: Path, into: Path, now: datetime
     source = Path(sqlite_path(settings.database.url))
     if not source.is_file():
         raise BackupError(f"no database at {source}: nothing to back up yet")
-    into.mkdir(parents=True, exist_ok=True)
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = into / f"dangol-{now:%Y%m%d-%H%M%S}.tar.gz"
     if target.exists():
         raise BackupError(f"{target} exists already")
@@ -55,13 +59,19 @@ def make_backup(settings: Settings, config_file: Path, into: Path, now: datetime
         copy = Path(work) / DATABASE_NAME
         _copy_database(source, copy)
         partial = Path(work) / target.name
-        with tarfile.open(partial, "w:gz") as archive:
+        with _private_file(partial) as out, tarfile.open(fileobj=out, mode="w:gz") as archive:
             archive.add(copy, DATABASE_NAME)
             photos = _add_photos(archive, photos_dir)
             archive.add(config_file, CONFIG_NAME)
         partial.replace(target)
         size = copy.stat().st_size
     return Backup(target, size, photos)
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only its owner can read: the archive is every customer's data. Created
+    0600 rather than narrowed afterwards, so there is no moment another user could open it."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _copy_database(source: Path, copy: Path) -> None:

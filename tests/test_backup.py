@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import tarfile
 import threading
 from pathlib import Path
@@ -122,3 +124,24 @@ def test_backup_without_a_database_is_one_line(
         err.strip()
         == f"dangol: backup: no database at {tmp_path / 'var' / 'dangol.db'}: nothing to back up yet"
     )
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask-022", "umask-000"])
+def test_backup_archive_is_readable_by_its_owner_only(
+    capsys: pytest.CaptureFixture[str], installed: Path, tmp_path: Path, umask: int
+) -> None:
+    # The archive is the whole customer database: not for every user of the machine, whatever
+    # the umask of the shell that ran the backup.
+    previous = os.umask(umask)
+    try:
+        code, _, err = run(
+            capsys, "backup", "--config", str(installed), "--to", str(tmp_path / "bk")
+        )
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    (archive_path,) = (tmp_path / "bk").iterdir()
+    assert stat.S_IMODE(archive_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "bk").stat().st_mode) == 0o700  # created by the backup
+    with tarfile.open(archive_path) as archive:
+        assert "dangol.db" in archive.getnames()
