@@ -163,7 +163,7 @@ _held = (
 
 # Three IN lists rather than one IN of (shop, kind, value) tuples: SQLite searches the
 # unique index with these but scans the table for tuples. The cross product may find
-# more rows than were asked for; `_look_up` keeps the ones asked for.
+# more rows than were asked for; `_stored_state` keeps the ones asked for.
 STATE = (
     sa.select(
         ident.c.shop_id,
@@ -206,7 +206,21 @@ def _per_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
     return {"sqlite": build(sqlite.insert), "postgresql": build(postgresql.insert)}
 
 
-INSERT_IDENTITIES = _per_dialect(lambda insert: insert(ident).on_conflict_do_nothing())
+INSERT_IDENTITIES = _per_dialect(
+    lambda insert: (
+        insert(ident)
+        .on_conflict_do_nothing()
+        .returning(ident.c.shop_id, ident.c.kind, ident.c.value)
+    )
+)
+# A customer created for an address another process stored first: what it was given moves
+# to that process's customer, and it goes.
+MOVE_ADDRESSES = (
+    sa.update(ident)
+    .where(ident.c.customer_id == sa.bindparam("orphan"))
+    .values(customer_id=sa.bindparam("customer"))
+)
+DROP_CUSTOMER = sa.delete(customers).where(customers.c.id == sa.bindparam("orphan"))
 INSERT_INBOUND = _per_dialect(
     lambda insert: (
         insert(msg_t)
@@ -378,17 +392,21 @@ class _Customers:
 
 def _continued(a: Arrival, row: _StateRow) -> _Thread:
     """The open conversation found in the database."""
-    return _Thread(
-        first=a,
-        customer_id=row.customer_id,
-        conversation_id=row.conversation_id,
-        waiting_since=row.waiting_since,
-        complaint=bool(row.complaint),
-        last_digest=row.last_inbound_digest,
-        last_at=row.last_inbound_at,
-        last_message=row.last_inbound_message_id,
-        mailbox=row.mailbox,
-    )
+    thread = _Thread(first=a, customer_id=None, conversation_id=None)
+    _carry_on(thread, row)
+    return thread
+
+
+def _carry_on(thread: _Thread, row: _StateRow) -> None:
+    """Make `thread` the stored customer's, and their open conversation (if any) its own."""
+    thread.customer_id = row.customer_id
+    thread.conversation_id = row.conversation_id
+    thread.waiting_since = row.waiting_since
+    thread.complaint = bool(row.complaint)
+    thread.last_digest = row.last_inbound_digest
+    thread.last_at = row.last_inbound_at
+    thread.last_message = row.last_inbound_message_id
+    thread.mailbox = row.mailbox
 
 
 # --------------------------------------------------------------------------- receiving
@@ -411,22 +429,26 @@ def _look_up(
     conn: Connection, arrivals: list[Arrival]
 ) -> tuple[dict[IdentityKey, _StateRow], dict[int, OwnerState]]:
     """Each looked-up address's customer and open conversation; each shop's owner status."""
-    wanted = {_first_identity(a) for a in arrivals}
+    known = _stored_state(conn, {_first_identity(a) for a in arrivals})
     shop_ids = sorted({a.shop_id for a in arrivals})
-    rows = conn.execute(
-        STATE,
-        {
-            "shop_ids": shop_ids,
-            "kinds": sorted({kind for _, kind, _ in wanted}),
-            "values": sorted({value for _, _, value in wanted}),
-        },
-    )
-    known = {key: row for row in rows if (key := (row.shop_id, row.kind, row.value)) in wanted}
     owners = {
         row.id: OwnerState(row.owner_status, row.owner_busy_until)
         for row in conn.execute(OWNERS, {"shop_ids": shop_ids})
     }
     return known, owners
+
+
+def _stored_state(conn: Connection, wanted: set[IdentityKey]) -> dict[IdentityKey, _StateRow]:
+    """The customer and open conversation of each address in `wanted` that is stored."""
+    rows = conn.execute(
+        STATE,
+        {
+            "shop_ids": sorted({shop_id for shop_id, _, _ in wanted}),
+            "kinds": sorted({kind for _, kind, _ in wanted}),
+            "values": sorted({value for _, _, value in wanted}),
+        },
+    )
+    return {key: row for row in rows if (key := (row.shop_id, row.kind, row.value)) in wanted}
 
 
 def resolve_customers(
@@ -435,8 +457,10 @@ def resolve_customers(
     """Each arrival with its thread; new customers, addresses and conversations stored."""
     who = _Customers(known)
     messages = [_Message(a, who.thread_of(a)) for a in arrivals]
-    _create_customers(conn, [t for t in who.threads if t.customer_id is None])
-    _record_addresses(conn, who.addresses)
+    newcomers = [t for t in who.threads if t.customer_id is None]
+    _create_customers(conn, newcomers)
+    recorded = _record_addresses(conn, who.addresses)
+    _join_first_writers(conn, [t for t in newcomers if _first_identity(t.first) not in recorded])
     _open_conversations(conn, [t for t in who.threads if t.conversation_id is None])
     return messages
 
@@ -468,9 +492,12 @@ def _create_customers(conn: Connection, newcomers: list[_Thread]) -> None:
         unnamed[row.shop_id, row.created_at].pop().customer_id = row.id
 
 
-def _record_addresses(conn: Connection, addresses: list[tuple[_Thread, IdentityKey]]) -> None:
+def _record_addresses(
+    conn: Connection, addresses: list[tuple[_Thread, IdentityKey]]
+) -> set[IdentityKey]:
+    """Store the addresses no one has yet; returns those stored (the others were taken)."""
     if not addresses:
-        return
+        return set()
     seen: set[IdentityKey] = set()
     rows = []
     for t, key in addresses:
@@ -487,7 +514,31 @@ def _record_addresses(conn: Connection, addresses: list[tuple[_Thread, IdentityK
                 "created_at": t.first.received_at,
             }
         )
-    conn.execute(INSERT_IDENTITIES[conn.dialect.name], rows)
+    # In one order everywhere, so two transactions writing the same addresses cannot each
+    # hold one the other waits for (a deadlock on PostgreSQL).
+    rows.sort(key=lambda r: (r["shop_id"], r["kind"], r["value"]))
+    stored = conn.execute(INSERT_IDENTITIES[conn.dialect.name], rows)
+    return {(row.shop_id, row.kind, row.value) for row in stored}
+
+
+def _join_first_writers(conn: Connection, lost: list[_Thread]) -> None:
+    """New customers whose address another process stored first — it received the same
+    person between our look-up and our write (two instances on one PostgreSQL). Theirs
+    is the customer: our thread carries on with it and its open conversation, and the
+    customer row we made is dropped instead of lingering with no address and an empty
+    conversation. Rare, so the extra statements are paid only here."""
+    if not lost:
+        return
+    found = _stored_state(conn, {_first_identity(t.first) for t in lost})
+    moves = []
+    for t in lost:
+        row = found.get(_first_identity(t.first))
+        if row is None:  # the conflicting row is committed, so visible: this cannot happen
+            raise LookupError("an address taken by another transaction is not to be found")
+        moves.append({"orphan": t.customer_id, "customer": row.customer_id})
+        _carry_on(t, row)
+    conn.execute(MOVE_ADDRESSES, moves)
+    conn.execute(DROP_CUSTOMER, moves)
 
 
 def _open_conversations(conn: Connection, opening: list[_Thread]) -> None:
