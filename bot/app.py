@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     )
     app.cleanup_ctx.extend([_database, _live, _background, _http, _providers, _ticks])
     app.on_startup.append(_fetch_interrupted_photos)
+    app.on_shutdown.append(_stop_ticks)
     app.on_shutdown.append(_end_live_streams)
     app.on_shutdown.append(_interrupt_background)
 
@@ -118,6 +119,13 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     app[keys.LIVE] = hub
     yield
     await hub.close()
+
+
+async def _stop_ticks(app: web.Application) -> None:
+    # SIGTERM: the dispatcher claims nothing more from this moment, while the server still
+    # waits for its requests; the ticks' cleanup then waits for the batch it holds.
+    if keys.TICKS in app:
+        app[keys.TICKS].stop()
 
 
 async def _end_live_streams(app: web.Application) -> None:

@@ -80,6 +80,7 @@ class Ticks:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopping = False
+        self._on_stop: list[Callable[[], None]] = []
         self.housekeeping: Housekeeping | None = None
 
     @classmethod
@@ -95,6 +96,7 @@ class Ticks:
         ticks = cls([*static_ticks(dispatcher, outbox, housekeeping), *planners])
         ticks.housekeeping = housekeeping
         dispatcher.set_waker(lambda: ticks.wake("dispatch"))
+        ticks.on_stop(dispatcher.stop_claiming)
         return ticks
 
     @property
@@ -135,6 +137,23 @@ class Ticks:
         self._stopping = False
         self._scheduler.start()
 
+    def on_stop(self, hook: Callable[[], None]) -> None:
+        """Have `stop` call `hook`: how a running tick hears it must wind down."""
+        self._on_stop.append(hook)
+
+    def stop(self) -> None:
+        """Start nothing from now on, and tell the ticks under way to wind down: the
+        dispatcher claims no more rows. Call it as soon as the process is asked to stop
+        (SIGTERM), not only once the server has finished its requests; `shutdown` then
+        waits for what is under way."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._scheduler.running:
+            self._scheduler.pause()
+        for hook in self._on_stop:
+            hook()
+
     def wake(self, name: str) -> None:
         """Run tick `name` now (or right after its current run) instead of at its next time."""
         tick = self._ticks.get(name)
@@ -153,8 +172,7 @@ class Ticks:
         """Stop scheduling, let running ticks finish (cancel them after `wait_seconds`)."""
         if not self._scheduler.running:
             return
-        self._stopping = True
-        self._scheduler.pause()
+        self.stop()
         if self._tasks:
             _, late = await asyncio.wait(set(self._tasks), timeout=wait_seconds)
             for task in late:

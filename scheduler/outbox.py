@@ -601,12 +601,18 @@ class Dispatcher:
         # Told (shop id, message id, status) when a message's delivery state is recorded:
         # the app passes it on to the consoles.
         self.on_message_status: Callable[[int, int, str], None] | None = None
+        # Set at shutdown (`stop_claiming`): no row is claimed from then on.
+        self.stopping = asyncio.Event()
 
     # -- waking up
 
     def set_waker(self, waker: Callable[[], None] | None) -> None:
         """What `on_enqueued` calls: the ticks loop's "run dispatch now"."""
         self._waker = waker
+
+    def stop_claiming(self) -> None:
+        """At shutdown: claim no more rows; a tick under way finishes those it holds."""
+        self.stopping.set()
 
     def on_enqueued(self) -> None:
         """Call after committing new outbox rows, so they go out now, not on the next tick."""
@@ -617,8 +623,8 @@ class Dispatcher:
 
     async def tick(self) -> int:
         """Reconcile open outcomes, then claim, send and record due rows. Returns rows handled."""
-        handled = await self.reconcile()
-        claimed = await self.claim()
+        handled = await self.reconcile() if not self.stopping.is_set() else 0
+        claimed = await self.claim() if not self.stopping.is_set() else []
         self.last_claimed = len(claimed)
         if claimed:
             outcomes = await self.deliver(claimed)
@@ -629,6 +635,8 @@ class Dispatcher:
         """Tick until a claim comes back short of a full batch (bounded)."""
         total = 0
         for _ in range(max_rounds):
+            if self.stopping.is_set():
+                break
             total += await self.tick()
             if self.last_claimed < self.config.batch_size:
                 break
