@@ -69,7 +69,11 @@ async def skill(request: web.Request) -> web.Response:
     # a skill request, and is refused before it is read, let alone stored.
     if request.content_type != "application/json":
         metrics.skill_replies.labels("not_json").inc()
-        log.warning("kakao skill: body is not application/json; refused", extra={"shop": shop.slug})
+        log.warning(
+            "kakao skill: content type %r is not application/json; refused",
+            request.content_type[:60],
+            extra={"shop": shop.slug},
+        )
         return _answer(415, texts.render("not_understood"))
     try:
         raw = await request.read()
