@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from bot.config import LoggingConfig
-from bot.phone import mask_in_text
+from providers.masking import mask_in_text
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is structured data.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}

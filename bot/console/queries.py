@@ -32,7 +32,8 @@ from bot.models import (
     SavedReply,
     Shop,
 )
-from bot.phone import mask, to_domestic
+from bot.phone import to_domestic
+from providers.masking import mask_phone
 
 PAGE_SIZE = 50
 PREVIEW_CHARS = 120
@@ -590,7 +591,7 @@ async def customer(
         tier=row.tier,
         tags=clean_tags(row.tags),
         notes=row.notes or "",
-        phone_masked=mask(to_domestic(phone)) if phone else None,
+        phone_masked=mask_phone(to_domestic(phone)) if phone else None,
         channels=sorted({a.kind for a in addresses}),
         marketing=consents.get("marketing"),
         night=consents.get("night"),
