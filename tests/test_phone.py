@@ -15,7 +15,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumber, PhoneNumberFormat, PhoneNumberMatcher
 
-from bot.logs import MaskPhones, TextFormatter
+from bot.logs import Redact, TextFormatter
 from bot.phone import PhoneError, to_domestic, to_e164
 from providers.masking import mask_in_text
 from providers.masking import mask_phone as mask
@@ -56,7 +56,7 @@ def test_log_lines_never_show_a_whole_number() -> None:
         "x", logging.INFO, "f", 1, "sent to %s and %s", ("010-9876-5432", "+14155550123"), None
     )
     record.phone = "01098765432"
-    MaskPhones().filter(record)
+    Redact().filter(record)
     line = TextFormatter().format(record)
     assert "9876" not in line
     assert "5550123" not in line
