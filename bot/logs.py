@@ -33,6 +33,8 @@ def _redact_value(value: Any) -> Any:
         return redact(value)
     if isinstance(value, dict):  # the access log's request_header / response_header
         return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
     return value
 
 

@@ -75,6 +75,18 @@ async def test_the_access_log_masks_the_webhook_token_and_photo_links(
     assert "5555-6666" not in err
 
 
+def test_structured_extras_are_redacted_too(
+    installed: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    installed("json")
+    extra = {"to": "+82 10 5555 6666", "tried": ["821055556666"], "headers": {"path": "/p/x.jpg"}}
+    logging.getLogger("dangol.test").info("sending", extra=extra)
+    entry = json.loads(capsys.readouterr().err)
+    assert entry["to"] == "010-****-6666"
+    assert entry["tried"] == ["010-****-6666"]
+    assert entry["headers"] == {"path": "/p/********"}
+
+
 def test_redact_keeps_the_rest_of_the_line() -> None:
     line = '127.0.0.1 [22/Nov/2026:17:13:36 +0900] "POST /hooks/solapi/demo/abc123 HTTP/1.1" 200'
     assert logs.redact(line) == line.replace("abc123", "********")
