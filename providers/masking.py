@@ -64,7 +64,7 @@ _PHONE_IN_TEXT = re.compile(
     # Not glued to a longer number, a word of Latin letters (ids, hashes) or a decimal
     # fraction. Hangul may touch it: "010-1234-5678로 연락 주세요".
     r"(?<![\dA-Za-z_+])(?<!\d[.,])"
-    rf"(?:(?P<kr_lead>{_KR_LEAD})(?P<kr>{_KR_NATIONAL})|(?P<intl>{_INTERNATIONAL}))"
+    rf"(?:(?:{_KR_LEAD})(?P<kr>{_KR_NATIONAL})|(?P<intl>{_INTERNATIONAL}))"
     r"(?![\dA-Za-z_])"
 )
 _DIGITS = re.compile(r"\d")
