@@ -17,6 +17,7 @@ import secrets
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{args.config}: OK — {len(settings.shops)} shop(s): {shops}; database: {engine}; "
         f"providers: {', '.join(settings.providers)}"
     )
+    for warning in unheard_owners(settings):
+        print(f"warning: {warning}")
     return 0
+
+
+# Providers that reach nobody: "console" writes a log line, "fake" is for tests.
+NOT_A_CHANNEL = frozenset({"console", "fake"})
+# The example's line and the comment lines that continue it (indented past the `#`).
+NOTIFY_VIA_LINE = re.compile(r"(?m)^notify_via = \[\"console\"\].*(?:\n#   .*)*")
+NOTIFY_VIA_INIT = """\
+# NOT A NOTIFICATION YET: "console" only writes a line in dangol's log, and the owner hears
+# of no customer. Configure SOLAPI or Twilio above, then set notify_via = ["solapi"] (or
+# ["twilio"]) to text `phone`; `dangol check-config` warns until then.
+notify_via = ["console"]"""
+
+
+def unheard_owners(settings: Settings) -> list[str]:
+    """One line per shop whose owner is told of new customers by no real channel."""
+    return [
+        f"shop {shop.slug}: owner notices go only to the log (notify_via = "
+        f'{list(shop.owner.notify_via)}) — set [shops.owner] notify_via to "solapi" or '
+        f'"twilio" so the owner hears of new customers'
+        for shop in settings.shops
+        if not set(shop.owner.notify_via) - NOT_A_CHANNEL
+    ]
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -196,14 +221,16 @@ async def _upgrade(settings: Settings) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = config_mod.load(args.config)
-    _serve(settings)
+    _serve(settings, warnings=unheard_owners(settings))
     return 0
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
     from bot.app import create_app  # imported late: check-config should not pay for it
 
     logs.setup(settings.logging)
+    for warning in warnings:
+        logging.getLogger("dangol").warning(warning)
     app = create_app(settings)
     app.on_startup.append(_settle_garbage_collector)
     print(f"dangol: serving on http://{settings.server.host}:{settings.server.port}", flush=True)
@@ -225,11 +252,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name in sorted(set(config_mod.iter_secret_env_names(path))):
         # The demo needs no real secrets: invent any that are not set, for this process only.
         os.environ.setdefault(name, secrets.token_urlsafe(24))
-    settings = config_mod.load(path)
-    if args.port:
-        from dataclasses import replace
-
-        settings = replace(settings, server=replace(settings.server, port=args.port))
+    settings = demo_settings(config_mod.load(path), args.port)
     asyncio.run(_prepare(settings))
     if settings.server.simulator:
         print(
@@ -241,6 +264,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_settings(settings: Settings, port: int | None = None) -> Settings:
+    """The demo shows what the console provider would send, bodies included — a real
+    install's console provider logs no body (`show_text` is false unless set)."""
+    console = {"show_text": True, **settings.providers.get("console", {})}
+    settings = replace(settings, providers={**settings.providers, "console": console})
+    if port:
+        settings = replace(settings, server=replace(settings.server, port=port))
+    return settings
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.config)
     if target.exists():
@@ -250,6 +283,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             raise CliError(f"example config not found at {EXAMPLE}")
         text = EXAMPLE.read_text("utf-8")
         text = re.sub(r"(?m)^simulator = true", "simulator = false", text)
+        text = NOTIFY_VIA_LINE.sub(lambda _: NOTIFY_VIA_INIT, text)
         target.write_text(text, "utf-8")
         print(f"wrote {target} — edit the shop's name, hours, FAQ and Kakao settings")
     missing = [
@@ -263,6 +297,8 @@ def cmd_init(args: argparse.Namespace) -> int:
             print(f"  export {name}={value}")
     settings = config_mod.load(target)
     asyncio.run(_prepare(settings))
+    for warning in unheard_owners(settings):
+        print(f"warning: {warning}")
     print(f"ready: dangol serve --config {target}")
     return 0
 

@@ -1,29 +1,55 @@
-"""Structured logs that never show a whole phone number."""
+"""Structured logs that never show a whole phone number or a secret in a URL path."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.config import LoggingConfig
-from bot.phone import mask_in_text
+from providers.masking import mask_in_text
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is structured data.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
+# URL paths whose last segment is a credential (bot/app.py's routes), as the access log,
+# a Referer header or an error message may carry them: the SOLAPI report webhook's token
+# (whoever has it can post delivery reports) and a photo's capability link `/p/<name>`
+# (whoever has it sees the customer's photo).
+_SECRET_IN_PATH = re.compile(r"(/hooks/solapi/[^/\s?#\"']+/|/p/)[^/\s?#\"']+")
 
-class MaskPhones(logging.Filter):
-    """Masks phone numbers in the message and in structured extras, whatever logger wrote them."""
+
+def redact(text: str) -> str:
+    """`text` with phone numbers and secret path segments masked."""
+    if "/" in text:
+        text = _SECRET_IN_PATH.sub(r"\1********", text)
+    return mask_in_text(text)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):  # the access log's request_header / response_header
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+class Redact(logging.Filter):
+    """Masks phone numbers and secret path segments in the message and in structured
+    extras, whatever logger wrote them (aiohttp's access log included)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_in_text(message)
+        masked = redact(message)
         if masked != message or record.args:
             record.msg, record.args = masked, None
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and isinstance(value, str):
-                record.__dict__[key] = mask_in_text(value)
+            if key not in _STANDARD:
+                record.__dict__[key] = _redact_value(value)
         return True
 
 
@@ -41,7 +67,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["error"] = mask_in_text(self.formatException(record.exc_info))
+            entry["error"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
@@ -56,13 +82,13 @@ class TextFormatter(logging.Formatter):
         }
         if extras:
             line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
-        return mask_in_text(line) if record.exc_info else line
+        return redact(line) if record.exc_info else line
 
 
 def setup(cfg: LoggingConfig) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if cfg.format == "json" else TextFormatter())
-    handler.addFilter(MaskPhones())
+    handler.addFilter(Redact())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(cfg.level)

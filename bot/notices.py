@@ -9,6 +9,13 @@ plain text.
 
 The template's variables, for registering it at Kakao (values in the examples):
 ``#{가게}`` 한빛설비 · ``#{종류}`` 새 문의 · ``#{고객}`` 고객 #12 · ``#{내용}`` 에어컨에서 물이 새요
+
+A notice must always be sendable, whatever the customer typed. The plain text goes as it is
+and each channel makes it fit: SOLAPI's SMS, which cannot carry an emoji, puts □ in its place
+for the owner (providers/sms_text.py) where it would refuse a customer's message. ``#{내용}``
+is made to fit here, as AlimTalk falls back to an SMS built from it. A notice that fails all
+the same is shown in the console (bot/console/queries.py `failed_notices`) for as long as
+its customer waits.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import ShopConfig
+from providers.sms_text import UNSHOWN, to_cp949_text
 from scheduler.outbox import outbox_row
 
 EXCERPT = 60  # characters of the customer's words in #{내용}
@@ -40,7 +48,7 @@ def owner_notices(
     owner = shop.owner
     payload: dict[str, Any] = {"text": text, "conversation_id": conversation_id}
     if owner.alimtalk_template:
-        one_line = " ".join(content.split())
+        one_line = to_cp949_text(" ".join(content.split()), replace_with=UNSHOWN)
         payload["template"] = owner.alimtalk_template
         payload["variables"] = {
             "가게": shop.name,

@@ -15,7 +15,6 @@ import difflib
 import email.utils
 import enum
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,32 +23,13 @@ from typing import Any, ClassVar, Literal
 
 import aiohttp
 
+# The one phone masker (re-exported: adapters and the outbox import it from here).
+from providers.masking import mask_in_text as mask_in_text
+from providers.masking import mask_phone as mask_phone
+
 # --------------------------------------------------------------------------- masking
 
-_DIGITS = re.compile(r"\d")
-# Phone-number-like runs in free text: +82 10-1234-5678, 010.1234.5678, 01012345678.
-_PHONE_IN_TEXT = re.compile(r"(?<![\w])(\+?\d[\d\-. ]{6,}\d)(?![\w])")
 _SECRET_WORDS = ("secret", "token", "key", "password")
-
-
-def mask_phone(number: str) -> str:
-    """010-****-3333 for Korean numbers (E.164 or domestic), +141****0123 for others."""
-    digits = "".join(_DIGITS.findall(number))
-    if len(digits) < 7:
-        return "*" * len(number)
-    if number.startswith("+82"):
-        national = "0" + digits[2:]
-    elif number.startswith("+") or not digits.startswith("0"):
-        return f"+{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
-    else:
-        national = digits
-    head = 2 if national.startswith("02") else 3
-    return f"{national[:head]}-{'*' * (len(national) - head - 4)}-{national[-4:]}"
-
-
-def mask_in_text(text: str) -> str:
-    """Mask every phone-number-like run in free text (vendor error messages, log lines)."""
-    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(1)), text)
 
 
 def mask_key(value: str) -> str:

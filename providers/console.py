@@ -1,8 +1,10 @@
 """The embedded default: "delivers" by writing a log line, so a demo needs no vendor account.
 
-Showing the text is this provider's whole point, so unlike every other log line in dangol
-its lines carry the message body — clearly marked `[console]`. Turn that off with
-`show_text = false` when the console provider stands in on a real install.
+Its line says what went where (purpose, masked recipient). The message body — a customer's
+words, in an owner notice — is left out unless `show_text = true`: `dangol demo` turns it on
+so the demo shows what would be sent; a real install, where this provider may be the
+owner's only channel (`dangol init` says so), keeps bodies out of the log like every other
+line.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class ConsoleProvider(Provider):
     rate_per_second = None
     options_spec: ClassVar[Mapping[str, Option]] = {
         "history": Option(int, default=200, minimum=1, help="sent messages kept in memory"),
-        "show_text": Option(bool, default=True, help="print message bodies in the log line"),
+        "show_text": Option(
+            bool, default=False, help="print message bodies in the log line (the demo's)"
+        ),
     }
 
     def __init__(

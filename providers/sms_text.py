@@ -10,6 +10,11 @@ variation selectors dropped) or, when no honest substitute exists (emoji, ✓ �
 is refused with `UnsendableText` naming the characters. It is never sent with "?" in place
 of what the owner wrote.
 
+One exception, asked for by the caller with ``replace_with=UNSHOWN``: a notice *to the
+owner* quotes what a customer wrote, and a customer's "😊" must not cost the owner the
+notice. There each character without a substitute becomes "□" (a run of them, one) — a
+visible gap the owner reads as "something here", with the whole message in the console.
+
 Over the LMS limit (2000 bytes) the text is refused, not split and not truncated: a split
 LMS arrives as separate, possibly reordered messages billed twice, and an outbox row stands
 for exactly one vendor message with one id and one delivery report. 2000 bytes is about
@@ -21,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+UNSHOWN = "□"  # KS X 1001 white square: stands for what SMS cannot carry, in owner notices
 SMS_MAX_BYTES = 90
 LMS_MAX_BYTES = 2000
 SUBJECT_MAX_BYTES = 40
@@ -67,8 +73,9 @@ def _encodable(char: str) -> bool:
     return True
 
 
-def to_cp949_text(text: str) -> str:
-    """`text` with substitutes applied; UnsendableText if a character has none."""
+def to_cp949_text(text: str, *, replace_with: str | None = None) -> str:
+    """`text` with substitutes applied; UnsendableText if a character has none — or, with
+    `replace_with`, that instead of each run of such characters."""
     out: list[str] = []
     bad: list[str] = []
     for char in text.replace("\r\n", "\n"):
@@ -76,6 +83,9 @@ def to_cp949_text(text: str) -> str:
             out.append(char)
         elif char in SUBSTITUTES:
             out.append(SUBSTITUTES[char])
+        elif replace_with is not None:
+            if not out or out[-1] != replace_with:
+                out.append(replace_with)
         elif char not in bad:
             bad.append(char)
     if bad:
@@ -111,9 +121,9 @@ class SizedText:
     size: int  # CP949 bytes of `text`
 
 
-def _body(text: str) -> tuple[str, int]:
+def _body(text: str, replace_with: str | None) -> tuple[str, int]:
     """The text as carriers take it and its size; UnsendableText if empty or over 2000."""
-    body = to_cp949_text(text)
+    body = to_cp949_text(text, replace_with=replace_with)
     if not body.strip():
         raise UnsendableText("보낼 내용이 비어 있어요", code="empty")
     size = cp949_len(body)
@@ -125,26 +135,31 @@ def _body(text: str) -> tuple[str, int]:
     return body, size
 
 
-def _subject(body: str, subject: str | None) -> str | None:
-    title = to_cp949_text(subject).strip() if subject else ""
+def _subject(body: str, subject: str | None, replace_with: str | None) -> str | None:
+    title = to_cp949_text(subject, replace_with=replace_with).strip() if subject else ""
     title = cut_bytes(" ".join(title.split()), SUBJECT_MAX_BYTES) if title else make_subject(body)
     return title or None
 
 
-def size_text(text: str, subject: str | None = None) -> SizedText:
+def size_text(
+    text: str, subject: str | None = None, *, replace_with: str | None = None
+) -> SizedText:
     """SMS when ≤ 90 bytes (a subject is dropped: SMS cannot carry one, 1013), else LMS
-    ≤ 2000 bytes with a subject ≤ 40 bytes (given, or made from the first line)."""
-    body, size = _body(text)
+    ≤ 2000 bytes with a subject ≤ 40 bytes (given, or made from the first line).
+    `replace_with`: see `to_cp949_text` (owner notices only)."""
+    body, size = _body(text, replace_with)
     if size <= SMS_MAX_BYTES:
         return SizedText("SMS", body, None, size)
-    return SizedText("LMS", body, _subject(body, subject), size)
+    return SizedText("LMS", body, _subject(body, subject, replace_with), size)
 
 
-def size_mms_text(text: str, subject: str | None = None) -> SizedText:
+def size_mms_text(
+    text: str, subject: str | None = None, *, replace_with: str | None = None
+) -> SizedText:
     """The text of an MMS: ≤ 2000 bytes like an LMS, subject ≤ 40 bytes. A subject is
     made from the first line only for a text longer than an SMS: a short caption under a
     photo needs no title repeating it (SOLAPI's MMS subject is optional)."""
-    body, size = _body(text)
+    body, size = _body(text, replace_with)
     if subject or size > SMS_MAX_BYTES:
-        return SizedText("MMS", body, _subject(body, subject), size)
+        return SizedText("MMS", body, _subject(body, subject, replace_with), size)
     return SizedText("MMS", body, None, size)

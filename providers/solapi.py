@@ -94,7 +94,7 @@ from providers.korean_ads import (
     check_ad_marking,
     seconds_outside_hours,
 )
-from providers.sms_text import UnsendableText, size_mms_text, size_text
+from providers.sms_text import UNSHOWN, UnsendableText, size_mms_text, size_text
 
 log = logging.getLogger("dangol.providers.solapi")
 
@@ -454,8 +454,12 @@ class SolapiProvider(Provider):
                 "SOLAPI는 사진 파일을 올려서 보내요: 사진 주소만으로는 보낼 수 없어요",
                 code="no_image_file",
             )
+        # A notice to the owner quotes the customer: an emoji there becomes □ rather than
+        # cost the owner the notice. A customer is never sent a stand-in (sms_text).
+        unshown = UNSHOWN if msg.recipient.owner else None
         try:
-            sized = (size_mms_text if msg.image_path else size_text)(msg.text, msg.subject)
+            size = size_mms_text if msg.image_path else size_text
+            sized = size(msg.text, msg.subject, replace_with=unshown)
         except UnsendableText as exc:
             raise PermanentError(exc.reason, code=exc.code) from None
         if not msg.informational:

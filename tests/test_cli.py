@@ -16,9 +16,11 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from bot.cli import EXAMPLE, main
+from bot import config as config_mod
+from bot.cli import EXAMPLE, demo_settings, main
 from bot.db import Database
 from bot.models import Shop, User
+from providers.console import ConsoleProvider
 
 DANGOL = [sys.executable, "-m", "bot"]
 
@@ -36,6 +38,36 @@ def test_check_config_accepts_the_example(
     code, out, _ = run(capsys, "check-config", "--config", str(EXAMPLE))
     assert code == 0
     assert "OK — 1 shop(s): demo" in out
+
+
+def test_check_config_warns_while_no_real_channel_notifies_the_owner(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    monkeypatch.setenv("DANGOL_TWILIO_AUTH_TOKEN", "t")
+    code, out, _ = run(capsys, "check-config", "--config", str(EXAMPLE))
+    assert code == 0
+    assert "warning: shop demo: owner notices go only to the log" in out
+
+    real = tmp_path / "config.toml"
+    text = EXAMPLE.read_text("utf-8").replace('notify_via = ["console"]', 'notify_via = ["twilio"]')
+    text += (
+        '\n[providers.twilio]\naccount_sid = "AC1"\nauth_token_env = "DANGOL_TWILIO_AUTH_TOKEN"\n'
+        'from_number = "+14155550199"\n'
+    )
+    real.write_text(text, "utf-8")
+    code, out, _ = run(capsys, "check-config", "--config", str(real))
+    assert code == 0
+    assert "warning" not in out
+
+
+def test_only_the_demo_prints_message_bodies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    settings = config_mod.load(EXAMPLE)
+    assert ConsoleProvider(settings.providers["console"]).options["show_text"] is False
+    demo = demo_settings(settings, 9000)
+    assert ConsoleProvider(demo.providers["console"]).options["show_text"] is True
+    assert demo.server.port == 9000
 
 
 def test_bad_config_is_one_line_without_traceback(
@@ -68,7 +100,11 @@ def test_init_writes_config_migrates_and_creates_the_owner_once(
     assert code == 0
     assert "export DANGOL_DEMO_SKILL_SECRET=" in out
     assert "owner account for 한빛설비: username demo  password " in out
-    assert "simulator = false" in target.read_text("utf-8")
+    written = target.read_text("utf-8")
+    assert "simulator = false" in written
+    # The owner's notices go nowhere yet: init says so, in its output and in the file.
+    assert "warning: shop demo: owner notices go only to the log" in out
+    assert '# NOT A NOTIFICATION YET: "console" only writes a line in dangol\'s log' in written
 
     code, out, _ = run(capsys, "init", "--config", str(target))
     assert code == 0

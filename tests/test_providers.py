@@ -195,7 +195,7 @@ def test_mask_in_text_and_value_reprs_hide_numbers_and_bodies() -> None:
 
 
 async def test_console_logs_a_masked_phone_and_the_text(caplog: pytest.LogCaptureFixture) -> None:
-    console = ConsoleProvider({}, None)
+    console = ConsoleProvider({"show_text": True}, None)  # as `dangol demo` runs it
     caplog.set_level(logging.INFO, logger="dangol.console")
     (result,) = await console.send([outgoing("7", PHONE, "내일 오전 10시 방문\n예정입니다")])
     assert isinstance(result, SendResult)

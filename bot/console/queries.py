@@ -29,10 +29,12 @@ from bot.models import (
     Customer,
     CustomerIdentity,
     Message,
+    OutboxItem,
     SavedReply,
     Shop,
 )
-from bot.phone import mask, to_domestic
+from bot.phone import to_domestic
+from providers.masking import mask_phone
 
 PAGE_SIZE = 50
 PREVIEW_CHARS = 120
@@ -56,12 +58,29 @@ def local(dt: datetime | None, tz: ZoneInfo) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class FailedNotice:
+    """A notice to the owner that could not be sent, about a customer still waiting."""
+
+    conversation_id: int
+    customer_id: int
+    provider: str
+    error: str
+    at: datetime  # local: when it was given up
+
+
+@dataclass(frozen=True)
 class Header:
-    """What every signed-in page shows at the top: the owner's status and who is waiting."""
+    """What every signed-in page shows at the top: the owner's status, who is waiting, and
+    the owner's notices that failed — the owner was never told of those customers."""
 
     owner_status: str  # available | on_site | off
     busy_until: datetime | None  # local
     waiting: int  # conversations waiting for an answer right now
+    failed_notices: tuple[FailedNotice, ...] = ()
+
+
+FAILED_NOTICES_SHOWN = 5
+_NOTICE_CONVERSATION = OutboxItem.payload["conversation_id"].as_integer()
 
 
 async def header(conn: AsyncConnection, viewer: Viewer, now: datetime, tz: ZoneInfo) -> Header:
@@ -75,7 +94,40 @@ async def header(conn: AsyncConnection, viewer: Viewer, now: datetime, tz: ZoneI
             sa.select(sa.func.count()).select_from(C).where(viewer.scope(C.shop_id), _waiting(now))
         )
     ).scalar_one()
-    return Header(row.owner_status, local(row.owner_busy_until, tz), int(waiting))
+    failed = tuple(
+        FailedNotice(
+            r.conversation_id, r.customer_id, r.provider, r.error or "", r.at.astimezone(tz)
+        )
+        for r in await conn.execute(_failed_notices(viewer, now))
+    )
+    return Header(row.owner_status, local(row.owner_busy_until, tz), int(waiting), failed)
+
+
+def _failed_notices(
+    viewer: Viewer, now: datetime
+) -> sa.Select[int, int, str, str | None, datetime]:
+    """Dead owner notices whose customer still waits: shown until someone answers (or
+    resolves, or snoozes) — whatever the reason, the owner should not hear of it late from
+    an angry customer. Dead rows are few, and `status` leads the outbox's due index."""
+    return (
+        sa.select(
+            C.id.label("conversation_id"),
+            C.customer_id,
+            OutboxItem.provider,
+            OutboxItem.last_error.label("error"),
+            OutboxItem.updated_at.label("at"),
+        )
+        .join(C, C.id == _NOTICE_CONVERSATION)
+        .where(
+            viewer.scope(OutboxItem.shop_id),
+            OutboxItem.purpose == "owner_notification",
+            OutboxItem.status == "dead",
+            C.shop_id == OutboxItem.shop_id,
+            _waiting(now),
+        )
+        .order_by(OutboxItem.updated_at.desc(), OutboxItem.id.desc())
+        .limit(FAILED_NOTICES_SHOWN)
+    )
 
 
 def _waiting(now: datetime) -> sa.ColumnElement[bool]:
@@ -590,7 +642,7 @@ async def customer(
         tier=row.tier,
         tags=clean_tags(row.tags),
         notes=row.notes or "",
-        phone_masked=mask(to_domestic(phone)) if phone else None,
+        phone_masked=mask_phone(to_domestic(phone)) if phone else None,
         channels=sorted({a.kind for a in addresses}),
         marketing=consents.get("marketing"),
         night=consents.get("night"),
