@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from test_solapi_webhook import post as post_report
 from test_solapi_webhook import report
 from test_twilio_webhooks import post_signed, twilio_client
 
+from bot import db as db_module
 from bot import keys
 from bot.clock import FrozenClock
 from bot.db import Database, upgrade
@@ -37,9 +39,8 @@ from bot.models import DeliveryEvent, Message, Shop
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 BOUND = 10.0  # seconds: a write that used to be retried for a minute must fail well within
-LONG = (
-    "에어컨 배수관에서 물이 계속 새요. " * 20
-).strip()  # ~400 characters: more than a 512-byte page
+# ~400 characters, more than a 512-byte page holds
+LONG = ("에어컨 배수관에서 물이 계속 새요. " * 20).strip()
 NAME = LONG[:190]  # a shop's name has room for 200
 NOT_STORED = "잠시 후 다시 보내 주세요"
 
@@ -54,7 +55,7 @@ async def db_url(
     text need a page of their own (see the module's docstring)."""
     if request.param == "sqlite":
         path = tmp_path / "dangol.db"
-        with sqlite3.connect(path) as conn:  # the page size is fixed by the first table
+        with closing(sqlite3.connect(path)) as conn:  # the first table fixes the page size
             conn.execute("PRAGMA page_size = 512")
             conn.execute("CREATE TABLE first (x)")
             conn.execute("DROP TABLE first")
@@ -229,6 +230,35 @@ async def test_a_full_disk_fails_writes_at_once_and_the_writer_recovers_by_itsel
         assert database.writer.health.ok
         assert await _slugs(database) == {"big3"}
     finally:
+        await database.close()
+
+
+async def test_a_locked_sqlite_file_is_still_waited_for_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a full disk and its kin fail at once: another process holding the write lock
+    past the busy timeout is waited out as before (and shows as failing meanwhile)."""
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "locked.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade(url)
+    failed = asyncio.Event()
+    database = Database(url, on_commit_failure=lambda _: failed.set())
+    await database.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(database.write(_add_shop("waited")))
+        async with asyncio.timeout(BOUND):
+            await failed.wait()
+        assert "locked" in database.writer.health.error
+        assert not write.done()
+        other.execute("ROLLBACK")
+        async with asyncio.timeout(BOUND):
+            assert await write > 0
+        assert database.writer.health.ok
+    finally:
+        other.close()
         await database.close()
 
 
