@@ -46,7 +46,8 @@ class Metrics:
         self.commit_failures = Counter(
             "dangol_db_commit_failures",
             "Transactions the database failed to commit (disk full, I/O error, connection "
-            "lost); a unit's own error, such as a constraint it violates, is not counted",
+            "lost, a lock held past the busy timeout); a unit's own error, such as a "
+            "constraint it violates, is not counted",
             registry=self.registry,
         )
 

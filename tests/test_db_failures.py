@@ -12,6 +12,7 @@ with SQLITE_FULL. PostgreSQL: a deferred constraint trigger on every table raise
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
@@ -22,7 +23,7 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from conftest import PG_URL, Client, _postgres_schema, shop_table
+from conftest import PG_URL, Client, _postgres_schema, make_settings, shop_table
 from fakes.twilio import inbound_sms_form
 from sqlalchemy.engine import Connection
 from test_kakao_webhook import post as post_skill
@@ -36,6 +37,7 @@ from bot import keys
 from bot.clock import FrozenClock
 from bot.db import Database, upgrade
 from bot.models import DeliveryEvent, Message, Shop
+from bot.texts import Texts
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 BOUND = 10.0  # seconds: a write that used to be retried for a minute must fail well within
@@ -386,3 +388,12 @@ async def test_solapi_hears_503_and_its_resend_is_stored(
         stored = (await conn.execute(sa.select(sa.func.count(DeliveryEvent.id)))).scalar_one()
     assert stored == 3
     assert (await health(client))[0] == 200
+
+
+def test_the_not_stored_text_offers_the_phone_only_when_there_is_one() -> None:
+    shop = make_settings().shops[0]
+    with_phone = Texts().render("not_stored", shop=shop)
+    assert with_phone.endswith("급하시면 02-1234-5678로 전화 주세요.")
+    without = Texts().render("not_stored", shop=dataclasses.replace(shop, phone=""))
+    assert without == with_phone.splitlines()[0]
+    assert NOT_STORED in without

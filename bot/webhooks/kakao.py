@@ -4,8 +4,9 @@ verify (secret header, bot id) → parse → store and decide in one committed u
 Kakao gives us 5 seconds; we answer within the configured budget whatever the database
 does: if the unit is not committed by then the customer gets a graceful reply and the unit
 still commits when it can — unless writes are failing (a full disk): then, as when the
-message could not be stored, the customer is asked to send it again. Every response body is a valid SkillResponse, errors included,
-so the admin-center bot tester shows the installer what is wrong.
+message could not be stored, the customer is asked to send it again. Every response body
+is a valid SkillResponse, errors included, so the admin-center bot tester shows the
+installer what is wrong.
 """
 
 from __future__ import annotations
