@@ -63,8 +63,9 @@ async def receive_in_time(
     if once_stored is not None:
         committed.add_done_callback(_when_stored(once_stored))
     if failing:
-        # The sender is told to send again; a message that commits anyway is then in the
-        # inbox twice (a vendor's resend once: same fingerprint), which beats one lost.
+        # The sender is told to send again. Should this one commit after all, a customer's
+        # resend makes it twice in the inbox (a vendor's resend has the same fingerprint and
+        # is stored once): better than once lost.
         app[keys.BACKGROUND].track(committed, "message answered as not stored")
         raise NotStored(writer.health.error)
     if arrival.channel == "sms":  # its answer goes by the outbox in any case
