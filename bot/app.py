@@ -98,6 +98,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         sqlite_synchronous=cfg.sqlite_synchronous,
         group_commit_max=cfg.group_commit_max,
         search_path=cfg.schema,
+        now=app[keys.CLOCK].now,
+        on_commit_failure=lambda _: app[keys.METRICS].commit_failures.inc(),
     )
     try:
         await check_schema(database)
@@ -249,6 +251,21 @@ async def healthz(request: web.Request) -> web.Response:
             await conn.execute(sa.text("SELECT 1"))
     except (sa.exc.SQLAlchemyError, OSError, SchemaOutOfDate):
         return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+    health = database.writer.health
+    if health.failing_since is not None:
+        # Readable but not writable (a full disk): messages are refused. Back to 200 once a
+        # write commits again — the next message, delivery report or outbox change.
+        return web.json_response(
+            {
+                "status": "unavailable",
+                "database": "cannot write",
+                "error": health.error,
+                "failing_since": health.failing_since.isoformat(),
+                "failed_commits": health.failed_commits,
+                "writer_queue": database.writer.depth,
+            },
+            status=503,
+        )
     return web.json_response(
         {"status": "ok", "database": "ok", "writer_queue": database.writer.depth}
     )

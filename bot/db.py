@@ -12,6 +12,11 @@ On SQLite the writer owns a single connection (`BEGIN IMMEDIATE`, so a writer ne
 deadlocks upgrading a read lock) and all other connections are read-only; its statements
 run on the event loop, BEGIN and COMMIT in a thread of its own. On PostgreSQL the writer
 runs the same units through asyncpg via `run_sync`.
+
+When the database itself fails — the disk is full, an I/O error, a lost connection that
+does not come back — the writer fails the batch at once (only a locked file and a dropped
+connection are retried), rolls back, and records it in `Writer.health`: `/healthz` answers
+503 and the webhooks tell the sender the truth until a write commits again.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -155,10 +162,72 @@ def _upgrade_on(conn: Connection, revision: str) -> None:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """Lost connections and a locked SQLite file pass; constraint violations do not."""
+    """Lost connections and a locked SQLite file pass; constraint violations do not, and
+    neither does a full disk or an I/O error: retrying those would hold every caller for a
+    minute, and the sender retries on its own once told the message was not stored."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, sa.exc.DBAPIError) and isinstance(exc.orig, sqlite3.Error):
+        return _sqlite_code(exc.orig) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     return isinstance(exc, sa.exc.OperationalError | OSError | ConnectionError)
+
+
+# What the database does wrong rather than a unit: SQLite's result codes, and PostgreSQL's
+# SQLSTATE classes connection (08), insufficient resources (53, disk full), operator
+# intervention (57), system error (58, I/O) and internal error (XX).
+_SQLITE_FAULTS = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_NOTADB,
+    sqlite3.SQLITE_NOMEM,
+}
+_POSTGRES_FAULTS = ("08", "53", "57", "58", "XX")
+
+
+def _is_database_fault(exc: BaseException) -> bool:
+    """The database could not write (disk full, I/O error, connection gone), as opposed to
+    a unit's own mistake: a constraint it violates, a value too long, bad SQL, a bug."""
+    if isinstance(exc, OSError | ConnectionError):
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc.orig, sqlite3.Error):
+        return _sqlite_code(exc.orig) in _SQLITE_FAULTS
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate:
+        return str(sqlstate)[:2] in _POSTGRES_FAULTS
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+
+
+def _sqlite_code(error: sqlite3.Error) -> int:
+    """The primary result code: SQLITE_IOERR for SQLITE_IOERR_WRITE and its kin."""
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF
+
+
+def describe_failure(exc: BaseException) -> str:
+    """ "OperationalError: database or disk is full": the driver's own words, without the
+    statement and its parameters (a customer's message and number) that SQLAlchemy adds."""
+    return f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
+
+
+@dataclass
+class WriterHealth:
+    """What the writer last learned about writing to the database."""
+
+    failing_since: datetime | None = None  # the first failure since the last good write
+    error: str = ""  # the latest failure, e.g. "OperationalError: database or disk is full"
+    failed_commits: int = 0  # since the process started
+
+    @property
+    def ok(self) -> bool:
+        return self.failing_since is None
 
 
 @dataclass(frozen=True)
@@ -230,13 +299,27 @@ def _run_many(
 class Writer:
     """Group commit: every unit waiting when a transaction starts shares its commit."""
 
-    def __init__(self, execute: Callable[[list[Unit[Any]]], Any], max_batch: int) -> None:
+    def __init__(
+        self,
+        execute: Callable[[list[Unit[Any]]], Any],
+        max_batch: int,
+        *,
+        wrote: Unit[bool],
+        now: Callable[[], datetime],
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self._execute = execute  # async: runs units in one transaction, returns their results
         self._max_batch = max_batch
+        # Run last in a transaction while the writer is failing: did it change anything? An
+        # empty commit (a claim that found nothing due) succeeds on a full disk too.
+        self._wrote = wrote
+        self._now = now
+        self._on_failure = on_failure
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.units = 0
+        self.health = WriterHealth()
 
     @property
     def depth(self) -> int:
@@ -285,9 +368,11 @@ class Writer:
     async def _commit(self, batch: list[_Job]) -> None:
         try:
             results = await self._with_retry(_steps(batch))
-        except Exception:
-            if len(batch) == 1:
-                self._settle(batch[0], exc=_current_exception())
+        except Exception as exc:
+            if len(batch) == 1 or _is_database_fault(exc):
+                # The database failed, not a unit: each alone would fail the same way.
+                for job in batch:
+                    self._settle(job, exc=exc)
                 return
             # One bad unit must not fail its neighbours: run each on its own.
             log.warning("group commit of %d units failed; running them one by one", len(batch))
@@ -315,9 +400,31 @@ class Writer:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     log.warning("database write retry #%d", attempt.retry_state.attempt_number)
-                result: list[Any] = await self._execute(units)
-                return result
+                return await self._attempt(units)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, units: list[Unit[Any]]) -> list[Any]:
+        """One transaction, with what it teaches about the database's health."""
+        checking = not self.health.ok
+        try:
+            results: list[Any] = await self._execute([*units, self._wrote] if checking else units)
+        except Exception as exc:
+            if _is_database_fault(exc):
+                self._failed(exc)
+            raise
+        if checking and results.pop():
+            log.warning("database writes again (failing since %s)", self.health.failing_since)
+            self.health.failing_since = None
+        return results
+
+    def _failed(self, exc: BaseException) -> None:
+        self.health.failed_commits += 1
+        self.health.error = describe_failure(exc)
+        if self.health.failing_since is None:
+            self.health.failing_since = self._now()
+        log.error("database write failed: %s", self.health.error)
+        if self._on_failure is not None:
+            self._on_failure(exc)
 
     @staticmethod
     def _settle(job: _Job, *, result: Any = None, exc: BaseException | None = None) -> None:
@@ -327,14 +434,6 @@ class Writer:
             job.future.set_exception(exc)
         else:
             job.future.set_result(result)
-
-
-def _current_exception() -> BaseException:
-    import sys
-
-    exc = sys.exc_info()[1]
-    assert exc is not None
-    return exc
 
 
 # --------------------------------------------------------------------------- the database
@@ -350,6 +449,8 @@ class Database:
         sqlite_synchronous: str = "FULL",
         group_commit_max: int = 200,
         search_path: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_commit_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.url = url
         self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
@@ -362,6 +463,7 @@ class Database:
         self._sync_engine: Engine | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._sync_conn: Connection | None = None
+        self._changes_at_begin = 0
         if self.dialect == "sqlite":
             self._sync_engine = sa.create_engine(
                 "sqlite:///" + sqlite_path(url),
@@ -375,9 +477,12 @@ class Database:
             self._thread = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="dangol-sqlite-writer"
             )
-            self.writer = Writer(self._execute_sqlite, group_commit_max)
+            execute, wrote = self._execute_sqlite, self._sqlite_wrote
         else:
-            self.writer = Writer(self._execute_async, group_commit_max)
+            execute, wrote = self._execute_async, _postgres_wrote
+        self.writer = Writer(
+            execute, group_commit_max, wrote=wrote, now=now, on_failure=on_commit_failure
+        )
 
     async def start(self) -> None:
         self.writer.start()
@@ -431,20 +536,55 @@ class Database:
             assert self._sync_engine is not None
             self._sync_conn = self._sync_engine.connect()
         self._sync_conn.begin()
+        self._changes_at_begin = _sqlite_changes(self._sync_conn)
         return self._sync_conn
+
+    def _sqlite_wrote(self, conn: Connection) -> bool:
+        return _sqlite_changes(conn) != self._changes_at_begin
 
     def _end_sqlite(self, commit: bool) -> None:
         conn = self._sync_conn
         assert conn is not None
         transaction = conn.get_transaction()
+        if transaction is None:
+            return
+        if not commit:
+            self._rollback_sqlite(conn, transaction)
+            return
         try:
-            if transaction is not None:
-                if commit:
-                    transaction.commit()
-                else:
-                    transaction.rollback()
+            transaction.commit()
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated:
                 conn.close()
                 self._sync_conn = None
+            else:
+                # A failed COMMIT (disk full, I/O error, a deferred constraint) leaves the
+                # transaction open, in SQLite and in SQLAlchemy, which then refuses every
+                # later begin(): roll it back so the next batch starts clean.
+                self._rollback_sqlite(conn, transaction)
             raise
+
+    def _rollback_sqlite(self, conn: Connection, transaction: sa.engine.RootTransaction) -> None:
+        try:
+            transaction.rollback()
+            # After a failed commit SQLAlchemy only forgets its transaction; SQLite's may
+            # still be open, holding the write lock. (A no-op when there is none.)
+            conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+        except (sa.exc.DBAPIError, sqlite3.Error):
+            # Cannot even roll back: drop the connection (closing it rolls back) and let the
+            # next batch open a fresh one.
+            log.exception("database rollback failed; reconnecting")
+            conn.invalidate()
+            conn.close()
+            self._sync_conn = None
+
+
+def _sqlite_changes(conn: Connection) -> int:
+    """Rows this connection has inserted, updated or deleted since it opened."""
+    changes: int = conn.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
+    return changes
+
+
+def _postgres_wrote(conn: Connection) -> bool:
+    """Whether this transaction changed anything: PostgreSQL gives it an id only then."""
+    return bool(conn.exec_driver_sql("SELECT txid_current_if_assigned() IS NOT NULL").scalar())

@@ -43,5 +43,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.commit_failures = Counter(
+            "dangol_db_commit_failures",
+            "Transactions the database failed to commit (disk full, I/O error, connection "
+            "lost, a lock held past the busy timeout); a unit's own error, such as a "
+            "constraint it violates, is not counted",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -9,9 +9,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bot import keys
+from bot.db import describe_failure
 from bot.inbound import Arrival, Outcome, answered_late, receive_batched
 
 log = logging.getLogger(__name__)
+
+
+class NotStored(Exception):
+    """The message could not be stored: the sender must hear so and send it again."""
 
 
 async def receive_in_time(
@@ -26,31 +31,49 @@ async def receive_in_time(
     it, the message still commits, and the consoles hear of it then. A chat message's late
     answer then goes to Kakao's `callback_url` if the skill gave one (see `answered_late`).
     `once_stored` is called with the outcome when the message has committed, in time or
-    late. Raises if the message could not be stored at all."""
-    committed = app[keys.DATABASE].writer.submit(receive_batched(arrival, app[keys.SERVICES]))
+    late. Raises NotStored if the message could not be stored, or if the budget passed
+    while the database is failing writes: then it is most likely lost, and "received" would
+    be a promise nobody keeps."""
+    writer = app[keys.DATABASE].writer
+    try:
+        committed = writer.submit(receive_batched(arrival, app[keys.SERVICES]))
+    except RuntimeError as exc:  # the writer has stopped: shutting down
+        raise NotStored(str(exc)) from exc
     budget = app[keys.SETTINGS].server.skill_budget_ms / 1000
     done, _ = await asyncio.wait((committed,), timeout=budget)
-    if not done:
-        log.warning(
-            "%s message: database slower than %.1fs; answered without waiting",
-            arrival.channel,
-            budget,
-            extra={"shop": arrival.shop.slug},
-        )
-        app[keys.LIVE].arrived_when_committed(arrival.shop_id, committed, arrival.text)
+    if done:
+        try:
+            outcome: Outcome = committed.result()
+        except Exception as exc:
+            raise NotStored(describe_failure(exc)) from exc
+        app[keys.LIVE].arrived(arrival.shop_id, outcome, arrival.text)
         if once_stored is not None:
-            committed.add_done_callback(_when_stored(once_stored))
-        if arrival.channel == "sms":  # its answer goes by the outbox in any case
-            app[keys.BACKGROUND].track(committed, "late sms message")
-        else:
-            settle = _settle_late(app, arrival, committed, callback_url)
-            app[keys.BACKGROUND].track(asyncio.ensure_future(settle), "late chat message")
-        return None
-    outcome: Outcome = committed.result()
-    app[keys.LIVE].arrived(arrival.shop_id, outcome, arrival.text)
+            once_stored(outcome)
+        return outcome
+    failing = not writer.health.ok
+    log.warning(
+        "%s message: database %s than %.1fs; answered without waiting",
+        arrival.channel,
+        "failing and slower" if failing else "slower",
+        budget,
+        extra={"shop": arrival.shop.slug},
+    )
+    # Should it commit after all, the consoles show it and its photos are fetched.
+    app[keys.LIVE].arrived_when_committed(arrival.shop_id, committed, arrival.text)
     if once_stored is not None:
-        once_stored(outcome)
-    return outcome
+        committed.add_done_callback(_when_stored(once_stored))
+    if failing:
+        # The sender is told to send again. Should this one commit after all, a customer's
+        # resend makes it twice in the inbox (a vendor's resend has the same fingerprint and
+        # is stored once): better than once lost.
+        app[keys.BACKGROUND].track(committed, "message answered as not stored")
+        raise NotStored(writer.health.error)
+    if arrival.channel == "sms":  # its answer goes by the outbox in any case
+        app[keys.BACKGROUND].track(committed, "late sms message")
+    else:
+        settle = _settle_late(app, arrival, committed, callback_url)
+        app[keys.BACKGROUND].track(asyncio.ensure_future(settle), "late chat message")
+    return None
 
 
 def _when_stored(then: Callable[[Outcome], None]) -> Callable[[asyncio.Future[Outcome]], None]:

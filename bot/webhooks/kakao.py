@@ -3,8 +3,10 @@
 verify (secret header, bot id) → parse → store and decide in one committed unit → answer.
 Kakao gives us 5 seconds; we answer within the configured budget whatever the database
 does: if the unit is not committed by then the customer gets a graceful reply and the unit
-still commits when it can. Every response body is a valid SkillResponse, errors included,
-so the admin-center bot tester shows the installer what is wrong.
+still commits when it can — unless writes are failing (a full disk): then, as when the
+message could not be stored, the customer is asked to send it again. Every response body
+is a valid SkillResponse, errors included, so the admin-center bot tester shows the
+installer what is wrong.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from bot.kakao import (
     skill_response,
 )
 from bot.routing import Memo, default_quick_replies
-from bot.webhooks import receive_in_time
+from bot.webhooks import NotStored, receive_in_time
 from providers.kakao_callback import is_kakao_callback_url
 
 log = logging.getLogger(__name__)
@@ -108,9 +110,15 @@ async def skill(request: web.Request) -> web.Response:
     callback_url = _callback_url(req, shop.slug)
     try:
         outcome = await receive_in_time(app, arrival, callback_url=callback_url)
-    except Exception:
-        log.exception("kakao skill: could not store the message", extra={"shop": shop.slug})
-        outcome, callback_url = None, None
+    except Exception as exc:
+        if isinstance(exc, NotStored):
+            log.error("kakao skill: message not stored: %s", exc, extra={"shop": shop.slug})
+        else:
+            log.exception("kakao skill: could not store the message", extra={"shop": shop.slug})
+        # The customer must not believe it arrived. Kakao would show a non-200 answer as its
+        # own error message, so the honest text goes with 200.
+        metrics.skill_replies.labels("not_stored").inc()
+        return _answer(200, texts.render("not_stored", shop=shop))
     if outcome is None and callback_url is not None:
         # The block has Kakao's AI-chatbot callback: its waiting text shows now and the
         # real answer follows through the outbox once the message is committed.

@@ -18,6 +18,7 @@ import secrets
 from aiohttp import web
 
 from bot import keys
+from bot.db import describe_failure
 from bot.delivery import apply_reports
 from providers.base import RejectedWebhook
 from providers.solapi_reports import parse_report
@@ -71,8 +72,14 @@ async def report(request: web.Request) -> web.Response:
     unit = apply_reports(shop_id, PROVIDER, reports, app[keys.CLOCK].now())
     try:
         changed = await app[keys.DATABASE].write(unit)
-    except Exception:
-        log.exception("solapi report: could not store %d reports", len(reports))
+    except Exception as exc:
+        # 503: SOLAPI sends the reports again later.
+        log.error(
+            "solapi report: could not store %d reports: %s",
+            len(reports),
+            describe_failure(exc),
+            extra={"shop": shop.slug},
+        )
         return web.json_response({"ok": False, "error": "not stored"}, status=503)
     live = app[keys.LIVE]
     for message_id, status in changed:

@@ -38,10 +38,11 @@ from sqlalchemy.engine import Connection
 from bot import keys
 from bot.config import ShopConfig
 from bot.customer_photos import fetch_photos
+from bot.db import describe_failure
 from bot.delivery import move_message, store_event
 from bot.inbound import Arrival, Outcome, with_attachments
 from bot.models import Consent, CustomerIdentity, Message
-from bot.webhooks import receive_in_time
+from bot.webhooks import NotStored, receive_in_time
 from providers.twilio import (
     InboundSms,
     StatusReport,
@@ -127,9 +128,10 @@ async def inbound_sms(request: web.Request) -> web.Response:
         outcome = await receive_in_time(
             app, arrival, once_stored=_fetch_photos(app) if sms.media else None
         )
-    except Exception:
-        log.exception("twilio sms: could not store the message", extra={"shop": shop.slug})
-        return web.Response(status=500, text="not stored\n")
+    except NotStored as exc:
+        # A 5xx, never the empty TwiML: Twilio then knows the message did not arrive.
+        log.error("twilio sms: message not stored: %s", exc, extra={"shop": shop.slug})
+        return web.Response(status=503, text="not stored\n")
     if outcome is not None and not outcome.duplicate:  # its SMS answer is in the outbox
         app[keys.OUTBOX].on_enqueued()
     return _twiml()
@@ -173,7 +175,15 @@ async def status_callback(request: web.Request) -> web.Response:
         return web.Response(status=400, text="not a status callback\n")
     app = request.app
     shop_id = app[keys.SHOP_IDS][shop.slug]
-    changed = await app[keys.DATABASE].write(apply_status(shop_id, report, app[keys.CLOCK].now()))
+    try:
+        changed = await app[keys.DATABASE].write(
+            apply_status(shop_id, report, app[keys.CLOCK].now())
+        )
+    except Exception as exc:
+        log.error(
+            "twilio status: report not stored: %s", describe_failure(exc), extra={"shop": shop.slug}
+        )
+        return web.Response(status=503, text="not stored\n")
     if changed is not None:
         app[keys.LIVE].message_status(shop_id, changed[0], changed[1])
     return web.Response(status=204)
