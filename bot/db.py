@@ -89,6 +89,11 @@ def _begin_with(statement: str) -> Callable[[Connection], None]:
     return on_begin
 
 
+# Every engine is made with `hide_parameters=True`: a failed statement's error (logged at
+# ERROR by whoever catches it) would otherwise carry its parameters — customers' words and
+# phone numbers — into the log.
+
+
 def _async_engine(
     url: str, *, synchronous: str = "FULL", read_only: bool, search_path: str | None = None
 ) -> AsyncEngine:
@@ -96,7 +101,11 @@ def _async_engine(
         path = sqlite_path(url)
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            hide_parameters=True,
+        )
         event.listen(
             engine.sync_engine, "connect", _sqlite_pragmas(synchronous, read_only=read_only)
         )
@@ -108,7 +117,12 @@ def _async_engine(
     if search_path:
         connect_args["server_settings"] = {"search_path": search_path}
     return create_async_engine(
-        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        hide_parameters=True,
     )
 
 
@@ -469,6 +483,7 @@ class Database:
                 "sqlite:///" + sqlite_path(url),
                 connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
                 poolclass=sa.pool.StaticPool,
+                hide_parameters=True,
             )
             event.listen(
                 self._sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous, read_only=False)

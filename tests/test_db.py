@@ -98,3 +98,20 @@ def test_sqlite_stores_utc_datetimes_as_sqlalchemy_would(value: datetime) -> Non
     assert ours(None) is None
     with pytest.raises(ValueError, match="naive datetime"):
         ours(value.replace(tzinfo=None))
+
+
+async def test_a_failed_statement_keeps_its_parameters_out_of_the_error(
+    database: Database,
+) -> None:
+    """Whoever logs a failed write logs its error: the customer's words and number must not
+    be in it."""
+    secret = "010-5555-6666 에어컨에서 물이 새요"
+
+    def unit(conn: Connection) -> None:
+        conn.execute(sa.text("INSERT INTO no_such_table (body) VALUES (:body)"), {"body": secret})
+
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        await database.write(unit)
+    assert "no_such_table" in str(caught.value)
+    assert secret not in str(caught.value)
+    assert "5555" not in str(caught.value)
