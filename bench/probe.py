@@ -48,13 +48,24 @@ def wal_bytes(database: db.Database) -> int:
         return -1
 
 
+SHM: dict[str, int] = {}  # -shm file → a descriptor kept open for the process's life
+
+
 def wal_index(database: db.Database) -> tuple[int, int]:
     """(frames in the WAL, frames already copied into the database) from the -shm file:
-    mxFrame of the WAL-index header and nBackfill of the checkpoint info after it."""
+    mxFrame of the WAL-index header and nBackfill of the checkpoint info after it.
+
+    The file is opened once and never closed: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, SQLite's included, and another process opening
+    the database would then take it for unused and truncate the -shm under our feet."""
+    path = db.sqlite_path(database.url) + "-shm"
     try:
-        with open(db.sqlite_path(database.url) + "-shm", "rb") as shm:
-            head = shm.read(100)
+        if path not in SHM:
+            SHM[path] = os.open(path, os.O_RDONLY)
+        head = os.pread(SHM[path], 100, 0)
     except OSError:
+        return -1, -1
+    if len(head) < 100:
         return -1, -1
     return struct.unpack_from("=I", head, 16)[0], struct.unpack_from("=I", head, 96)[0]
 
@@ -85,24 +96,30 @@ def probe_commits() -> None:
         try:
             end(self, commit)
         finally:
-            done = time.monotonic()
-            frames, copied = wal_index(self)
-            if copied > copied_before and not BESIDE:  # SQLite's own checkpoint, in the COMMIT
-                COMMITS["checkpoint"].append(done - t)
-                say(
-                    f"checkpoint inside COMMIT: {copied - copied_before} pages copied, "
-                    f"COMMIT took {(done - t) * 1000:.0f} ms ({frames} frames in the WAL)"
-                )
-            else:
-                COMMITS["plain"].append(done - t)
-            statements = t - steps.get("began_at", t)
-            total = steps.get("begin", 0) + statements + (done - t)
-            if total > SLOW:
-                say(
-                    f"slow commit {total * 1000:.0f} ms: begin {steps.get('begin', 0) * 1000:.0f} "
-                    f"statements+queue {statements * 1000:.0f} commit {(done - t) * 1000:.0f} ms; "
-                    f"WAL {wal_before / 1e6:.1f} → {wal_bytes(self) / 1e6:.1f} MB"
-                )
+            try:  # a probe must never fail the commit it watches
+                note(self, t, wal_before, copied_before)
+            except Exception as exc:
+                say(f"probe error: {exc!r}")
+
+    def note(self: db.Database, t: float, wal_before: int, copied_before: int) -> None:
+        done = time.monotonic()
+        frames, copied = wal_index(self)
+        if copied > copied_before and not BESIDE:  # SQLite's own checkpoint, in the COMMIT
+            COMMITS["checkpoint"].append(done - t)
+            say(
+                f"checkpoint inside COMMIT: {copied - copied_before} pages copied, "
+                f"COMMIT took {(done - t) * 1000:.0f} ms ({frames} frames in the WAL)"
+            )
+        else:
+            COMMITS["plain"].append(done - t)
+        statements = t - steps.get("began_at", t)
+        total = steps.get("begin", 0) + statements + (done - t)
+        if total > SLOW:
+            say(
+                f"slow commit {total * 1000:.0f} ms: begin {steps.get('begin', 0) * 1000:.0f} "
+                f"statements+queue {statements * 1000:.0f} commit {(done - t) * 1000:.0f} ms; "
+                f"WAL {wal_before / 1e6:.1f} → {wal_bytes(self) / 1e6:.1f} MB"
+            )
 
     db.Database._begin_sqlite = timed_begin  # type: ignore[method-assign]
     db.Database._end_sqlite = timed_end  # type: ignore[method-assign]
