@@ -31,12 +31,17 @@ log = logging.getLogger(__name__)
 
 EVERY_SECONDS = 0.5
 CATCH_UP_FRAMES = 4000  # about 16 MB of WAL with SQLite's 4 KiB pages
+# A reader holding one snapshot for long (a backup, say) lets the WAL grow past the mark;
+# when it starts over, the writer cuts the file back to this size.
+WAL_FILE_LIMIT_BYTES = 32 * 1024 * 1024
 
 
 def no_autocheckpoint(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     """For the writer's connection (a SQLAlchemy "connect" listener): its COMMITs never
-    checkpoint; `Checkpointer` does."""
+    checkpoint, `Checkpointer` does; and the WAL file does not keep the size of its
+    largest moment."""
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0").close()
+    dbapi_conn.execute(f"PRAGMA journal_size_limit={int(WAL_FILE_LIMIT_BYTES)}").close()
 
 
 class Checkpointer:

@@ -7,6 +7,7 @@ waits for that copy and its fsync: the intermittent stall of the Kakao bench (is
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -89,4 +90,28 @@ async def test_the_wal_starts_over_once_it_holds_the_catch_up_mark(
         # Started over each time it held about 200 pages (plus one commit and one round's worth).
         assert _wal(path).stat().st_size < 4_000_000
     finally:
+        await database.close()
+
+
+async def test_the_wal_file_is_cut_back_after_a_long_reader_let_it_grow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(checkpoints, "CATCH_UP_FRAMES", 200)
+    monkeypatch.setattr(checkpoints, "WAL_FILE_LIMIT_BYTES", 1_000_000)
+    database, path = await _database(tmp_path)
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM filler").fetchone()  # holds its snapshot
+        for _ in range(40):  # nothing can be copied past the reader's snapshot meanwhile
+            await database.write(_fill)
+        grown = _wal(path).stat().st_size
+        assert grown > 5_000_000
+        reader.execute("COMMIT")
+        for _ in range(40):
+            await database.write(_fill)
+        assert _wal(path).stat().st_size < grown / 2
+    finally:
+        reader.close()
         await database.close()
