@@ -115,3 +115,25 @@ async def test_the_wal_file_is_cut_back_after_a_long_reader_let_it_grow(
     finally:
         reader.close()
         await database.close()
+
+
+async def test_a_failing_checkpoint_never_fails_a_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def disk_error(_self: checkpoints.Checkpointer) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(checkpoints, "EVERY_SECONDS", 0.0)
+    database, _ = await _database(tmp_path)
+    try:
+        await database.checkpoints.idle()
+        monkeypatch.setattr(checkpoints.Checkpointer, "_checkpoint", disk_error)
+        database.checkpoints.wal_frames = checkpoints.CATCH_UP_FRAMES  # a catch-up is due
+        await database.write(_fill)  # catch-up fails first, then the round after the commit
+        await database.checkpoints.idle()
+        await database.write(_fill)
+        assert "WAL checkpoint before a write failed: disk I/O error" in caplog.text
+        assert "WAL checkpoint failed: disk I/O error" in caplog.text
+    finally:
+        monkeypatch.undo()  # the real checkpointer, to close
+        await database.close()
