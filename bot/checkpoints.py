@@ -3,9 +3,11 @@
 By default SQLite checkpoints inside the COMMIT that takes the WAL past 1000 pages: that
 COMMIT copies some 4 MB into the database file and fsyncs it (`synchronous=FULL`) while
 its whole group of requests waits, and every group queued behind it. Under the Kakao
-bench such a COMMIT came three times a second and took 14 ms at the median against
-1.5 ms for the others; while another process wrote to the same disk, 0.4 s. That is the
-intermittent stall of the bench's paced runs (issue #10).
+bench such a COMMIT came three times a second and took 13 ms at the median against
+1.6 ms for the others; while another process wrote to the same disk, 0.4 s; after a
+reader had held one snapshot for 6 s, a single COMMIT copied 56 MB. It is the writer's
+one large exposure to a slow disk, and the likeliest cause of the intermittent stall of
+the bench's paced runs (issue #10); what no policy removes is the WAL's own fsync.
 
 So the writer's connection runs with `wal_autocheckpoint=0`, and `Checkpointer` does the
 same PASSIVE checkpoint on a connection and thread of its own, at most every
