@@ -31,9 +31,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# About 15 minutes: the Kakao skill endpoint (run.py), the inbox (inbox.py), SOLAPI reports.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/inbox.py
+	$(BIN)/python bench/reports.py
+
+# Ten minutes and a bit: dangol on SQLite at half its flat-out rate (bench/soak.py).
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

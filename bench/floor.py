@@ -1,7 +1,8 @@
 """The other yardsticks: the least a durable endpoint can do, with the plain sqlite3 module.
 
 Both parse the same JSON, group-commit (every request waiting shares one COMMIT,
-`synchronous=FULL`) and only then return a fixed SkillResponse. Neither validates,
+`synchronous=FULL`; the WAL checkpointed beside the writer as dangol does it,
+bot.checkpoints) and only then return a fixed SkillResponse. Neither validates,
 routes, decides or renders anything.
 
 - `rows`: the utterance stored as one row of a one-table database. It shows what
@@ -24,8 +25,12 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bot.checkpoints import Checkpointer, no_autocheckpoint
 
 ANSWER = json.dumps(
     {"version": "2.0", "template": {"outputs": [{"simpleText": {"text": "메시지 잘 받았어요."}}]}},
@@ -38,6 +43,8 @@ db = sqlite3.connect(sys.argv[2], isolation_level=None, check_same_thread=False)
 db.execute("PRAGMA journal_mode=WAL")
 db.execute("PRAGMA synchronous=FULL")
 db.execute("PRAGMA foreign_keys=ON")
+no_autocheckpoint(db, None)
+checkpoints = Checkpointer(sys.argv[2], "FULL")
 disk = ThreadPoolExecutor(1)  # BEGIN may wait on the lock and COMMIT on fsync
 Row = tuple[str, str]  # (user, utterance)
 waiting: list[tuple[Row, asyncio.Future[None]]] = []
@@ -97,6 +104,7 @@ async def writer(store: Callable[[list[Row]], None]) -> None:
         waiting.clear()
         # As dangol's writer does: the statements on the event loop (in a thread, sqlite3
         # would trade the GIL back and forth on every row), BEGIN and COMMIT in the thread.
+        await checkpoints.before_begin()
         await loop.run_in_executor(disk, db.execute, "BEGIN IMMEDIATE")
         try:
             store([row for row, _ in batch])
@@ -106,6 +114,7 @@ async def writer(store: Callable[[list[Row]], None]) -> None:
                 done.set_exception(exc)
             continue
         await loop.run_in_executor(disk, db.execute, "COMMIT")
+        checkpoints.after_commit()
         for _, done in batch:
             done.set_result(None)
 

@@ -48,6 +48,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from bot.checkpoints import Checkpointer, no_autocheckpoint
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -489,6 +491,8 @@ class Database:
                 self._sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous, read_only=False)
             )
             event.listen(self._sync_engine, "begin", _begin_with("BEGIN IMMEDIATE"))
+            event.listen(self._sync_engine, "connect", no_autocheckpoint)
+            self.checkpoints = Checkpointer(sqlite_path(url), sqlite_synchronous)
             self._thread = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="dangol-sqlite-writer"
             )
@@ -507,6 +511,7 @@ class Database:
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
             self._thread.shutdown(wait=True)
+            await self.checkpoints.close()
         await self.engine.dispose()
 
     def _close_sync(self) -> None:
@@ -537,6 +542,7 @@ class Database:
         # process — BEGIN IMMEDIATE (the file lock) and COMMIT (fsync) — run in the thread.
         loop = asyncio.get_running_loop()
         assert self._thread is not None
+        await self.checkpoints.before_begin()
         conn = await loop.run_in_executor(self._thread, self._begin_sqlite)
         try:
             results = run_units(conn, units)
@@ -544,6 +550,7 @@ class Database:
             await loop.run_in_executor(self._thread, self._end_sqlite, False)
             raise
         await loop.run_in_executor(self._thread, self._end_sqlite, True)
+        self.checkpoints.after_commit()
         return results
 
     def _begin_sqlite(self) -> Connection:
