@@ -18,8 +18,12 @@ Basic auth). Every answer is mapped here, once:
   * without it (the answer to the create call was lost): only if *this process* attempted
     the send, list `Messages.json?To=…[&From=…]` (newest 50) and take the earliest outbound
     message with exactly our body created since just before our attempt and not already
-    claimed by another ref. After a restart that memory is gone and lookup answers None
-    ("cannot tell"), so the outbox may resend after the lease: a duplicate is possible then.
+    claimed by another ref. After a restart that memory is gone: `CannotTell`, and the
+    owner decides (the console's 다시 보내기), never a silent second copy.
+
+Only a listing that was read in full and holds no such message answers None ("not sent",
+so the outbox may send it again). A failed or unreadable answer raises, and so does a page
+too full to reach back to the attempt: the outbox asks again later.
 
 The parsing helpers for the webhooks (`parse_status`, `parse_inbound`) live here too; the
 signature check is in `providers.twilio_signature`.
@@ -353,16 +357,18 @@ class TwilioProvider(Provider):
             raise CannotTell("twilio cannot find a send without its SID from another process")
         return await self._lookup_listing(ref.ref, pending)
 
-    async def _lookup_sid(self, ref: str, sid: str) -> SendResult | None:
+    async def _lookup_sid(self, ref: str, sid: str) -> SendResult:
         if not _SID.match(sid):
-            return None
+            raise CannotTell(f"twilio cannot look up {sid!r}: not a message SID")
         status, headers, text = await self._request("GET", self._message_url(sid))
-        if status == 404:
-            return None
+        if status == 404:  # Twilio gave us this SID, so it took the message; then deleted it?
+            raise CannotTell("twilio no longer has the message it accepted")
         if status != 200:
             raise error_for(status, headers, text)
-        data = _json_object(text)
-        return _result_from_resource(ref, data) if data else None
+        found = _result_from_resource(ref, _json_object(text) or {})
+        if found is None:
+            raise UnknownOutcome("Twilio가 알아볼 수 없는 응답을 보냈어요", code="bad-json")
+        return found
 
     async def _lookup_listing(self, ref: str, pending: _Pending) -> SendResult | None:
         params = {"To": pending.to, "PageSize": str(LOOKUP_PAGE_SIZE)}
@@ -374,23 +380,31 @@ class TwilioProvider(Provider):
         data = _json_object(text)
         messages = data.get("messages") if data else None
         if not isinstance(messages, list):
-            return None
+            raise UnknownOutcome("Twilio가 알아볼 수 없는 목록을 보냈어요", code="bad-json")
         since = pending.started - LOOKUP_CLOCK_SKEW
         candidates: list[tuple[datetime, dict[str, Any]]] = []
+        oldest: datetime | None = None  # the page's oldest: Twilio lists newest first
         for m in messages:
             if not isinstance(m, dict) or not isinstance(m.get("sid"), str):
                 continue
+            created = _parse_date(m.get("date_created"))
+            if created is not None and (oldest is None or created < oldest):
+                oldest = created
             if self._claimed.get(m["sid"], ref) != ref:
                 continue
             if not str(m.get("direction", "outbound")).startswith("outbound"):
                 continue
             if m.get("body") != pending.body:
                 continue
-            created = _parse_date(m.get("date_created"))
             if created is None or created < since:
                 continue
             candidates.append((created, m))
         if not candidates:
+            if len(messages) >= LOOKUP_PAGE_SIZE and (oldest is None or oldest >= since):
+                # A full page that does not reach back to the attempt: not a "not found".
+                raise TransientError(
+                    "Twilio 목록에 메시지가 너무 많아 찾지 못했어요", code="lookup-window"
+                )
             return None
         _, found = min(candidates, key=lambda c: c[0])
         result = _result_from_resource(ref, found)
