@@ -12,13 +12,17 @@ Statuses of an outbox row:
        └──── lookup: not found and the lease is over (attempts left) ─────┤
                                                lookup: found ──> sent  <──┘
                                                not found, no attempts left ──> dead
+                           cannot tell, or the lookup failing past its give-up ──> dead
     pending / unknown ──cancel()──> cancelled;  dead ──requeue()──> pending
 
 A row is never sent again while it might already have gone out: an unknown outcome (and
 a lease that ran out mid-send) is first put to the provider's `lookup`, and only when that
 cannot find it after the lease is over does the row go back to `pending` — which spends
-an attempt, so `max_attempts` bounds resends too. For an `unknown` row `lease_until` is
-that "resend not before" deadline and `lease_owner` the instance checking it.
+an attempt, so `max_attempts` bounds resends too. A lookup that failed (an error, a
+timeout, a search cut short) is no "not found": it is asked again at each recheck, and
+after `lookup_give_up_seconds` the row is dead as "cannot tell", for the owner to send
+again or not. For an `unknown` row `lease_until` is that "resend not before" deadline and
+`lease_owner` the instance checking it.
 
 A row whose payload has photo `attachments` (an owner's photo reply) gets its first photo
 through the `PhotoResolver` the Dispatcher was given (`build_outgoing` decides how: as the
@@ -708,9 +712,19 @@ class Dispatcher:
         found = await asyncio.gather(*(self._lookup(item) for item in rows))
         now = self.clock.now()
         changes: list[_Change] = []
+        give_up = timedelta(seconds=self.config.lookup_give_up_seconds)
         for item, result in zip(rows, found, strict=True):
             if result is ASK_AGAIN:
-                continue  # stays unknown; claimed until the next recheck
+                # Stays unknown until the next recheck; past the give-up time (from the end
+                # of its lease), a person decides rather than the row waiting for ever.
+                if item.lease_until is not None and now >= item.lease_until + give_up:
+                    error = UnknownOutcome(
+                        f"{item.provider} cannot tell whether it arrived: it could not be "
+                        f"asked for {give_up.total_seconds() / 60:g} min; not resent",
+                        code="lookup_failed",
+                    )
+                    changes.append(self._dead(item, error, now, was="unknown"))
+                continue
             if isinstance(result, ProviderError):  # cannot tell, or the provider is gone
                 changes.append(self._dead(item, result, now, was="unknown"))
             elif result is not None:
@@ -746,11 +760,11 @@ class Dispatcher:
                 "outbox %d: lookup at %s failed: %s", item.id, provider.name, _describe(exc)
             )
             return ASK_AGAIN
-        if result is not None and result.ref != ref.ref:
+        if result is not None and result.ref != ref.ref:  # an adapter bug: not a "not found"
             log.error(
                 "outbox %d: %s lookup answered for ref %r", item.id, provider.name, result.ref
             )
-            return None
+            return ASK_AGAIN
         return result
 
     # -- sending
