@@ -31,11 +31,13 @@ signature check is in `providers.twilio_signature`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -121,7 +123,9 @@ class TwilioProvider(Provider):
     capabilities = Capability.INITIATE | Capability.IMAGES | Capability.DELIVERY_REPORTS
     max_text_chars = MAX_BODY_CHARS
     rate_per_second = 1.0  # a US long code sends 1 message/second; see the option
-    max_batch = 100
+    # One request per message: the outbox times each one on its own, so a request cut off
+    # leaves only its own message in doubt (a batch of 50 at 1/s would outlast the limit).
+    max_batch = 1
     options_spec: ClassVar[Mapping[str, Option]] = {
         "account_sid": Option(str, required=True, help="AC… from the Twilio console"),
         "auth_token": Option(str, required=True, secret=True, help="or auth_token_env"),
@@ -140,6 +144,9 @@ class TwilioProvider(Provider):
         self,
         options: Mapping[str, Any] | None = None,
         session: aiohttp.ClientSession | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(options or {}, session)
         o = self.options
@@ -166,7 +173,7 @@ class TwilioProvider(Provider):
             if value is not None and not re.match(r"^https?://[^/\s]+", value):
                 raise ProviderConfigError(f"providers.twilio.{key}: must be an http(s) URL")
         # One bucket per configured account (one instance per [providers.twilio] table).
-        self.rate_limit = TokenBucket(float(o["rate_per_second"]))
+        self.rate_limit = TokenBucket(float(o["rate_per_second"]), monotonic=monotonic, sleep=sleep)
         self._base = str(o["base_url"]).rstrip("/")
         basic = base64.b64encode(f"{o['account_sid']}:{o['auth_token']}".encode()).decode()
         self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}

@@ -4,7 +4,8 @@ Statuses of an outbox row:
 
     pending ──claim──> sending ──success──> sent
        ^                  │ ├──transient (attempts left)──> pending (not_before = now + backoff)
-       │                  │ ├──not yet (lawful hours)──> pending (not_before = then; no try spent)
+       │                  │ ├──not yet (lawful hours, or not handed over in the send window)
+       │                  │ │        ──> pending (not_before = then; no try spent)
        │                  │ ├──transient (no attempts left), permanent──> dead
        │                  │ └──outcome unknown──> unknown
        │                  └──lease expired (crashed or stuck sender)──> unknown
@@ -54,8 +55,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
 )
+from tenacity.stop import stop_base
 
 from bot.clock import Clock
 from bot.config import OutboxConfig
@@ -95,6 +96,10 @@ IN_CALL_RETRIES = 2
 IN_CALL_WAIT = (0.2, 1.0)
 IN_CALL_RETRY_AFTER_MAX = 2.0
 JITTER = 0.2
+# A claim takes no more of a provider's rows than it sends in this long at its rate: a slow
+# provider (Twilio's 1/s) never holds up the next round of the others for long, and a crash
+# leaves few of its rows in doubt.
+ROUND_SECONDS = 10.0
 
 # --------------------------------------------------------------------------- enqueue
 
@@ -238,26 +243,38 @@ _CLAIMED_COLUMNS = (
     OUTBOX.c.provider_ref,
 )
 
-# One statement on both databases: SQLAlchemy renders FOR UPDATE SKIP LOCKED on PostgreSQL
-# only; SQLite needs none, its writer holds the database lock (BEGIN IMMEDIATE).
-_DUE = (
-    sa.select(OUTBOX.c.id)
-    .where(OUTBOX.c.status == "pending", OUTBOX.c.not_before <= _P_NOW)
-    .order_by(OUTBOX.c.not_before, OUTBOX.c.id)
-    .limit(_P_BATCH)
-    .with_for_update(skip_locked=True)
-)
-_CLAIM = (
-    sa.update(OUTBOX)
-    .where(OUTBOX.c.id.in_(_DUE))
-    .values(
-        status="sending",
-        lease_owner=_P_ME,
-        lease_until=sa.bindparam("p_lease_until", type_=UTCDateTime()),
-        attempts=OUTBOX.c.attempts + 1,
-        updated_at=_P_NOW,
+
+def _claim_statement(whose: sa.ColumnElement[bool]) -> Any:
+    """Claim up to `p_batch` due rows matching `whose`. One statement on both databases:
+    SQLAlchemy renders FOR UPDATE SKIP LOCKED on PostgreSQL only; SQLite needs none, its
+    writer holds the database lock (BEGIN IMMEDIATE)."""
+    due = (
+        sa.select(OUTBOX.c.id)
+        .where(OUTBOX.c.status == "pending", OUTBOX.c.not_before <= _P_NOW, whose)
+        .order_by(OUTBOX.c.not_before, OUTBOX.c.id)
+        .limit(_P_BATCH)
+        .with_for_update(skip_locked=True)
     )
-    .returning(*_CLAIMED_COLUMNS)
+    return (
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.id.in_(due))
+        .values(
+            status="sending",
+            lease_owner=_P_ME,
+            lease_until=sa.bindparam("p_lease_until", type_=UTCDateTime()),
+            attempts=OUTBOX.c.attempts + 1,
+            updated_at=_P_NOW,
+        )
+        .returning(*_CLAIMED_COLUMNS)
+    )
+
+
+# One claim per provider, each of no more rows than that provider can send in time
+# (`Dispatcher.claim_limit`); rows for a provider not configured here are claimed too, to
+# be failed at once with the reason.
+_CLAIM = _claim_statement(OUTBOX.c.provider == sa.bindparam("p_provider", type_=sa.String()))
+_CLAIM_UNCONFIGURED = _claim_statement(
+    OUTBOX.c.provider.not_in(sa.bindparam("p_known", expanding=True))
 )
 
 # Rows whose outcome is open: recorded unknown and due for a check, or stuck in `sending`
@@ -446,6 +463,25 @@ class _RetryNow(Exception):
         self.retry_after = retry_after
 
 
+class NotSent(NotYet):
+    """The send window closed before this message was handed to its vendor: nothing can
+    have gone out, so it waits for the next round (at once) and no try is counted."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retry_after=0.0, code="not_sent")
+
+
+class _StopAt(stop_base):
+    """Stop in-call retries once `clock` reaches `deadline` (the send window's end)."""
+
+    def __init__(self, clock: Clock, deadline: datetime) -> None:
+        self.clock = clock
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.clock.now() >= self.deadline
+
+
 def _retry_now(outcome: SendResult | ProviderError) -> bool:
     if not isinstance(outcome, TransientError):
         return False
@@ -597,11 +633,16 @@ class Dispatcher:
         self._sleep = sleep
         self._in_call_retries = in_call_retries
         self.photos = photos
-        # Well inside the lease, so a hung vendor call ends before anyone may take the row.
+        # A limit per vendor call (plus the wait its rate limit imposes), well inside the
+        # lease, so a hung call ends before anyone may take the row.
         self.send_timeout = send_timeout or max(1.0, config.lease_seconds / 4)
+        # Vendor calls start only in the first half of the lease: one started at its end
+        # still ends (send_timeout) and is recorded before the lease runs out.
+        self.send_window = config.lease_seconds / 2
         self._waker: Callable[[], None] | None = None
         self.counters: collections.Counter[str] = collections.Counter()
         self.last_claimed = 0
+        self.more_due = False  # the last claim took all it could of some provider: go on
         # Told (shop id, message id, status) when a message's delivery state is recorded:
         # the app passes it on to the consoles.
         self.on_message_status: Callable[[int, int, str], None] | None = None
@@ -630,27 +671,46 @@ class Dispatcher:
         return handled + len(claimed)
 
     async def drain(self, max_rounds: int = 20) -> int:
-        """Tick until a claim comes back short of a full batch (bounded)."""
+        """Tick until no provider's claim comes back full (bounded)."""
         total = 0
         for _ in range(max_rounds):
             total += await self.tick()
-            if self.last_claimed < self.config.batch_size:
+            if not self.more_due:
                 break
         return total
 
+    def claim_limit(self, provider: Provider) -> int:
+        """How many of `provider`'s rows one claim takes: the batch, or fewer when its rate
+        could not send them all in a round (`ROUND_SECONDS`, within the send window)."""
+        rate = provider.send_rate
+        if rate is None:
+            return self.config.batch_size
+        seconds = min(ROUND_SECONDS, self.send_window)
+        return max(1, min(self.config.batch_size, int(rate * seconds)))
+
     async def claim(self) -> list[Claimed]:
+        """Lease due rows: one statement per provider, each within `claim_limit`."""
         now = self.clock.now()
-        params = {
+        params: dict[str, Any] = {
             "p_now": now,
             "p_me": self.owner_id,
             "p_lease_until": now + timedelta(seconds=self.config.lease_seconds),
-            "p_batch": self.config.batch_size,
         }
+        limits = {name: self.claim_limit(self.providers[name]) for name in self.providers}
+        claims = [(_CLAIM, {"p_provider": name, "p_batch": n}) for name, n in limits.items()]
+        unconfigured = {"p_known": list(limits), "p_batch": self.config.batch_size}
+        claims.append((_CLAIM_UNCONFIGURED, unconfigured))
 
-        def unit(conn: Connection) -> list[Claimed]:
-            return [Claimed.from_row(r) for r in conn.execute(_CLAIM, params)]
+        def unit(conn: Connection) -> tuple[list[Claimed], bool]:
+            claimed: list[Claimed] = []
+            full = False
+            for statement, which in claims:
+                rows = conn.execute(statement, params | which).all()
+                full = full or len(rows) == which["p_batch"]
+                claimed.extend(Claimed.from_row(r) for r in rows)
+            return claimed, full
 
-        claimed = await self.database.write(unit)
+        claimed, self.more_due = await self.database.write(unit)
         claimed.sort(key=lambda c: c.id)
         return claimed
 
@@ -672,14 +732,28 @@ class Dispatcher:
         async def send_group(name: str, items: list[tuple[Claimed, Outgoing]]) -> None:
             provider = self.providers[name]
             by_ref = {msg.ref: item.id for item, msg in items}
+            closes = self._window_closes([item for item, _ in items])
             size = max(1, provider.max_batch)
             for start in range(0, len(items), size):
+                if self.clock.now() >= closes:  # the rest was never handed to the vendor
+                    late = NotSent(f"not sent within {self.send_window:g} s; next round")
+                    outcomes.update((item.id, late) for item, _ in items[start:])
+                    return
                 chunk = [msg for _, msg in items[start : start + size]]
-                for ref, outcome in (await self._send_with_retries(provider, chunk)).items():
+                got = await self._send_with_retries(provider, chunk, closes)
+                for ref, outcome in got.items():
                     outcomes[by_ref[ref]] = outcome
 
         await asyncio.gather(*(send_group(name, items) for name, items in groups.items()))
         return outcomes
+
+    def _window_closes(self, items: Sequence[Claimed]) -> datetime:
+        """When vendor calls for these rows stop: `send_window` after they were claimed."""
+        after_window = timedelta(seconds=self.config.lease_seconds - self.send_window)
+        leases = [item.lease_until for item in items if item.lease_until is not None]
+        if not leases:
+            return self.clock.now() + timedelta(seconds=self.send_window)
+        return min(leases) - after_window
 
     async def record(
         self, claimed: Sequence[Claimed], outcomes: Mapping[int, SendResult | ProviderError]
@@ -770,13 +844,12 @@ class Dispatcher:
     # -- sending
 
     async def _send_with_retries(
-        self, provider: Provider, batch: list[Outgoing]
+        self, provider: Provider, batch: list[Outgoing], closes: datetime
     ) -> dict[str, SendResult | ProviderError]:
         outcomes: dict[str, SendResult | ProviderError] = {}
         todo = batch
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._in_call_retries + 1)
-            | stop_after_delay(self.config.lease_seconds / 2),
+            stop=stop_after_attempt(self._in_call_retries + 1) | _StopAt(self.clock, closes),
             wait=self._in_call_wait,
             retry=retry_if_exception_type(_RetryNow),
             sleep=self._sleep,
@@ -805,13 +878,15 @@ class Dispatcher:
     async def _send_once(
         self, provider: Provider, batch: list[Outgoing]
     ) -> dict[str, SendResult | ProviderError]:
+        rate = provider.send_rate  # the wait its rate limit may impose is no hang
+        limit = self.send_timeout + (len(batch) / rate if rate else 0.0)
         try:
-            async with asyncio.timeout(self.send_timeout):
+            async with asyncio.timeout(limit):
                 results = await provider.send(batch)
         except ProviderError as exc:
             return dict.fromkeys((m.ref for m in batch), exc)
         except TimeoutError:
-            unknown = UnknownOutcome(f"no answer from {provider.name} in {self.send_timeout:g} s")
+            unknown = UnknownOutcome(f"no answer from {provider.name} in {limit:g} s")
             return dict.fromkeys((m.ref for m in batch), unknown)
         except Exception as exc:
             # An adapter bug or an unmapped library error: the request may have left, so
