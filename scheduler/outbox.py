@@ -96,10 +96,12 @@ IN_CALL_RETRIES = 2
 IN_CALL_WAIT = (0.2, 1.0)
 IN_CALL_RETRY_AFTER_MAX = 2.0
 JITTER = 0.2
-# A claim takes no more of a provider's rows than it sends in this long at its rate: a slow
-# provider (Twilio's 1/s) never holds up the next round of the others for long, and a crash
-# leaves few of its rows in doubt.
-ROUND_SECONDS = 10.0
+# A claim takes no more of a provider's rows than it sends in this long at its rate (Twilio
+# at 1/s: 2). A slow provider then never holds up the others' next round for long, and a
+# crash leaves few of its rows in doubt: after a restart, a claimed row that never reached
+# a vendor that cannot be searched (Twilio without the process's memory, Kakao's Event API)
+# is as much "cannot tell" as one that did.
+ROUND_SECONDS = 2.0
 
 # --------------------------------------------------------------------------- enqueue
 
