@@ -397,6 +397,15 @@ class TokenBucket:
             self._refill()
             return wait
 
+    async def ready(self, tokens: float = 1.0) -> None:
+        """Wait until `tokens` could be taken at once (at most the capacity); take none."""
+        async with self._lock:
+            self._refill()
+            missing = min(tokens, self.capacity) - self._tokens
+            if missing > 0:
+                await self._sleep(missing / self.rate)
+                self._refill()
+
 
 # --------------------------------------------------------------------------- the base class
 
@@ -449,6 +458,11 @@ class Provider(abc.ABC):
         allows each send() call the wait this rate imposes on top of its time limit.
         """
         return self.rate_limit.rate if self.rate_limit is not None else None
+
+    async def ready_to_send(self, messages: int = 1) -> None:
+        """Wait until the rate limit would let `messages` go at once (none are counted)."""
+        if self.rate_limit is not None:
+            await self.rate_limit.ready(messages)
 
     async def throttle(self, messages: int = 1) -> None:
         if self.rate_limit is not None:

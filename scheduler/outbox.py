@@ -97,11 +97,11 @@ IN_CALL_WAIT = (0.2, 1.0)
 IN_CALL_RETRY_AFTER_MAX = 2.0
 JITTER = 0.2
 # A claim takes no more of a provider's rows than it sends in this long at its rate (Twilio
-# at 1/s: 2). A slow provider then never holds up the others' next round for long, and a
-# crash leaves few of its rows in doubt: after a restart, a claimed row that never reached
-# a vendor that cannot be searched (Twilio without the process's memory, Kakao's Event API)
-# is as much "cannot tell" as one that did.
-ROUND_SECONDS = 2.0
+# at 1/s: 1), and is made once its rate limit would let them go at once. A slow provider
+# then never holds up the others' next round for long, and a crash leaves none of its rows
+# claimed but waiting: after a restart, such a row at a vendor that cannot be searched
+# (Twilio without the process's memory, Kakao's Event API) is "cannot tell" like one sent.
+ROUND_SECONDS = 1.0
 
 # --------------------------------------------------------------------------- enqueue
 
@@ -665,6 +665,7 @@ class Dispatcher:
     async def tick(self) -> int:
         """Reconcile open outcomes, then claim, send and record due rows. Returns rows handled."""
         handled = await self.reconcile()
+        await self._wait_for_rates()
         claimed = await self.claim()
         self.last_claimed = len(claimed)
         if claimed:
@@ -680,6 +681,17 @@ class Dispatcher:
             if not self.more_due:
                 break
         return total
+
+    async def _wait_for_rates(self) -> None:
+        """Wait until every rate-limited provider could send a claim's worth at once, so
+        what is claimed goes out now rather than waiting its turn while claimed."""
+        await asyncio.gather(
+            *(
+                provider.ready_to_send(self.claim_limit(provider))
+                for provider in (self.providers[name] for name in self.providers)
+                if provider.send_rate is not None
+            )
+        )
 
     def claim_limit(self, provider: Provider) -> int:
         """How many of `provider`'s rows one claim takes: the batch, or fewer when its rate

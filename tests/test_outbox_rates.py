@@ -9,8 +9,10 @@ injected clock (its waits move the FrozenClock), so a minute of sending takes no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -70,13 +72,15 @@ Start = Callable[..., Awaitable[TwilioProvider]]
 async def twilio(
     fake: FakeTwilio, session: aiohttp.ClientSession, clock: FrozenClock
 ) -> AsyncIterator[Start]:
-    """Serves the fake Twilio and builds the real adapter at its default rate (1/s)."""
+    """Serves the fake Twilio and builds the real adapter (one per process: each call is a
+    fresh one, remembering nothing) at its default rate, 1/s."""
     servers: list[TestServer] = []
 
     async def start(real_fraction: float = 0.0, rate: float = 1.0) -> TwilioProvider:
-        server = TestServer(fake.app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
+        if not servers:
+            servers.append(TestServer(fake.app, host="127.0.0.1"))
+            await servers[0].start_server()
+        server = servers[0]
         return TwilioProvider(
             {
                 "account_sid": ACCOUNT_SID,
@@ -137,18 +141,18 @@ def copies(fake: FakeTwilio) -> dict[str, int]:
 async def test_a_claim_takes_no_more_than_each_provider_can_send_in_time(
     database: Database, clock: FrozenClock, twilio: Start
 ) -> None:
-    """Twilio at 1/s takes 2 rows (what it sends in a 2-second round), at 10/s 20, and an
-    unlimited provider the whole batch of 50 — each provider claimed on its own, not 50
-    rows all told."""
+    """Twilio at 1/s takes 1 row (what it sends in a second), at 20/s 20, and an unlimited
+    provider the whole batch of 50 — each provider claimed on its own, not 50 rows all
+    told."""
     shop = await add_shop(database, clock.now())
     await put(database, shop, clock.now(), count=60, provider="twilio", key="t", phone=CUSTOMER)
     await put(database, shop, clock.now(), count=60, provider="fast", key="s", phone=CUSTOMER)
     await put(database, shop, clock.now(), count=60, provider="fake", key="f")
-    providers = {"twilio": await twilio(), "fast": await twilio(rate=10), "fake": FakeProvider()}
+    providers = {"twilio": await twilio(), "fast": await twilio(rate=20), "fake": FakeProvider()}
     outbox = dispatcher(database, clock, providers, config=CONFIG)
     claimed = await outbox.claim()
     assert {name: sum(c.provider == name for c in claimed) for name in providers} == {
-        "twilio": 2,
+        "twilio": 1,
         "fast": 20,
         "fake": 50,
     }
@@ -189,7 +193,7 @@ async def test_sixty_twilio_messages_at_one_a_second_each_go_once(
 async def test_a_vendor_slower_than_its_rate_leaves_the_rest_unsent_not_unknown(
     database: Database, clock: FrozenClock, fake: FakeTwilio, twilio: Start
 ) -> None:
-    """Twilio (at 5/s here) answers in 7 s, not the 0.2 s its rate allows, so a round of
+    """Twilio (at 10/s here) answers in 7 s, not the 0.1 s its rate allows, so a round of
     10 outlasts half the lease: after 60 s the 9 sent are recorded and the one never handed
     over goes back to wait, with no try counted — it was never "unknown" — for the next
     round."""
@@ -203,7 +207,7 @@ async def test_a_vendor_slower_than_its_rate_leaves_the_rest_unsent_not_unknown(
     fake.app.middlewares.append(slow)
     shop = await add_shop(database, clock.now())
     ids = await put(database, shop, clock.now(), count=12, provider="twilio", phone=CUSTOMER)
-    outbox = dispatcher(database, clock, {"twilio": await twilio(rate=5)})
+    outbox = dispatcher(database, clock, {"twilio": await twilio(rate=10)})
 
     await outbox.tick()  # claims 10
     assert await statuses(database) == {"sent": 9, "pending": 3}
@@ -239,3 +243,77 @@ async def test_a_call_cut_off_by_its_time_limit_leaves_only_its_own_message_in_d
     await outbox.tick()
     assert (await row(database, first))["status"] == "sent"
     assert copies(fake) == {f"안녕하세요 {i}": 1 for i in range(5)}
+
+
+# --------------------------------------------------------------------------- crashes
+
+
+async def test_a_claimed_row_is_handed_over_at_once_never_left_waiting_its_turn(
+    database: Database, clock: FrozenClock, fake: FakeTwilio, twilio: Start
+) -> None:
+    """At 1/s, each Twilio row is claimed only when it may go: when the vendor gets it, it
+    is the only row in `sending` and was claimed that very moment (no rate wait since)."""
+    seen: list[tuple[int, float]] = []  # (rows in sending, seconds since their claim)
+
+    @web.middleware
+    async def watch(request: web.Request, handler: Any) -> web.StreamResponse:
+        async with database.read() as conn:
+            leases = (
+                (
+                    await conn.execute(
+                        sa.select(OUTBOX.c.lease_until).where(OUTBOX.c.status == "sending")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for lease_until in leases:
+            claimed_at = lease_until - timedelta(seconds=DEFAULTS.lease_seconds)
+            seen.append((len(leases), (clock.now() - claimed_at).total_seconds()))
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    fake.app.middlewares.append(watch)
+    shop = await add_shop(database, clock.now())
+    await put(database, shop, clock.now(), count=5, provider="twilio", phone=CUSTOMER)
+    outbox = dispatcher(database, clock, {"twilio": await twilio()})
+    await outbox.drain()
+    assert await statuses(database) == {"sent": 5}
+    assert seen == [(1, 0.0)] * 5
+
+
+async def test_after_a_kill_only_the_message_on_the_wire_is_cannot_tell(
+    database: Database, clock: FrozenClock, fake: FakeTwilio, twilio: Start
+) -> None:
+    """The process dies while Twilio holds the third request. After the restart (a new
+    adapter, remembering nothing), the third is "cannot tell" — Twilio cannot be searched
+    for it — and every other message is sent exactly once: none was claimed and waiting."""
+    on_the_wire = asyncio.Event()
+
+    @web.middleware
+    async def die_on_the_third(request: web.Request, handler: Any) -> web.StreamResponse:
+        if len(fake.requests) == 2 and not on_the_wire.is_set():
+            on_the_wire.set()
+            await fake._hang()  # the answer never comes: the process is gone
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    fake.app.middlewares.append(die_on_the_third)
+    shop = await add_shop(database, clock.now())
+    ids = await put(database, shop, clock.now(), count=5, provider="twilio", phone=CUSTOMER)
+    running = asyncio.create_task(dispatcher(database, clock, {"twilio": await twilio()}).drain())
+    await on_the_wire.wait()
+    running.cancel()  # kill -9
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+
+    clock.advance(seconds=DEFAULTS.lease_seconds + 1)
+    restarted = dispatcher(database, clock, {"twilio": await twilio()})
+    await restarted.drain()
+    while restarted.more_due:
+        await restarted.drain()
+
+    final = {i: (await row(database, i))["status"] for i in ids}
+    assert final == {ids[0]: "sent", ids[1]: "sent", ids[2]: "dead", ids[3]: "sent", ids[4]: "sent"}
+    assert "cannot tell" in (await row(database, ids[2]))["last_error"]
+    assert copies(fake) == {f"안녕하세요 {i}": 1 for i in (0, 1, 3, 4)}
