@@ -25,6 +25,11 @@ after `lookup_give_up_seconds` the row is dead as "cannot tell", for the owner t
 again or not. For an `unknown` row `lease_until` is that "resend not before" deadline and
 `lease_owner` the instance checking it.
 
+Rows are claimed per provider, each only as many as that provider sends in a second at its
+rate (`Dispatcher.claim_limit`) and only once its rate lets them go at once; each send()
+call has its own time limit, and a row not handed to its vendor within the first half of
+the lease (`send_window`) goes back to `pending` with no try spent — never `unknown`.
+
 A row whose payload has photo `attachments` (an owner's photo reply) gets its first photo
 through the `PhotoResolver` the Dispatcher was given (`build_outgoing` decides how: as the
 message's picture, or as a link in the text) — so this module never touches files or
