@@ -93,6 +93,10 @@ class OutboxConfig:
     max_attempts: int = 8
     backoff_base_seconds: float = 5.0
     backoff_max_seconds: float = 3600.0
+    # A send whose outcome is unknown is looked up at the vendor before any resend; while
+    # the lookup itself fails, it is asked again, and after this long the message is failed
+    # as "cannot tell" for the owner to decide (console: 다시 보내기), never resent by itself.
+    lookup_give_up_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -497,6 +501,7 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
         max_attempts=ob.integer("max_attempts", 8, minimum=1),
         backoff_base_seconds=ob.number("backoff_base_seconds", 5.0),
         backoff_max_seconds=ob.number("backoff_max_seconds", 3600.0),
+        lookup_give_up_seconds=ob.number("lookup_give_up_seconds", 3600.0),
     )
     ob.finish()
 

@@ -377,6 +377,15 @@ class TokenBucket:
             self._refill()
             return wait
 
+    async def ready(self, tokens: float = 1.0) -> None:
+        """Wait until `tokens` could be taken at once (at most the capacity); take none."""
+        async with self._lock:
+            self._refill()
+            missing = min(tokens, self.capacity) - self._tokens
+            if missing > 0:
+                await self._sleep(missing / self.rate)
+                self._refill()
+
 
 # --------------------------------------------------------------------------- the base class
 
@@ -388,7 +397,10 @@ class Provider(abc.ABC):
     capabilities: ClassVar[Capability]
     max_text_chars: ClassVar[int]
     rate_per_second: ClassVar[float | None] = None
-    max_batch: ClassVar[int] = 100  # messages per send() call
+    # Messages per send() call. The outbox gives each call its own time limit, and a call cut
+    # off by it leaves all of its messages in doubt: an adapter that makes one vendor request
+    # per message should say 1, so a cut-off call costs one message, never a whole batch.
+    max_batch: ClassVar[int] = 100
     options_spec: ClassVar[Mapping[str, Option]] = {}
 
     def __init__(
@@ -417,6 +429,20 @@ class Provider(abc.ABC):
         if self._own_session is None or self._own_session.closed:
             self._own_session = aiohttp.ClientSession()
         return self._own_session
+
+    @property
+    def send_rate(self) -> float | None:
+        """Messages a second this provider sends at most (its rate limit); None: no limit.
+
+        The outbox claims no more of this provider's rows than it sends in a short round, and
+        allows each send() call the wait this rate imposes on top of its time limit.
+        """
+        return self.rate_limit.rate if self.rate_limit is not None else None
+
+    async def ready_to_send(self, messages: int = 1) -> None:
+        """Wait until the rate limit would let `messages` go at once (none are counted)."""
+        if self.rate_limit is not None:
+            await self.rate_limit.ready(messages)
 
     async def throttle(self, messages: int = 1) -> None:
         if self.rate_limit is not None:

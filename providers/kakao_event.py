@@ -533,18 +533,19 @@ class KakaoEventProvider(Provider):
 
     # -- lookup
 
-    async def lookup(self, ref: SendRef) -> SendResult | None:
-        """What became of a talk: delivered or still accepted; None when Kakao has no such
-        task; PermanentError raised when Kakao lists our user as failed (not a friend,
-        blocked, bad key, skill error); CannotTell without a taskId."""
+    async def lookup(self, ref: SendRef) -> SendResult:
+        """What became of a talk: delivered or still accepted; PermanentError raised when
+        Kakao lists our user as failed (not a friend, blocked, bad key, skill error);
+        CannotTell without a taskId, or when Kakao no longer knows the task. Never None:
+        a taskId comes only from a talk Kakao accepted, so nothing here means "not sent"."""
         task_id = ref.provider_message_id
         if not task_id:
             # The answer to the talk was lost (timeout, reset). The Event API takes no client
             # reference and has no search by user or time, so such a talk can never be found.
             raise CannotTell("카카오 이벤트 API는 taskId 없이 발송 여부를 확인할 수 없어요")
         status, _, raw = await self._request("GET", self.task_url(task_id))
-        if status == 404:
-            return None
+        if status == 404:  # expired, or never ours: either way not a "not sent"
+            raise CannotTell("카카오가 이 작업(taskId)을 찾지 못해 발송 여부를 알 수 없어요")
         if status != 200:
             raise TransientError(f"카카오 작업 조회 HTTP {status}", code=str(status))
         task = read_task(_json_object(raw))

@@ -27,6 +27,7 @@ Facts are in PROTOCOLS.md §2.3, §3 and §4. The adapter
   ProviderError), so a message refused locally keeps its own reason;
 * reconciles an unknown outcome with ``GET /messages/v4/list`` (`lookup`): by message id
   when we have it, else by a creation-date window around the attempt, matched on ourId;
+  only a search read to its end answers "not there" — a failed one raises;
 * (delivery-report webhooks are read by `providers.solapi_reports`.)
 
 Error classification of a whole call (`SolapiProvider._request`):
@@ -738,39 +739,40 @@ class SolapiProvider(Provider):
     # -- lookup
 
     async def lookup(self, ref: SendRef) -> SendResult | None:
-        """The message SOLAPI holds for `ref`, or None (not there, or cannot tell now)."""
-        try:
-            if ref.provider_message_id:
-                criteria = {"criteria": "messageId", "cond": "eq", "value": ref.provider_message_id}
-                for entry in await self._list_page(criteria, None):
-                    if str(entry.get("messageId")) == ref.provider_message_id:
-                        return self._found(ref.ref, entry)
+        """The message SOLAPI holds for `ref`; None only when SOLAPI was searched in full and
+        has none. A failed search (an error, a timeout, more messages in the window than
+        `lookup_max_pages` reads) raises: not finding is not "not sent", so ask again later.
+        """
+        if ref.provider_message_id:
+            criteria = {"criteria": "messageId", "cond": "eq", "value": ref.provider_message_id}
+            for entry in await self._list_page(criteria, None):
+                if str(entry.get("messageId")) == ref.provider_message_id:
+                    return self._found(ref.ref, entry)
+            return None
+        now = self._clock()
+        start = (
+            ref.attempted_at - self.lookup_before
+            if ref.attempted_at is not None
+            else now - self.lookup_without_attempt
+        )
+        end = now + self.lookup_before
+        criteria = {
+            "criteria": "dateCreated,dateCreated",
+            "cond": "gte,lte",
+            "value": f"{_iso(start)},{_iso(end)}",
+        }
+        key: str | None = None
+        for _ in range(self.lookup_max_pages):
+            page, key = await self._list(criteria, key)
+            for entry in page:
+                if _custom_ref(entry) == ref.ref:
+                    return self._found(ref.ref, entry)
+            if not key:
                 return None
-            now = self._clock()
-            start = (
-                ref.attempted_at - self.lookup_before
-                if ref.attempted_at is not None
-                else now - self.lookup_without_attempt
-            )
-            end = now + self.lookup_before
-            criteria = {
-                "criteria": "dateCreated,dateCreated",
-                "cond": "gte,lte",
-                "value": f"{_iso(start)},{_iso(end)}",
-            }
-            key: str | None = None
-            for _ in range(self.lookup_max_pages):
-                page, key = await self._list(criteria, key)
-                for entry in page:
-                    if _custom_ref(entry) == ref.ref:
-                        return self._found(ref.ref, entry)
-                if not key:
-                    return None
-            log.warning("solapi lookup for ref %s: too many messages in the window", ref.ref)
-            return None
-        except ProviderError as exc:
-            log.warning("solapi lookup for ref %s failed: %s", ref.ref, exc.describe())
-            return None
+        raise TransientError(
+            f"SOLAPI 목록에 메시지가 너무 많아 {self.lookup_max_pages}쪽 안에서 찾지 못했어요",
+            code="lookup_window",
+        )
 
     async def _list_page(
         self, criteria: Mapping[str, str], key: str | None

@@ -18,8 +18,12 @@ Basic auth). Every answer is mapped here, once:
   * without it (the answer to the create call was lost): only if *this process* attempted
     the send, list `Messages.json?To=…[&From=…]` (newest 50) and take the earliest outbound
     message with exactly our body created since just before our attempt and not already
-    claimed by another ref. After a restart that memory is gone and lookup answers None
-    ("cannot tell"), so the outbox may resend after the lease: a duplicate is possible then.
+    claimed by another ref. After a restart that memory is gone: `CannotTell`, and the
+    owner decides (the console's 다시 보내기), never a silent second copy.
+
+Only a listing that was read in full and holds no such message answers None ("not sent",
+so the outbox may send it again). A failed or unreadable answer raises, and so does a page
+too full to reach back to the attempt: the outbox asks again later.
 
 The parsing helpers for the webhooks (`parse_status`, `parse_inbound`) live here too; the
 signature check is in `providers.twilio_signature`.
@@ -27,11 +31,13 @@ signature check is in `providers.twilio_signature`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -117,7 +123,9 @@ class TwilioProvider(Provider):
     capabilities = Capability.INITIATE | Capability.IMAGES | Capability.DELIVERY_REPORTS
     max_text_chars = MAX_BODY_CHARS
     rate_per_second = 1.0  # a US long code sends 1 message/second; see the option
-    max_batch = 100
+    # One request per message: the outbox times each one on its own, so a request cut off
+    # leaves only its own message in doubt (a batch of 50 at 1/s would outlast the limit).
+    max_batch = 1
     options_spec: ClassVar[Mapping[str, Option]] = {
         "account_sid": Option(str, required=True, help="AC… from the Twilio console"),
         "auth_token": Option(str, required=True, secret=True, help="or auth_token_env"),
@@ -136,6 +144,9 @@ class TwilioProvider(Provider):
         self,
         options: Mapping[str, Any] | None = None,
         session: aiohttp.ClientSession | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(options or {}, session)
         o = self.options
@@ -162,7 +173,7 @@ class TwilioProvider(Provider):
             if value is not None and not re.match(r"^https?://[^/\s]+", value):
                 raise ProviderConfigError(f"providers.twilio.{key}: must be an http(s) URL")
         # One bucket per configured account (one instance per [providers.twilio] table).
-        self.rate_limit = TokenBucket(float(o["rate_per_second"]))
+        self.rate_limit = TokenBucket(float(o["rate_per_second"]), monotonic=monotonic, sleep=sleep)
         self._base = str(o["base_url"]).rstrip("/")
         basic = base64.b64encode(f"{o['account_sid']}:{o['auth_token']}".encode()).decode()
         self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
@@ -353,16 +364,18 @@ class TwilioProvider(Provider):
             raise CannotTell("twilio cannot find a send without its SID from another process")
         return await self._lookup_listing(ref.ref, pending)
 
-    async def _lookup_sid(self, ref: str, sid: str) -> SendResult | None:
+    async def _lookup_sid(self, ref: str, sid: str) -> SendResult:
         if not _SID.match(sid):
-            return None
+            raise CannotTell(f"twilio cannot look up {sid!r}: not a message SID")
         status, headers, text = await self._request("GET", self._message_url(sid))
-        if status == 404:
-            return None
+        if status == 404:  # Twilio gave us this SID, so it took the message; then deleted it?
+            raise CannotTell("twilio no longer has the message it accepted")
         if status != 200:
             raise error_for(status, headers, text)
-        data = _json_object(text)
-        return _result_from_resource(ref, data) if data else None
+        found = _result_from_resource(ref, _json_object(text) or {})
+        if found is None:
+            raise UnknownOutcome("Twilio가 알아볼 수 없는 응답을 보냈어요", code="bad-json")
+        return found
 
     async def _lookup_listing(self, ref: str, pending: _Pending) -> SendResult | None:
         params = {"To": pending.to, "PageSize": str(LOOKUP_PAGE_SIZE)}
@@ -374,23 +387,31 @@ class TwilioProvider(Provider):
         data = _json_object(text)
         messages = data.get("messages") if data else None
         if not isinstance(messages, list):
-            return None
+            raise UnknownOutcome("Twilio가 알아볼 수 없는 목록을 보냈어요", code="bad-json")
         since = pending.started - LOOKUP_CLOCK_SKEW
         candidates: list[tuple[datetime, dict[str, Any]]] = []
+        oldest: datetime | None = None  # the page's oldest: Twilio lists newest first
         for m in messages:
             if not isinstance(m, dict) or not isinstance(m.get("sid"), str):
                 continue
+            created = _parse_date(m.get("date_created"))
+            if created is not None and (oldest is None or created < oldest):
+                oldest = created
             if self._claimed.get(m["sid"], ref) != ref:
                 continue
             if not str(m.get("direction", "outbound")).startswith("outbound"):
                 continue
             if m.get("body") != pending.body:
                 continue
-            created = _parse_date(m.get("date_created"))
             if created is None or created < since:
                 continue
             candidates.append((created, m))
         if not candidates:
+            if len(messages) >= LOOKUP_PAGE_SIZE and (oldest is None or oldest >= since):
+                # A full page that does not reach back to the attempt: not a "not found".
+                raise TransientError(
+                    "Twilio 목록에 메시지가 너무 많아 찾지 못했어요", code="lookup-window"
+                )
             return None
         _, found = min(candidates, key=lambda c: c[0])
         result = _result_from_resource(ref, found)

@@ -4,7 +4,8 @@ Statuses of an outbox row:
 
     pending ──claim──> sending ──success──> sent
        ^                  │ ├──transient (attempts left)──> pending (not_before = now + backoff)
-       │                  │ ├──not yet (lawful hours)──> pending (not_before = then; no try spent)
+       │                  │ ├──not yet (lawful hours, or not handed over in the send window)
+       │                  │ │        ──> pending (not_before = then; no try spent)
        │                  │ ├──transient (no attempts left), permanent──> dead
        │                  │ └──outcome unknown──> unknown
        │                  └──lease expired (crashed or stuck sender)──> unknown
@@ -12,13 +13,22 @@ Statuses of an outbox row:
        └──── lookup: not found and the lease is over (attempts left) ─────┤
                                                lookup: found ──> sent  <──┘
                                                not found, no attempts left ──> dead
+                           cannot tell, or the lookup failing past its give-up ──> dead
     pending / unknown ──cancel()──> cancelled;  dead ──requeue()──> pending
 
 A row is never sent again while it might already have gone out: an unknown outcome (and
 a lease that ran out mid-send) is first put to the provider's `lookup`, and only when that
 cannot find it after the lease is over does the row go back to `pending` — which spends
-an attempt, so `max_attempts` bounds resends too. For an `unknown` row `lease_until` is
-that "resend not before" deadline and `lease_owner` the instance checking it.
+an attempt, so `max_attempts` bounds resends too. A lookup that failed (an error, a
+timeout, a search cut short) is no "not found": it is asked again at each recheck, and
+after `lookup_give_up_seconds` the row is dead as "cannot tell", for the owner to send
+again or not. For an `unknown` row `lease_until` is that "resend not before" deadline and
+`lease_owner` the instance checking it.
+
+Rows are claimed per provider, each only as many as that provider sends in a second at its
+rate (`Dispatcher.claim_limit`) and only once its rate lets them go at once; each send()
+call has its own time limit, and a row not handed to its vendor within the first half of
+the lease (`send_window`) goes back to `pending` with no try spent — never `unknown`.
 
 A row whose payload has photo `attachments` (an owner's photo reply) gets its first photo
 through the `PhotoResolver` the Dispatcher was given (`build_outgoing` decides how: as the
@@ -50,8 +60,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
 )
+from tenacity.stop import stop_base
 
 from bot.clock import Clock
 from bot.config import OutboxConfig
@@ -91,6 +101,12 @@ IN_CALL_RETRIES = 2
 IN_CALL_WAIT = (0.2, 1.0)
 IN_CALL_RETRY_AFTER_MAX = 2.0
 JITTER = 0.2
+# A claim takes no more of a provider's rows than it sends in this long at its rate (Twilio
+# at 1/s: 1), and is made once its rate limit would let them go at once. A slow provider
+# then never holds up the others' next round for long, and a crash leaves none of its rows
+# claimed but waiting: after a restart, such a row at a vendor that cannot be searched
+# (Twilio without the process's memory, Kakao's Event API) is "cannot tell" like one sent.
+ROUND_SECONDS = 1.0
 
 # --------------------------------------------------------------------------- enqueue
 
@@ -234,26 +250,38 @@ _CLAIMED_COLUMNS = (
     OUTBOX.c.provider_ref,
 )
 
-# One statement on both databases: SQLAlchemy renders FOR UPDATE SKIP LOCKED on PostgreSQL
-# only; SQLite needs none, its writer holds the database lock (BEGIN IMMEDIATE).
-_DUE = (
-    sa.select(OUTBOX.c.id)
-    .where(OUTBOX.c.status == "pending", OUTBOX.c.not_before <= _P_NOW)
-    .order_by(OUTBOX.c.not_before, OUTBOX.c.id)
-    .limit(_P_BATCH)
-    .with_for_update(skip_locked=True)
-)
-_CLAIM = (
-    sa.update(OUTBOX)
-    .where(OUTBOX.c.id.in_(_DUE))
-    .values(
-        status="sending",
-        lease_owner=_P_ME,
-        lease_until=sa.bindparam("p_lease_until", type_=UTCDateTime()),
-        attempts=OUTBOX.c.attempts + 1,
-        updated_at=_P_NOW,
+
+def _claim_statement(whose: sa.ColumnElement[bool]) -> Any:
+    """Claim up to `p_batch` due rows matching `whose`. One statement on both databases:
+    SQLAlchemy renders FOR UPDATE SKIP LOCKED on PostgreSQL only; SQLite needs none, its
+    writer holds the database lock (BEGIN IMMEDIATE)."""
+    due = (
+        sa.select(OUTBOX.c.id)
+        .where(OUTBOX.c.status == "pending", OUTBOX.c.not_before <= _P_NOW, whose)
+        .order_by(OUTBOX.c.not_before, OUTBOX.c.id)
+        .limit(_P_BATCH)
+        .with_for_update(skip_locked=True)
     )
-    .returning(*_CLAIMED_COLUMNS)
+    return (
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.id.in_(due))
+        .values(
+            status="sending",
+            lease_owner=_P_ME,
+            lease_until=sa.bindparam("p_lease_until", type_=UTCDateTime()),
+            attempts=OUTBOX.c.attempts + 1,
+            updated_at=_P_NOW,
+        )
+        .returning(*_CLAIMED_COLUMNS)
+    )
+
+
+# One claim per provider, each of no more rows than that provider can send in time
+# (`Dispatcher.claim_limit`); rows for a provider not configured here are claimed too, to
+# be failed at once with the reason.
+_CLAIM = _claim_statement(OUTBOX.c.provider == sa.bindparam("p_provider", type_=sa.String()))
+_CLAIM_UNCONFIGURED = _claim_statement(
+    OUTBOX.c.provider.not_in(sa.bindparam("p_known", expanding=True))
 )
 
 # Rows whose outcome is open: recorded unknown and due for a check, or stuck in `sending`
@@ -442,6 +470,25 @@ class _RetryNow(Exception):
         self.retry_after = retry_after
 
 
+class NotSent(NotYet):
+    """The send window closed before this message was handed to its vendor: nothing can
+    have gone out, so it waits for the next round (at once) and no try is counted."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retry_after=0.0, code="not_sent")
+
+
+class _StopAt(stop_base):
+    """Stop in-call retries once `clock` reaches `deadline` (the send window's end)."""
+
+    def __init__(self, clock: Clock, deadline: datetime) -> None:
+        self.clock = clock
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.clock.now() >= self.deadline
+
+
 def _retry_now(outcome: SendResult | ProviderError) -> bool:
     if not isinstance(outcome, TransientError):
         return False
@@ -593,11 +640,16 @@ class Dispatcher:
         self._sleep = sleep
         self._in_call_retries = in_call_retries
         self.photos = photos
-        # Well inside the lease, so a hung vendor call ends before anyone may take the row.
+        # A limit per vendor call (plus the wait its rate limit imposes), well inside the
+        # lease, so a hung call ends before anyone may take the row.
         self.send_timeout = send_timeout or max(1.0, config.lease_seconds / 4)
+        # Vendor calls start only in the first half of the lease: one started at its end
+        # still ends (send_timeout) and is recorded before the lease runs out.
+        self.send_window = config.lease_seconds / 2
         self._waker: Callable[[], None] | None = None
         self.counters: collections.Counter[str] = collections.Counter()
         self.last_claimed = 0
+        self.more_due = False  # the last claim took all it could of some provider: go on
         # Told (shop id, message id, status) when a message's delivery state is recorded:
         # the app passes it on to the consoles.
         self.on_message_status: Callable[[int, int, str], None] | None = None
@@ -623,7 +675,12 @@ class Dispatcher:
 
     async def tick(self) -> int:
         """Reconcile open outcomes, then claim, send and record due rows. Returns rows handled."""
-        handled = await self.reconcile() if not self.stopping.is_set() else 0
+        if self.stopping.is_set():
+            self.last_claimed, self.more_due = 0, False
+            return 0
+        handled = await self.reconcile()
+        await self._wait_for_rates()
+        # The rate wait may have outlasted a shutdown request: claim nothing then.
         claimed = await self.claim() if not self.stopping.is_set() else []
         self.last_claimed = len(claimed)
         if claimed:
@@ -632,29 +689,59 @@ class Dispatcher:
         return handled + len(claimed)
 
     async def drain(self, max_rounds: int = 20) -> int:
-        """Tick until a claim comes back short of a full batch (bounded)."""
+        """Tick until no provider's claim comes back full (bounded)."""
         total = 0
         for _ in range(max_rounds):
             if self.stopping.is_set():
                 break
             total += await self.tick()
-            if self.last_claimed < self.config.batch_size:
+            if not self.more_due:
                 break
         return total
 
+    async def _wait_for_rates(self) -> None:
+        """Wait until every rate-limited provider could send a claim's worth at once, so
+        what is claimed goes out now rather than waiting its turn while claimed."""
+        await asyncio.gather(
+            *(
+                provider.ready_to_send(self.claim_limit(provider))
+                for provider in (self.providers[name] for name in self.providers)
+                if provider.send_rate is not None
+            )
+        )
+
+    def claim_limit(self, provider: Provider) -> int:
+        """How many of `provider`'s rows one claim takes: the batch, or fewer when its rate
+        could not send them all in a round (`ROUND_SECONDS`, within the send window)."""
+        rate = provider.send_rate
+        if rate is None:
+            return self.config.batch_size
+        seconds = min(ROUND_SECONDS, self.send_window)
+        return max(1, min(self.config.batch_size, int(rate * seconds)))
+
     async def claim(self) -> list[Claimed]:
+        """Lease due rows: one statement per provider, each within `claim_limit`."""
         now = self.clock.now()
-        params = {
+        params: dict[str, Any] = {
             "p_now": now,
             "p_me": self.owner_id,
             "p_lease_until": now + timedelta(seconds=self.config.lease_seconds),
-            "p_batch": self.config.batch_size,
         }
+        limits = {name: self.claim_limit(self.providers[name]) for name in self.providers}
+        claims = [(_CLAIM, {"p_provider": name, "p_batch": n}) for name, n in limits.items()]
+        unconfigured = {"p_known": list(limits), "p_batch": self.config.batch_size}
+        claims.append((_CLAIM_UNCONFIGURED, unconfigured))
 
-        def unit(conn: Connection) -> list[Claimed]:
-            return [Claimed.from_row(r) for r in conn.execute(_CLAIM, params)]
+        def unit(conn: Connection) -> tuple[list[Claimed], bool]:
+            claimed: list[Claimed] = []
+            full = False
+            for statement, which in claims:
+                rows = conn.execute(statement, params | which).all()
+                full = full or len(rows) == which["p_batch"]
+                claimed.extend(Claimed.from_row(r) for r in rows)
+            return claimed, full
 
-        claimed = await self.database.write(unit)
+        claimed, self.more_due = await self.database.write(unit)
         claimed.sort(key=lambda c: c.id)
         return claimed
 
@@ -676,14 +763,28 @@ class Dispatcher:
         async def send_group(name: str, items: list[tuple[Claimed, Outgoing]]) -> None:
             provider = self.providers[name]
             by_ref = {msg.ref: item.id for item, msg in items}
+            closes = self._window_closes([item for item, _ in items])
             size = max(1, provider.max_batch)
             for start in range(0, len(items), size):
+                if self.clock.now() >= closes:  # the rest was never handed to the vendor
+                    late = NotSent(f"not sent within {self.send_window:g} s; next round")
+                    outcomes.update((item.id, late) for item, _ in items[start:])
+                    return
                 chunk = [msg for _, msg in items[start : start + size]]
-                for ref, outcome in (await self._send_with_retries(provider, chunk)).items():
+                got = await self._send_with_retries(provider, chunk, closes)
+                for ref, outcome in got.items():
                     outcomes[by_ref[ref]] = outcome
 
         await asyncio.gather(*(send_group(name, items) for name, items in groups.items()))
         return outcomes
+
+    def _window_closes(self, items: Sequence[Claimed]) -> datetime:
+        """When vendor calls for these rows stop: `send_window` after they were claimed."""
+        after_window = timedelta(seconds=self.config.lease_seconds - self.send_window)
+        leases = [item.lease_until for item in items if item.lease_until is not None]
+        if not leases:
+            return self.clock.now() + timedelta(seconds=self.send_window)
+        return min(leases) - after_window
 
     async def record(
         self, claimed: Sequence[Claimed], outcomes: Mapping[int, SendResult | ProviderError]
@@ -716,9 +817,19 @@ class Dispatcher:
         found = await asyncio.gather(*(self._lookup(item) for item in rows))
         now = self.clock.now()
         changes: list[_Change] = []
+        give_up = timedelta(seconds=self.config.lookup_give_up_seconds)
         for item, result in zip(rows, found, strict=True):
             if result is ASK_AGAIN:
-                continue  # stays unknown; claimed until the next recheck
+                # Stays unknown until the next recheck; past the give-up time (from the end
+                # of its lease), a person decides rather than the row waiting for ever.
+                if item.lease_until is not None and now >= item.lease_until + give_up:
+                    error = UnknownOutcome(
+                        f"{item.provider} cannot tell whether it arrived: it could not be "
+                        f"asked for {give_up.total_seconds() / 60:g} min; not resent",
+                        code="lookup_failed",
+                    )
+                    changes.append(self._dead(item, error, now, was="unknown"))
+                continue
             if isinstance(result, ProviderError):  # cannot tell, or the provider is gone
                 changes.append(self._dead(item, result, now, was="unknown"))
             elif result is not None:
@@ -754,23 +865,22 @@ class Dispatcher:
                 "outbox %d: lookup at %s failed: %s", item.id, provider.name, _describe(exc)
             )
             return ASK_AGAIN
-        if result is not None and result.ref != ref.ref:
+        if result is not None and result.ref != ref.ref:  # an adapter bug: not a "not found"
             log.error(
                 "outbox %d: %s lookup answered for ref %r", item.id, provider.name, result.ref
             )
-            return None
+            return ASK_AGAIN
         return result
 
     # -- sending
 
     async def _send_with_retries(
-        self, provider: Provider, batch: list[Outgoing]
+        self, provider: Provider, batch: list[Outgoing], closes: datetime
     ) -> dict[str, SendResult | ProviderError]:
         outcomes: dict[str, SendResult | ProviderError] = {}
         todo = batch
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._in_call_retries + 1)
-            | stop_after_delay(self.config.lease_seconds / 2),
+            stop=stop_after_attempt(self._in_call_retries + 1) | _StopAt(self.clock, closes),
             wait=self._in_call_wait,
             retry=retry_if_exception_type(_RetryNow),
             sleep=self._sleep,
@@ -799,13 +909,15 @@ class Dispatcher:
     async def _send_once(
         self, provider: Provider, batch: list[Outgoing]
     ) -> dict[str, SendResult | ProviderError]:
+        rate = provider.send_rate  # the wait its rate limit may impose is no hang
+        limit = self.send_timeout + (len(batch) / rate if rate else 0.0)
         try:
-            async with asyncio.timeout(self.send_timeout):
+            async with asyncio.timeout(limit):
                 results = await provider.send(batch)
         except ProviderError as exc:
             return dict.fromkeys((m.ref for m in batch), exc)
         except TimeoutError:
-            unknown = UnknownOutcome(f"no answer from {provider.name} in {self.send_timeout:g} s")
+            unknown = UnknownOutcome(f"no answer from {provider.name} in {limit:g} s")
             return dict.fromkeys((m.ref for m in batch), unknown)
         except Exception as exc:
             # An adapter bug or an unmapped library error: the request may have left, so

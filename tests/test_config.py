@@ -96,6 +96,10 @@ def test_secrets_never_show_in_repr() -> None:
             "shops[0].faq[0].label: must be at most 14 characters",
         ),
         ({"server": {"simulator": "yes"}}, "server.simulator: expected true or false, got 'yes'"),
+        (
+            {"outbox": {"lookup_give_up_seconds": 0}},
+            "outbox.lookup_give_up_seconds: must be greater than 0",
+        ),
     ],
 )
 def test_mistakes_are_named(change: dict[str, Any], expected: str) -> None:

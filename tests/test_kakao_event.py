@@ -453,7 +453,8 @@ async def test_lookup_pending_and_unknown_tasks(make: Make, fake: FakeKakaoEvent
     found = await provider.lookup(SendRef("1", sent.provider_message_id))
     assert found is not None
     assert found.status == "delivered"
-    assert await provider.lookup(SendRef("1", "no-such-task")) is None  # never accepted
+    with pytest.raises(CannotTell):  # gone, or never ours: not a "not sent" either way
+        await provider.lookup(SendRef("1", "no-such-task"))
     with pytest.raises(CannotTell):  # no taskId: nothing to search by
         await provider.lookup(SendRef("1"))
 

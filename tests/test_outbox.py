@@ -677,6 +677,58 @@ async def test_a_lookup_that_fails_is_asked_again_not_taken_as_not_found(
     assert len(fake.calls) == 1
 
 
+async def test_a_lookup_that_keeps_failing_ends_as_cannot_tell_not_resent(
+    database: Database,
+    clock: FrozenClock,
+    shop: int,
+    fake: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def down(ref: SendRef) -> Any:
+        raise TransientError("vendor down")
+
+    monkeypatch.setattr(fake, "lookup", down)
+    now = clock.now()
+    mid = await add_message(database, shop, now)
+    (oid,) = await put(database, shop, now, message_id=mid)
+    settings = OutboxConfig(**{**CONFIG.__dict__, "lookup_give_up_seconds": 600.0})
+    fake.fail_next(UnknownOutcome("read timeout"))
+    dispatcher = make_dispatcher(database, clock, fake, config=settings)
+    await dispatcher.tick()
+    in_doubt_until = (await row(database, oid))["lease_until"]
+    while clock.now() < in_doubt_until + timedelta(seconds=600):
+        assert (await row(database, oid))["status"] == "unknown"
+        clock.advance(seconds=CONFIG.lease_seconds)
+        await dispatcher.tick()
+    item = await row(database, oid)
+    assert item["status"] == "dead"
+    assert "cannot tell whether it arrived" in item["last_error"]
+    assert (await message(database, mid))["status"] == "failed"  # the console: 다시 보내기
+    assert len(fake.calls) == 1
+
+
+async def test_a_lookup_answering_for_another_message_is_not_a_not_found(
+    database: Database,
+    clock: FrozenClock,
+    shop: int,
+    fake: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def confused(ref: SendRef) -> SendResult:
+        return SendResult("someone else", "V-9", "accepted", "sms")
+
+    monkeypatch.setattr(fake, "lookup", confused)
+    (oid,) = await put(database, shop, clock.now())
+    fake.fail_next(UnknownOutcome("read timeout"))
+    dispatcher = make_dispatcher(database, clock, fake)
+    await dispatcher.tick()
+    for _ in range(3):
+        clock.advance(seconds=CONFIG.lease_seconds + 1)
+        await dispatcher.tick()
+    assert (await row(database, oid))["status"] == "unknown"
+    assert len(fake.calls) == 1
+
+
 async def test_unknown_outcome_with_no_attempts_left_is_dead_not_resent(
     database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
 ) -> None:

@@ -552,6 +552,25 @@ async def test_lookup_by_message_id_and_by_window(env: Env) -> None:
     assert await p.lookup(SendRef("404")) is None  # no attempt time: last 24 h
 
 
+@pytest.mark.parametrize("failure", ["503", "500", "429", "hang", "window"])
+async def test_a_search_that_failed_is_never_not_found(env: Env, failure: str) -> None:
+    """Only a search read to its end may answer "not there", which lets the outbox send
+    again: a vendor error, a timeout or a window with more messages than `lookup_max_pages`
+    reads raise instead (the outbox asks again later)."""
+    p = env.provider(timeout=0.3)
+    if failure == "window":
+        p.lookup_page_size, p.lookup_max_pages = 1, 2
+        await p.send([msg(str(i)) for i in range(3)])  # the window holds three, none ours
+    else:
+        env.fake.list_failure = failure
+    with pytest.raises(ProviderError):
+        await p.lookup(SendRef("ours", None, NOW))
+    if failure != "window":
+        with pytest.raises(ProviderError):
+            await p.lookup(SendRef("ours", "M4V20261122011500000000000000001"))
+    assert env.fake.lists >= 1
+
+
 # --------------------------------------------------------------------------- reports
 
 

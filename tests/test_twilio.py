@@ -38,6 +38,7 @@ from providers.base import (
 )
 from providers.registry import default_registry
 from providers.twilio import (
+    LOOKUP_PAGE_SIZE,
     TwilioProvider,
     parse_inbound,
     parse_status,
@@ -382,8 +383,41 @@ async def test_lookup_does_not_confuse_messages(make: Make, fake: FakeTwilio) ->
     # a ref this process never attempted: cannot tell
     with pytest.raises(CannotTell):
         await provider.lookup(SendRef("99"))
-    # an unknown sid
-    assert await provider.lookup(SendRef("1", "SM" + "f" * 32)) is None
+    # a sid Twilio does not know: it gave us the sid, so "not found" is not "not sent"
+    with pytest.raises(CannotTell):
+        await provider.lookup(SendRef("1", "SM" + "f" * 32))
+
+
+async def test_a_listing_too_full_to_reach_the_attempt_is_not_a_not_found(
+    make: Make, fake: FakeTwilio
+) -> None:
+    """Twilio lists the newest 50: when all of them are newer than our attempt, ours may be
+    further back, so "not on this page" must not become "not sent" (a resend)."""
+    provider = await make(timeout=0.5)
+    fake.fail_next("500")  # nothing recorded, the outcome unknown
+    (lost,) = await provider.send([out("42", text="Ready at 3pm")])
+    assert isinstance(lost, UnknownOutcome)
+    assert await provider.lookup(SendRef("42")) is None  # a short page read in full
+    await provider.send([out(str(100 + i), text=f"other {i}") for i in range(LOOKUP_PAGE_SIZE)])
+    with pytest.raises(TransientError):
+        await provider.lookup(SendRef("42"))
+
+
+async def test_an_unreadable_lookup_answer_is_not_a_not_found(
+    make: Make, fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = await make(timeout=0.5)
+    fake.fail_next("500")
+    await provider.send([out("42")])
+
+    async def garbled(*args: Any, **kwargs: Any) -> tuple[int, dict[str, str], str]:
+        return 200, {}, '{"messages": "not a list"'
+
+    monkeypatch.setattr(provider, "_request", garbled)
+    with pytest.raises(UnknownOutcome):
+        await provider.lookup(SendRef("42"))
+    with pytest.raises(UnknownOutcome):
+        await provider.lookup(SendRef("42", "SM" + "a" * 32))
 
 
 async def test_repr_and_errors_never_show_the_auth_token(make: Make) -> None:

@@ -7,7 +7,8 @@
     fake.fail_upload_next("503")            # the next image upload fails
 
 Failure modes (`fail_next`): hang_before_read, hang_after_record, reset, 429, 500, 503,
-bad_json. `record=True` makes 500/503 record the messages first. Hangs end when the
+bad_json. `list_failure` ("429", "500", "503", "hang" or None) makes every message-list
+request (the adapter's lookup) fail that way while it is set. `record=True` makes 500/503 record the messages first. Hangs end when the
 client gives up or `release()` is called (the fixture does, so shutdown never waits).
 
 Image storage (`POST /storage/v1/files`): checks auth like the other endpoints, decodes
@@ -74,6 +75,8 @@ class FakeSolapi:
     salts: list[str] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # uploaded, by fileId
     uploads: int = 0  # authorised upload requests, refused ones included
+    list_failure: str | None = None  # while set, every list request fails this way
+    lists: int = 0  # list requests, failed ones included
 
     def __post_init__(self) -> None:
         self._failures: collections.deque[Failure] = collections.deque()
@@ -352,9 +355,16 @@ class FakeSolapi:
         return "2000", ""
 
     async def _list(self, request: web.Request) -> web.Response:
+        self.lists += 1
+        if self.list_failure == "hang":
+            await self._hang()
+            return web.json_response({"errorCode": "Late"}, status=504)
         denied = self._check_auth(request)
         if denied is not None:
             return denied
+        if self.list_failure in ("429", "500", "503"):
+            code = "TooManyRequests" if self.list_failure == "429" else "UnknownError"
+            return web.json_response({"errorCode": code}, status=int(self.list_failure))
         q = request.query
         conds = list(zip(q.get("criteria", "").split(","), q.get("cond", "").split(","),
                          q.get("value", "").split(","), strict=False))  # fmt: skip
