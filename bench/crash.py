@@ -66,7 +66,7 @@ from bot.db import Database  # noqa: E402
 from bot.models import OutboxItem  # noqa: E402
 
 PG_URL = os.environ.get("DANGOL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-UPTIME = (1.5, 6.0)  # seconds between two kills (a slice of the messages is enqueued meanwhile)
+UPTIME = (1.0, 5.0)  # seconds between two kills (a slice of the messages is enqueued meanwhile)
 DOWNTIME = (0.2, 2.0)  # seconds a killed process stays down
 SIGKILL_SHARE = 0.8  # the rest are SIGTERM
 OUTAGE_SHARE = 0.5  # kills after which the vendors' lookups fail for a while
