@@ -7,6 +7,7 @@ up read in one place.
 from __future__ import annotations
 
 import collections
+import os
 import platform
 import re
 import subprocess
@@ -209,25 +210,26 @@ INTRO = """## Crash harness (bench/crash.py)
 
 
 def write_results(results: list[Result], opts: Options) -> None:
-    """Update the `crash` section, keeping the other database's row if only one was run."""
-    kept = {}
-    old = sections.get(sections.read(), "crash") or ""
-    for line in old.splitlines():
-        for db, label in LABELS.items():
-            if line.startswith(f"| {label} |"):
-                kept[db] = line
+    """Update the `crash` section; a database not run this time keeps its row and notes."""
+    old = (sections.get(sections.read(), "crash") or "").splitlines()
+    rows: dict[str, list[str]] = {}
+    notes: dict[str, list[str]] = {}
+    for db, label in LABELS.items():
+        rows[db] = [line for line in old if line.startswith(f"| {label} |")]
+        notes[db] = [line for line in old if line.startswith(f"- {label}")]
     for r in results:
-        kept[r.db] = row(r)
-    stamp = (
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit `{_commit()}` on "
-        f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}; "
-        f"{settings_line(opts)}."
-    )
-    body = [INTRO, "", stamp, "", HEADER]
-    body += [kept[db] for db in LABELS if db in kept]
+        label = LABELS.get(r.db, r.db)
+        stamp = (
+            f"- {label}: measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit `{_commit()}` "
+            f"({platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}); {settings_line(opts)}"
+        )
+        rows[r.db] = [row(r)]
+        notes[r.db] = [stamp, *details(r)]
+    body = [INTRO, "", HEADER]
+    body += [line for db in LABELS for line in rows[db]]
     body.append("")
-    for r in results:
-        body += details(r)
+    body += [line for db in LABELS for line in notes[db]]
     sections.write_section("crash", "\n".join(body))
 
 
@@ -239,9 +241,3 @@ def _commit() -> str:
         return out.stdout.decode().strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
