@@ -66,8 +66,8 @@ from bot.db import Database  # noqa: E402
 from bot.models import OutboxItem  # noqa: E402
 
 PG_URL = os.environ.get("DANGOL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-UPTIME = (1.0, 5.0)  # seconds between two kills (a slice of the messages is enqueued meanwhile)
-DOWNTIME = (0.2, 2.0)  # seconds a killed process stays down
+UPTIME = (0.5, 4.0)  # seconds between two kills (a slice of the messages is enqueued meanwhile)
+DOWNTIME = (0.2, 1.5)  # seconds a killed process stays down
 SIGKILL_SHARE = 0.8  # the rest are SIGTERM
 OUTAGE_SHARE = 0.5  # kills after which the vendors' lookups fail for a while
 BUSY_WAIT = 5.0  # seconds a kill waits for the process to hold rows
@@ -277,13 +277,15 @@ async def _outages(run: Run, vendors: dict[str, Vendor], http: aiohttp.ClientSes
 
 
 async def _settle(run: Run, database: Database) -> int:
-    """Wait until no row is pending, sending or unknown and no outage is still to come."""
+    """Wait until no row is pending, sending or unknown (twice in a row, a second apart):
+    nothing is left to send or to ask about, whatever outage may still be scheduled."""
     last_report = 0.0
+    quiet_polls = 0
     while True:
         now = time.monotonic()
         open_rows = await _open_rows(database)
-        outage_ahead = any(end > now for _, end in run.outages)
-        if open_rows == 0 and not outage_ahead:
+        quiet_polls = quiet_polls + 1 if open_rows == 0 else 0
+        if quiet_polls == 2:
             run.say("quiet: no row pending, sending or unknown")
             return 0
         if now > run.deadline:
@@ -291,8 +293,7 @@ async def _settle(run: Run, database: Database) -> int:
             run.say(f"time limit reached with {open_rows} rows open")
             return open_rows
         if now - last_report >= 15:
-            ahead = "; a lookup outage is still to come or on" if outage_ahead else ""
-            run.say(f"settling: {open_rows} rows open{ahead}")
+            run.say(f"settling: {open_rows} rows open")
             last_report = now
         await asyncio.sleep(1.0)
 
