@@ -190,10 +190,11 @@ def details(r: Result) -> list[str]:
 
 
 def settings_line(opts: Options) -> str:
+    senders = "one sender number" if opts.twilio_rate <= 1 else f"as {opts.twilio_rate:g} numbers"
     return (
         f"seed {opts.seed}; outbox lease {opts.lease} s (default 120), batch 50, "
-        f"backoff max 30 s; Twilio {opts.twilio_rate:g} msg/s (one sender number), "
-        f"{opts.twilio_share:.0%} of the messages"
+        f"backoff max 30 s; Twilio {opts.twilio_rate:g} msg/s ({senders}), "
+        f"{opts.twilio_share:.0%} of the messages; SOLAPI unthrottled (no published limit)"
     )
 
 
