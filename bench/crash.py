@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import shutil
@@ -58,7 +57,7 @@ sys.path.insert(0, str(ROOT))  # dangol itself; bench/ is on the path as the scr
 
 import crash_count  # noqa: E402
 from crash_count import Planned  # noqa: E402
-from crash_load import CONFIG, ENV, Enqueuer, plan  # noqa: E402
+from crash_load import ENV, Enqueuer, plan, write_config  # noqa: E402
 from crash_processes import PY, Child, Server, Vendor, free_port  # noqa: E402
 
 from bot import config as config_mod  # noqa: E402
@@ -126,21 +125,9 @@ async def run_mode(opts: Options, db: str) -> crash_count.Result:
                 url = PG_URL
                 await _pg(f"CREATE SCHEMA {schema}")
             for i in range(2 if db == "postgresql" else 1):
-                port = free_port()
-                config = tmp / f"config-{i + 1}.toml"
-                config.write_text(
-                    CONFIG.format(
-                        port=port,
-                        url=url,
-                        schema=f'schema = "{schema}"' if schema else "",
-                        lease=opts.lease,
-                        tmp=tmp,
-                        solapi=vendors["solapi"].port,
-                        twilio=vendors["twilio"].port,
-                        twilio_rate=opts.twilio_rate,
-                    ),
-                    "utf-8",
-                )
+                config, port = tmp / f"config-{i + 1}.toml", free_port()
+                ports = {kind: v.port for kind, v in vendors.items()}
+                write_config(config, port, url, schema, opts.lease, opts.twilio_rate, ports)
                 servers.append(Server(i, config, port, tmp, env))
             upgrade = await asyncio.create_subprocess_exec(
                 PY, "-m", "bot", "db", "upgrade", "--config", str(tmp / "config-1.toml"),
@@ -181,8 +168,10 @@ async def run_mode(opts: Options, db: str) -> crash_count.Result:
         if database is not None:
             await database.close()
         if schema is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await _pg(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            except (OSError, asyncpg.PostgresError) as exc:
+                print(f"could not drop schema {schema}: {exc}", file=sys.stderr)
         if opts.keep:
             print(f"kept {tmp} (configs, logs, database)")
         else:

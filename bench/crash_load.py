@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -101,6 +102,29 @@ notify_via = ["twilio"]
 [shops.delivery]
 sms = "twilio"
 """
+
+
+def write_config(
+    path: Path,
+    port: int,
+    url: str,
+    schema: str | None,
+    lease: int,
+    twilio_rate: float,
+    vendor_ports: dict[str, int],
+) -> None:
+    """One dangol process's config: its port, the shared database, the fake vendors."""
+    text = CONFIG.format(
+        port=port,
+        url=url,
+        schema=f'schema = "{schema}"' if schema else "",
+        lease=lease,
+        tmp=path.parent,
+        solapi=vendor_ports["solapi"],
+        twilio=vendor_ports["twilio"],
+        twilio_rate=twilio_rate,
+    )
+    path.write_text(text, "utf-8")
 
 
 KOREAN = [
