@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DANGOL_TEST_PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench crash clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: $(STAMP)
 .PHONY: soak
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+
+# Kills real dangol processes while they send (SQLite, then two on PostgreSQL) and counts
+# every message at the fake vendors; a few minutes. Exits 1 if a message was lost, sent
+# twice, stuck or wrongly given up.
+crash: $(STAMP)
+	$(BIN)/python bench/crash.py --write-results
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
