@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from bot.cli import EXAMPLE, demo_frame, demo_settings, load_settings, main
 from bot.clock import FrozenClock
 from bot.db import Database
 from bot.models import Shop, User
+from providers.base import Outgoing, Recipient
 from providers.console import ConsoleProvider
 
 DANGOL = [sys.executable, "-m", "bot"]
@@ -74,6 +76,30 @@ def test_only_the_demo_prints_message_bodies(monkeypatch: pytest.MonkeyPatch) ->
     demo = demo_settings(settings, 9000)
     assert ConsoleProvider(demo.providers["console"]).options["show_text"] is True
     assert demo.server.port == 9000
+
+
+async def test_the_demo_prints_owner_notices_short_under_the_shop_name(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """They read `[console] path=console purpose=owner_notification to=owner 010-****-3333:
+    [단골] 새 문의 · …`; the owner's phone would show the shop's name."""
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    console = ConsoleProvider(demo_settings(config_mod.load(EXAMPLE)).providers["console"])
+    caplog.set_level(logging.INFO, logger="dangol.console")
+    owner = Recipient(phone="+821022223333", owner=True)
+    customer = Recipient(phone="+821055556666")
+    await console.send(
+        [
+            Outgoing("1", owner, '[단골] 새 문의 · 고객 #1: "에어컨에서\n물이 새요"', purpose="x"),
+            Outgoing("2", owner, "[단골] 답변 목표(30분)가 곧 지나요 · 고객 #1 26분째 기다리는 중"),
+            Outgoing("3", customer, "내일 10시에 방문할게요", purpose="reply"),
+        ]
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        '사장님께 ▸ [한빛설비] 새 문의 · 고객 #1: "에어컨에서 ⏎ 물이 새요"',
+        "사장님께 ▸ [한빛설비] 답변 목표(30분)가 곧 지나요 · 고객 #1 26분째 기다리는 중",
+        "010-****-6666에게 ▸ 내일 10시에 방문할게요",
+    ]
 
 
 def test_bad_config_is_one_line_without_traceback(
