@@ -23,9 +23,10 @@ from conftest import KST, kst
 
 from bot import config as config_mod
 from bot.availability import OwnerState, assess
-from bot.cli import EXAMPLE, demo_frame, demo_settings, load_settings, main
+from bot.cli import EXAMPLE, load_settings, main
 from bot.clock import FrozenClock
 from bot.db import Database
+from bot.demo import demo_frame, demo_settings
 from bot.models import Shop, User
 from providers.base import Outgoing, Recipient
 from providers.console import ConsoleProvider
