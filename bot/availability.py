@@ -7,8 +7,9 @@ holidays are read in the shop's local time; every datetime handed back is aware 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Literal
 
@@ -66,17 +67,21 @@ def assess(
     ) -> Availability:
         return Availability(kind, reply_from, reason, period, median_reply, target)
 
-    special = _special_closure(shop, today)
-    if special is not None:
-        kind, reason, period = special
-        return result(kind, next_opening(shop, now), reason, period)
     if not is_open_at(shop, now):
+        # Open includes the small hours after an evening opening, even on a holiday.
+        special = _special_closure(shop, today)
+        if special is not None:
+            kind, reason, period = special
+            return result(kind, next_opening(shop, now), reason, period)
         return result("closed", next_opening(shop, now))
 
     if owner.status == "off":
-        # The owner took today off: the first answer comes on a later day, not this evening.
+        # The owner took today off: the first answer comes on a later day, not this evening
+        # (nor after midnight in tonight's opening of a shop open late).
         tomorrow = datetime.combine(today + timedelta(days=1), time(0), tzinfo=shop.timezone)
-        return result("owner_off", next_opening(shop, tomorrow))
+        opening = _opening_at(shop, now.astimezone(shop.timezone))
+        assert opening is not None  # open: checked above
+        return result("owner_off", next_opening(shop, max(tomorrow, opening[1])))
     if owner.status == "on_site" and owner.busy_until is not None:
         _require_aware(owner.busy_until, "busy_until")
         busy_until = owner.busy_until.astimezone(UTC)
@@ -90,11 +95,7 @@ def assess(
 def is_open_at(shop: ShopConfig, moment: datetime) -> bool:
     """Whether the shop is open at `moment` (aware): opening hours, closures and holidays."""
     _require_aware(moment, "moment")
-    local = moment.astimezone(shop.timezone)
-    hours = shop.hours[local.weekday()]
-    if hours is None or not hours.opens <= local.time() < hours.closes:
-        return False
-    return _special_closure(shop, local.date()) is None
+    return _opening_at(shop, moment.astimezone(shop.timezone)) is not None
 
 
 def next_opening(shop: ShopConfig, after: datetime) -> datetime:
@@ -103,20 +104,52 @@ def next_opening(shop: ShopConfig, after: datetime) -> datetime:
     Raises ValueError when the shop does not open within SEARCH_DAYS days.
     """
     _require_aware(after, "after")
-    tz = shop.timezone
-    local = after.astimezone(tz)
-    for offset in range(SEARCH_DAYS):
-        day = local.date() + timedelta(days=offset)
-        hours = shop.hours[day.weekday()]
-        if hours is None or _special_closure(shop, day) is not None:
-            continue
-        opens = datetime.combine(day, hours.opens, tzinfo=tz)
-        closes = datetime.combine(day, hours.closes, tzinfo=tz)
-        if local < closes:
-            return max(local, opens).astimezone(UTC)
+    local = after.astimezone(shop.timezone)
+    # From yesterday: its opening may run past midnight into today.
+    for offset in range(-1, SEARCH_DAYS):
+        span = _opening(shop, local.date() + timedelta(days=offset))
+        if span is not None and local < span[1]:
+            return max(local, span[0]).astimezone(UTC)
     raise ValueError(
         f"shop {shop.slug!r} does not open within {SEARCH_DAYS} days after {after.isoformat()}"
     )
+
+
+def open_until(shop: ShopConfig, moment: datetime) -> datetime | None:
+    """When the shop, open at `moment` (aware), next closes (aware UTC); None when it is
+    closed at `moment` or open around the clock for the whole week ahead. Openings that
+    follow on without a break ("00:00-24:00" day after day) count as one."""
+    _require_aware(moment, "moment")
+    local = moment.astimezone(shop.timezone)
+    span = _opening_at(shop, local)
+    if span is None:
+        return None
+    closes = span[1]
+    for _ in range(7):
+        following = _opening(shop, closes.date())
+        if following is None or following[0] != closes:
+            return closes.astimezone(UTC)
+        closes = following[1]
+    return None
+
+
+def busy_until(hhmm: str, now: datetime, tz: tzinfo) -> datetime:
+    """The owner's "on site until HH:MM" (local) as an aware datetime: the next time the
+    clock shows HH:MM — today, or tomorrow when it has already passed today (an owner at a
+    night job sets 01:00 at 23:00). Callers say which day it became. ValueError if it is
+    not a time."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", hhmm)
+    try:
+        wanted = time(int(match[1]), int(match[2])) if match else None
+    except ValueError:  # 24:00, 15:60
+        wanted = None
+    if wanted is None:
+        raise ValueError(f"expected a time HH:MM (00:00-23:59), got {hhmm!r}")
+    local_now = now.astimezone(tz)
+    candidate = datetime.combine(local_now.date(), wanted, tzinfo=tz)
+    if candidate <= local_now:
+        candidate = datetime.combine(local_now.date() + timedelta(days=1), wanted, tzinfo=tz)
+    return candidate.astimezone(UTC)
 
 
 def closed_reason(shop: ShopConfig, day: date) -> tuple[str, tuple[date, date]] | None:
@@ -151,6 +184,30 @@ def upcoming_closures(
 def _require_aware(moment: datetime, name: str) -> None:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {moment!r}")
+
+
+def _opening(shop: ShopConfig, day: date) -> tuple[datetime, datetime] | None:
+    """The opening that starts on `day` (local), as aware local datetimes, if there is one.
+    A closure or holiday on `day` cancels it — all of it, past midnight too; an opening
+    that starts the evening before a holiday runs to its end."""
+    hours = shop.hours[day.weekday()]
+    if hours is None or _special_closure(shop, day) is not None:
+        return None
+    tz = shop.timezone
+    closing_day = day + timedelta(days=1) if hours.overnight else day
+    return (
+        datetime.combine(day, hours.opens, tzinfo=tz),
+        datetime.combine(closing_day, hours.closes, tzinfo=tz),
+    )
+
+
+def _opening_at(shop: ShopConfig, local: datetime) -> tuple[datetime, datetime] | None:
+    """The opening `local` falls in: today's, or yesterday's running past midnight."""
+    for day in (local.date(), local.date() - timedelta(days=1)):
+        span = _opening(shop, day)
+        if span is not None and span[0] <= local < span[1]:
+            return span
+    return None
 
 
 def _special_closure(

@@ -17,14 +17,14 @@ import secrets
 import sys
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_log import AccessLogger
 
 from bot import config as config_mod
 from bot import logs
@@ -37,10 +37,12 @@ from bot.accounts import (
     normalize_username,
     reset_password,
 )
+from bot.availability import busy_until
 from bot.backup import BackupError, make_backup
-from bot.clock import SystemClock
-from bot.config import ConfigError, Settings
+from bot.clock import Clock, SystemClock
+from bot.config import ConfigError, Settings, ShopConfig
 from bot.db import Database, SchemaOutOfDate, check_schema, upgrade
+from bot.demo import config_shown, demo_frame, demo_settings
 from bot.models import OutboxItem
 from bot.phone import to_e164
 from bot.shops import OWNER_STATUSES, set_owner_status, sync_shops
@@ -56,9 +58,10 @@ class CliError(Exception):
     """Something the person at the terminal can fix; printed as one line."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.clock = clock or SystemClock()
     try:
         result: int = args.run(args)
         return result
@@ -134,7 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--config", required=True)
     test.add_argument("--shop", required=True, help="shop slug")
-    test.add_argument("--provider", help="default: the owner's first notify_via, else sms")
+    test.add_argument(
+        "--provider", help="default: the provider that notifies the owner (notify_via)"
+    )
     test.add_argument("--to", help="phone number; default: the owner's phone")
     test.add_argument("--text", default="[dangol] 발송 시험 문자입니다.")
     test.set_defaults(run=cmd_send_test)
@@ -160,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    settings = config_mod.load(args.config)
+    settings = load_settings(args.config)
     shops = ", ".join(s.slug for s in settings.shops)
     engine = "SQLite" if settings.database.url.startswith("sqlite") else "PostgreSQL"
     print(
@@ -169,7 +174,50 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for warning in unheard_owners(settings):
         print(f"warning: {warning}")
+    for name in unset_secrets(args.config):
+        print(f"warning: {name} is not set here; `dangol serve` needs it ({HOW_TO_SET})")
     return 0
+
+
+# --------------------------------------------------------------------------- secrets
+
+# Most commands use no secret: they read the config for the database and the shops. A
+# secret whose environment variable is not set stands in as this while they read it, so
+# they run in any shell — as `dangol demo` invents the ones it lacks.
+UNUSED_SECRET = "not-used-by-this-command"  # noqa: S105 (a placeholder, not a secret)
+HOW_TO_SET = "`dangol init` prints new ones; keep them in the environment dangol runs in"
+
+
+def unset_secrets(path: str | os.PathLike[str]) -> list[str]:
+    """The environment variables the config names for secrets that are not set here."""
+    try:
+        names = list(config_mod.iter_secret_env_names(path))
+    except (OSError, ValueError):  # unreadable or not TOML: load() says so
+        return []
+    return [name for name in dict.fromkeys(names) if not os.environ.get(name)]
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """The config, for a command that uses none of its secrets."""
+    missing = unset_secrets(path)
+    for name in missing:
+        os.environ[name] = UNUSED_SECRET
+    try:
+        return config_mod.load(path)
+    finally:
+        for name in missing:
+            del os.environ[name]
+
+
+def require_secrets(command: str, names: Sequence[str]) -> None:
+    """Stop, naming each variable and how to set it, when `command` needs one not set."""
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        exports = " ".join(f"{name}=…" for name in missing)
+        raise CliError(
+            f"{command} needs the secret in {', '.join(missing)}, not set here: "
+            f"`export {exports}` first ({HOW_TO_SET})"
+        )
 
 
 # Providers that reach nobody: "console" writes a log line, "fake" is for tests.
@@ -195,15 +243,15 @@ def unheard_owners(settings: Settings) -> list[str]:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    settings = config_mod.load(args.config)
+    settings = load_settings(args.config)
     asyncio.run(_upgrade(settings))
     print("database is up to date")
     return 0
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    settings = config_mod.load(args.config)
-    now = SystemClock().now().astimezone(settings.shops[0].timezone)  # the shop's clock
+    settings = load_settings(args.config)
+    now = args.clock.now().astimezone(settings.shops[0].timezone)  # the shop's clock
     try:
         made = make_backup(settings, Path(args.config), Path(args.to), now)
     except BackupError as exc:
@@ -220,12 +268,20 @@ async def _upgrade(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    require_secrets("serve", unset_secrets(args.config))
     settings = config_mod.load(args.config)
     _serve(settings, warnings=unheard_owners(settings))
     return 0
 
 
-def _serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
+def _serve(
+    settings: Settings,
+    warnings: Sequence[str] = (),
+    ready: str | None = None,
+    access_log: type[AbstractAccessLogger] = AccessLogger,
+) -> None:
+    """Run until stopped; `ready` is printed once the server listens (the last line of
+    start-up), by default "serving on …"."""
     from bot.app import create_app  # imported late: check-config should not pay for it
 
     logs.setup(settings.logging)
@@ -233,8 +289,15 @@ def _serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
         logging.getLogger("dangol").warning(warning)
     app = create_app(settings)
     app.on_startup.append(_settle_garbage_collector)
-    print(f"dangol: serving on http://{settings.server.host}:{settings.server.port}", flush=True)
-    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None)
+    url = f"http://{settings.server.host}:{settings.server.port}"
+    message = ready or f"dangol: serving on {url}"
+    web.run_app(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        print=lambda _aiohttp_banner: print(message, flush=True),
+        access_log_class=access_log,
+    )
 
 
 async def _settle_garbage_collector(_app: web.Application) -> None:
@@ -253,25 +316,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # The demo needs no real secrets: invent any that are not set, for this process only.
         os.environ.setdefault(name, secrets.token_urlsafe(24))
     settings = demo_settings(config_mod.load(path), args.port)
-    asyncio.run(_prepare(settings))
-    if settings.server.simulator:
-        print(
-            f"dangol demo: open http://{settings.server.host}:{settings.server.port}/simulator "
-            "and talk to the shop as a customer would.",
-            flush=True,
-        )
-    _serve(settings)
+    passwords = asyncio.run(_prepare(settings, args.clock))
+    frame = demo_frame(settings, passwords, config_shown(path))
+    _serve(settings, ready=frame, access_log=logs.ShortAccessLogger)
     return 0
-
-
-def demo_settings(settings: Settings, port: int | None = None) -> Settings:
-    """The demo shows what the console provider would send, bodies included — a real
-    install's console provider logs no body (`show_text` is false unless set)."""
-    console = {"show_text": True, **settings.providers.get("console", {})}
-    settings = replace(settings, providers={**settings.providers, "console": console})
-    if port:
-        settings = replace(settings, server=replace(settings.server, port=port))
-    return settings
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -296,27 +344,33 @@ def cmd_init(args: argparse.Namespace) -> int:
             os.environ[name] = value
             print(f"  export {name}={value}")
     settings = config_mod.load(target)
-    asyncio.run(_prepare(settings))
+    passwords = asyncio.run(_prepare(settings, args.clock))
+    for shop in settings.shops:
+        if password := passwords[shop.slug]:
+            print(f"owner account for {shop.name}: username {shop.slug}  password {password}")
     for warning in unheard_owners(settings):
         print(f"warning: {warning}")
     print(f"ready: dangol serve --config {target}")
     return 0
 
 
-async def _prepare(settings: Settings) -> None:
-    """Migrate, create shop rows and an owner account per shop (password printed once)."""
+async def _prepare(settings: Settings, clock: Clock) -> dict[str, str | None]:
+    """Migrate, create shop rows and an owner account per shop. Returns each shop's new
+    owner password, None where the account existed (its password is not known)."""
     await _upgrade(settings)
     db = _database(settings)
     await db.start()
+    passwords: dict[str, str | None] = {}
     try:
-        now = SystemClock().now()
+        now = clock.now()
         ids = await db.write(sync_shops(settings, now))
         for shop in settings.shops:
             password = new_password()
-            if await db.write(ensure_owner(ids[shop.slug], shop.slug, password, now)):
-                print(f"owner account for {shop.name}: username {shop.slug}  password {password}")
+            created = await db.write(ensure_owner(ids[shop.slug], shop.slug, password, now))
+            passwords[shop.slug] = password if created else None
     finally:
         await db.close()
+    return passwords
 
 
 def _database(settings: Settings) -> Database:
@@ -325,24 +379,34 @@ def _database(settings: Settings) -> Database:
 
 
 def cmd_owner_status(args: argparse.Namespace) -> int:
-    settings = config_mod.load(args.config)
+    settings = load_settings(args.config)
     shop = settings.shop(args.shop)
     if shop is None:
         raise CliError(f"no shop {args.shop!r} in {args.config}")
     status = args.status.replace("-", "_")
     assert status in OWNER_STATUSES
-    now = SystemClock().now()
+    now = args.clock.now()
     until = None
+    said = ""
     if status == "on_site":
-        if not args.until or not re.fullmatch(r"\d{1,2}:\d{2}", args.until):
+        if not args.until:
             raise CliError("on-site needs --until HH:MM")
-        h, m = (int(x) for x in args.until.split(":"))
-        local = now.astimezone(shop.timezone)
-        until = datetime.combine(local.date(), time(h, m), shop.timezone)
+        try:
+            # The console's header form reads its time by the same rule.
+            until = busy_until(args.until, now, shop.timezone)
+        except ValueError as exc:
+            raise CliError(f"--until: {exc}") from None
+        local = until.astimezone(shop.timezone)
+        if local.date() == now.astimezone(shop.timezone).date():
+            said = f" until {local:%H:%M}"
+        else:
+            said = (
+                f" until tomorrow ({local:%a %d %b}) {local:%H:%M} — {local:%H:%M} had already "
+                f"passed today; customers are told so"
+            )
 
     async def run() -> None:
-        db = _database(settings)
-        await db.start()
+        db = await _open_database(settings)
         try:
             ids = await db.write(sync_shops(settings, now))
             await db.write(set_owner_status(ids[shop.slug], status, until, now, actor="cli"))
@@ -350,23 +414,28 @@ def cmd_owner_status(args: argparse.Namespace) -> int:
             await db.close()
 
     asyncio.run(run())
-    print(f"{shop.name}: owner is now {args.status}" + (f" until {args.until}" if until else ""))
+    print(f"{shop.name}: owner is now {args.status}{said}")
     return 0
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
     """The installer's check: the same outbox and adapter as every message, run once here."""
-    settings = config_mod.load(args.config)
+    settings = load_settings(args.config)
     shop = settings.shop(args.shop)
     if shop is None:
         raise CliError(f"no shop {args.shop!r} in {args.config}")
-    provider = args.provider or next(
-        (p for p in shop.owner.notify_via if p != "console"), shop.delivery.sms
-    )
+    provider = args.provider or owner_channel(shop)
     if provider is None or provider not in settings.providers:
         raise CliError(
             f"no provider {provider!r} configured (providers: {', '.join(settings.providers)})"
         )
+    if not args.provider:
+        print(f"send-test: through {provider}, the provider that notifies {shop.name}'s owner")
+    options = settings.providers[provider]
+    require_secrets(
+        f"send-test through {provider}",
+        [v for k, v in options.items() if k.endswith("_env") and isinstance(v, str)],
+    )
     try:
         phone = to_e164(args.to) if args.to else shop.owner.phone
     except ValueError as exc:
@@ -375,12 +444,12 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         raise CliError("no --to and no [shops.owner] phone to send to")
 
     async def run() -> Any:
-        db = _database(settings)
-        await db.start()
-        clock = SystemClock()
+        db = await _open_database(settings)
+        clock = args.clock
         try:
             async with aiohttp.ClientSession() as http:
-                providers = Providers.from_config(settings.providers, http)
+                # Only the one tested: another's secret may not be set in this shell.
+                providers = Providers.from_config({provider: options}, http)
                 await providers.start_all()
                 try:
                     ids = await db.write(sync_shops(settings, clock.now()))
@@ -412,12 +481,21 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     where = f"{provider} → {mask_phone(phone)}"
     if row.status == "sent":
         print(f"sent: {where} (vendor id {row.provider_ref or '-'})")
+        if provider in NOT_A_CHANNEL:
+            print(f"note: {provider} texts nobody, it only writes a log line")
         return 0
     raise CliError(f"{row.status}: {where}: {row.last_error or 'no answer'}")
 
 
+def owner_channel(shop: ShopConfig) -> str | None:
+    """The provider that notifies the owner: the first real one in notify_via, else its
+    first ("console" in the demo), else the shop's SMS provider."""
+    via = shop.owner.notify_via
+    return next((p for p in via if p not in NOT_A_CHANNEL), via[0] if via else shop.delivery.sms)
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
-    settings = config_mod.load(args.config)
+    settings = load_settings(args.config)
     shop = settings.shop(args.shop)
     if shop is None:
         raise CliError(f"no shop {args.shop!r} in {args.config}")
@@ -430,7 +508,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     async def run() -> None:
         db = await _open_database(settings)
         try:
-            now = SystemClock().now()
+            now = args.clock.now()
             ids = await db.write(sync_shops(settings, now))
             await db.write(add_user(ids[shop.slug], username, password, args.role, now))
         finally:
@@ -446,13 +524,13 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_reset_password(args: argparse.Namespace) -> int:
-    settings = config_mod.load(args.config)
+    settings = load_settings(args.config)
     password = new_password()
 
     async def run() -> None:
         db = await _open_database(settings)
         try:
-            await db.write(reset_password(args.username, password, SystemClock().now()))
+            await db.write(reset_password(args.username, password, args.clock.now()))
         finally:
             await db.close()
 

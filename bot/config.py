@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.phone import PhoneError, to_e164
 from providers.base import ProviderConfigError
+from providers.masking import mask_in_text
 from providers.registry import default_registry
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -142,8 +143,27 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class OpeningHours:
+    """One day's opening, from `opens` on that day. A `closes` at or before `opens` is on
+    the next day: "22:00-02:00" runs past midnight, "00:00-24:00" (closes 00:00) all day."""
+
     opens: time
     closes: time
+
+    @property
+    def overnight(self) -> bool:
+        """Whether it closes on the next day (at midnight included)."""
+        return self.closes <= self.opens
+
+    @property
+    def around_the_clock(self) -> bool:
+        return self.opens == self.closes == time(0)
+
+    def label(self) -> str:
+        """As a customer reads it: "09:00~18:00", "22:00~02:00", "24시간"."""
+        if self.around_the_clock:
+            return "24시간"
+        closes = "24:00" if self.closes == time(0) else f"{self.closes:%H:%M}"
+        return f"{self.opens:%H:%M}~{closes}"
 
 
 @dataclass(frozen=True)
@@ -343,12 +363,17 @@ def _parse_hours(t: _Table, name: str, value: str) -> OpeningHours | None:
     if not m:
         raise t.error(name, f'expected "HH:MM-HH:MM" or "closed", got {value!r}')
     h1, m1, h2, m2 = (int(x) for x in m.groups())
+    if (h2, m2) == (24, 0):  # the end of the day, as shop signs write it
+        h2 = 0
     try:
         opens, closes = time(h1, m1), time(h2, m2)
     except ValueError:
         raise t.error(name, f"not a valid time range: {value!r}") from None
-    if closes <= opens:
-        raise t.error(name, f"closing time must be after opening time: {value!r}")
+    if opens == closes and opens != time(0):
+        raise t.error(
+            name, f'opens and closes at the same time: {value!r} (open all day is "00:00-24:00")'
+        )
+    # A closing time at or before the opening time is on the next day (a night shop).
     return OpeningHours(opens, closes)
 
 
@@ -429,8 +454,10 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
     raw_phone = o.string("phone")
     try:
         owner_phone = to_e164(raw_phone) if raw_phone else None
-    except PhoneError as exc:
-        raise o.error("phone", str(exc)) from None
+    except PhoneError:
+        # Echoed as written, so the installer finds it in the file; a part that is a real
+        # number is still masked (this line reaches logs).
+        raise o.error("phone", f"not a valid phone number: {mask_in_text(raw_phone)!r}") from None
     notify_via = o.strings("notify_via", ("console",))
     for name in notify_via:
         if name not in known_providers:

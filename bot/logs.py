@@ -8,6 +8,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
 from bot.config import LoggingConfig
 from providers.masking import mask_in_text
 
@@ -51,6 +54,17 @@ class Redact(logging.Filter):
             if key not in _STANDARD:
                 record.__dict__[key] = _redact_value(value)
         return True
+
+
+class ShortAccessLogger(AbstractAccessLogger):
+    """One short line per request — "POST /simulator/api/say 200 38ms" — for `dangol demo`,
+    whose terminal also shows the owner's notices: aiohttp's own line, with its headers as
+    extras, runs to several hundred characters. The query string is left out."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %dms", request.method, request.path, response.status, round(time * 1000)
+        )
 
 
 class JsonFormatter(logging.Formatter):

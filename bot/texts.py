@@ -20,6 +20,7 @@ from bot.availability import (
     closed_reason,
     is_open_at,
     next_opening,
+    open_until,
     upcoming_closures,
 )
 from bot.config import OpeningHours, ShopConfig
@@ -61,6 +62,7 @@ class Texts:
             korean_list=korean_list,
             is_open_at=is_open_at,
             next_opening=next_opening,
+            open_until=open_until,
             closed_reason=closed_reason,
             upcoming_closures=upcoming_closures,
         )
@@ -133,7 +135,7 @@ def hours_summary(shop: ShopConfig) -> str:
 def open_hours_summary(shop: ShopConfig) -> str:
     """Open days in runs of identical hours: "평일 09:00~18:00, 토요일 09:00~13:00"."""
     return ", ".join(
-        f"{_days_label(days)} {hours.opens:%H:%M}~{hours.closes:%H:%M}"
+        f"{_days_label(days)} {hours.label()}"
         for days, hours in _runs(shop.hours)
         if hours is not None
     )

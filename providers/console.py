@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -28,6 +29,8 @@ from providers.base import (
 )
 
 log = logging.getLogger("dangol.console")
+# How an owner notice names its sender in a text (bot/templates/messages/owner_*.j2).
+APP_TAG = re.compile(r"^\[단골\]")
 
 
 class ConsoleProvider(Provider):
@@ -39,6 +42,11 @@ class ConsoleProvider(Provider):
         "history": Option(int, default=200, minimum=1, help="sent messages kept in memory"),
         "show_text": Option(
             bool, default=False, help="print message bodies in the log line (the demo's)"
+        ),
+        "heading": Option(
+            str,
+            help="the demo's: short lines, owner notices headed with this (the shop's name) "
+            "instead of [단골]",
         ),
     }
 
@@ -56,15 +64,7 @@ class ConsoleProvider(Provider):
     async def send(self, batch: Sequence[Outgoing]) -> Sequence[SendResult | ProviderError]:
         outcomes: list[SendResult | ProviderError] = []
         for msg in batch:
-            text = msg.text.replace("\r", "").replace("\n", " ⏎ ")
-            subject = f"[{msg.subject}] " if msg.subject else ""
-            body = f": {subject}{text}" if self.options["show_text"] else ""
-            log.info(
-                "[console] path=console purpose=%s to=%s%s",
-                msg.purpose or "-",
-                msg.recipient.masked(),
-                body,
-            )
+            log.info("%s", self._line(msg))
             result = SendResult(
                 ref=msg.ref,
                 provider_message_id=f"console-{next(self._ids)}",
@@ -75,6 +75,21 @@ class ConsoleProvider(Provider):
             self._results.append(result)
             outcomes.append(result)
         return outcomes
+
+    def _line(self, msg: Outgoing) -> str:
+        text = msg.text.replace("\r", "").replace("\n", " ⏎ ")
+        subject = f"[{msg.subject}] " if msg.subject else ""
+        body = f"{subject}{text}" if self.options["show_text"] else None
+        heading = self.options["heading"]
+        if heading is None:
+            tail = "" if body is None else f": {body}"
+            to = msg.recipient.masked()
+            return f"[console] path=console purpose={msg.purpose or '-'} to={to}{tail}"
+        # The demo's terminal: read at a glance, as the owner's phone would show it.
+        to = "사장님께" if msg.recipient.owner else f"{msg.recipient.masked()}에게"
+        if body is None:
+            return f"{to} ▸ ({msg.purpose or '-'})"
+        return f"{to} ▸ {APP_TAG.sub(f'[{heading}]', body, count=1)}"
 
     async def lookup(self, ref: SendRef) -> SendResult | None:
         return next((r for r in reversed(self._results) if r.ref == ref.ref), None)

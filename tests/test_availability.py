@@ -6,17 +6,20 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from conftest import kst, make_settings, shop_table
+from conftest import KST, kst, make_settings, shop_table
 
 from bot.availability import (
     OwnerState,
     assess,
+    busy_until,
     closed_reason,
     is_open_at,
     next_opening,
+    open_until,
     upcoming_closures,
 )
 from bot.config import ShopConfig
+from bot.texts import Texts, hours_summary
 
 AVAILABLE = OwnerState("available")
 
@@ -228,3 +231,135 @@ def test_upcoming_closures_within_two_weeks(shop: ShopConfig) -> None:
         ("신정", (date(2027, 1, 1), date(2027, 1, 1))),
     ]
     assert upcoming_closures(shop, date(2026, 11, 23)) == []
+
+
+# --------------------------------------------------------------------------- overnight, 24 h
+
+WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _hours(default: str, **days: str) -> ShopConfig:
+    """A shop open `default` every day except `days`; closed on public holidays."""
+    week = {day: days.get(day, default) for day in WEEK}
+    return _shop(hours={**week, "closed_on_public_holidays": True})
+
+
+# A bar-like repair shop: 22:00-02:00, closed Sundays. Monday 23 November 2026.
+NIGHT = {"default": "22:00-02:00", "sun": "closed"}
+
+
+@pytest.mark.parametrize(
+    ("hours", "now", "kind", "reply_from"),
+    [
+        # in the evening part and in the small hours of the same opening
+        (NIGHT, kst(2026, 11, 23, 23, 0), "open", kst(2026, 11, 23, 23, 0)),
+        (NIGHT, kst(2026, 11, 24, 1, 59), "open", kst(2026, 11, 24, 1, 59)),
+        # closed from 02:00 until the evening
+        (NIGHT, kst(2026, 11, 24, 2, 0), "closed", kst(2026, 11, 24, 22, 0)),
+        (NIGHT, kst(2026, 11, 24, 15, 0), "closed", kst(2026, 11, 24, 22, 0)),
+        # Saturday's opening runs into Sunday although Sunday is a day off ...
+        (NIGHT, kst(2026, 11, 29, 1, 0), "open", kst(2026, 11, 29, 1, 0)),
+        # ... and after it the shop opens again on Monday evening
+        (NIGHT, kst(2026, 11, 29, 3, 0), "closed", kst(2026, 11, 30, 22, 0)),
+        # Thursday 24 December's opening runs into Christmas Day; Christmas itself opens not
+        (NIGHT, kst(2026, 12, 25, 1, 0), "open", kst(2026, 12, 25, 1, 0)),
+        (NIGHT, kst(2026, 12, 25, 3, 0), "holiday", kst(2026, 12, 26, 22, 0)),
+        (NIGHT, kst(2026, 12, 25, 23, 0), "holiday", kst(2026, 12, 26, 22, 0)),
+        # around the clock: always open, across midnight too
+        ({"default": "00:00-24:00"}, kst(2026, 11, 23, 23, 59), "open", kst(2026, 11, 23, 23, 59)),
+        ({"default": "00:00-24:00"}, kst(2026, 11, 24, 0, 0), "open", kst(2026, 11, 24, 0, 0)),
+        # ... except on a holiday, reopening at its midnight
+        ({"default": "00:00-24:00"}, kst(2026, 12, 25, 12, 0), "holiday", kst(2026, 12, 26, 0, 0)),
+        # open until midnight: closed at 00:00, open again at 09:00
+        ({"default": "09:00-24:00"}, kst(2026, 11, 23, 23, 59), "open", kst(2026, 11, 23, 23, 59)),
+        ({"default": "09:00-24:00"}, kst(2026, 11, 24, 0, 0), "closed", kst(2026, 11, 24, 9, 0)),
+    ],
+)
+def test_hours_past_midnight_and_around_the_clock(
+    hours: dict[str, str], now: datetime, kind: str, reply_from: datetime
+) -> None:
+    shop = _hours(**hours)
+    a = assess(shop, AVAILABLE, now)
+    assert (a.kind, a.reply_from) == (kind, reply_from)
+    assert is_open_at(shop, now) == (kind == "open")
+    assert next_opening(shop, now) == reply_from
+
+
+def test_a_night_shop_owner_off_answers_the_next_evening() -> None:
+    shop = _hours(**NIGHT)
+    a = assess(shop, OwnerState("off"), kst(2026, 11, 23, 23, 0))
+    # not at 00:00 in tonight's own opening, but in tomorrow evening's
+    assert (a.kind, a.reply_from) == ("owner_off", kst(2026, 11, 24, 22, 0))
+
+
+def test_a_night_shop_owner_on_site_past_closing() -> None:
+    shop = _hours(**NIGHT)
+    busy = OwnerState("on_site", kst(2026, 11, 24, 3, 0))
+    a = assess(shop, busy, kst(2026, 11, 23, 23, 0))
+    assert (a.kind, a.reply_from) == ("owner_busy", kst(2026, 11, 24, 22, 0))
+
+
+@pytest.mark.parametrize(
+    ("hours", "now", "closes"),
+    [
+        (NIGHT, kst(2026, 11, 23, 23, 0), kst(2026, 11, 24, 2, 0)),
+        ({"default": "09:00-18:00"}, kst(2026, 11, 23, 10, 0), kst(2026, 11, 23, 18, 0)),
+        ({"default": "09:00-18:00"}, kst(2026, 11, 23, 19, 0), None),  # closed now
+        # around the clock, back to back until the holiday closes it
+        ({"default": "00:00-24:00"}, kst(2026, 12, 22, 10, 0), kst(2026, 12, 25, 0, 0)),
+        # around the clock with nothing in the week ahead: no closing time to tell
+        ({"default": "00:00-24:00"}, kst(2026, 11, 23, 10, 0), None),
+    ],
+)
+def test_open_until(hours: dict[str, str], now: datetime, closes: datetime | None) -> None:
+    assert open_until(_hours(**hours), now) == closes
+
+
+@pytest.mark.parametrize(
+    ("hours", "now", "told"),
+    [
+        (NIGHT, kst(2026, 11, 23, 23, 0), "지금은 영업 중이에요(내일 02:00까지)."),
+        (NIGHT, kst(2026, 11, 24, 1, 0), "지금은 영업 중이에요(오늘 02:00까지)."),
+        (NIGHT, kst(2026, 11, 24, 3, 0), "지금은 영업시간이 아니에요. 22:00부터 다시 문을 열어요."),
+        ({"default": "00:00-24:00"}, kst(2026, 11, 23, 10, 0), "지금은 영업 중이에요(24시간)."),
+    ],
+)
+def test_what_a_customer_asking_for_the_hours_is_told(
+    hours: dict[str, str], now: datetime, told: str
+) -> None:
+    shop = _hours(**hours)
+    text = Texts().render("hours", shop=shop, local_now=now.astimezone(shop.timezone))
+    assert told in text
+
+
+def test_hours_summary_reads_night_and_all_day_hours() -> None:
+    assert hours_summary(_hours(**NIGHT)).startswith("월~토요일 22:00~02:00")
+    assert hours_summary(_hours("00:00-24:00")).startswith("매일 24시간")
+    assert hours_summary(_hours("09:00-24:00")).startswith("매일 09:00~24:00")
+
+
+# --------------------------------------------------------------------------- owner status
+
+
+@pytest.mark.parametrize(
+    ("now", "typed", "until"),
+    [
+        (kst(2026, 11, 23, 10, 0), "15:30", kst(2026, 11, 23, 15, 30)),
+        # 15:30 has passed at 19:15: it is tomorrow's 15:30, never a time in the past
+        (kst(2026, 11, 23, 19, 15), "15:30", kst(2026, 11, 24, 15, 30)),
+        (kst(2026, 11, 23, 23, 0), "1:00", kst(2026, 11, 24, 1, 0)),
+        (kst(2026, 11, 23, 15, 30), "15:30", kst(2026, 11, 24, 15, 30)),
+    ],
+)
+def test_busy_until_is_the_next_time_the_clock_shows_it(
+    now: datetime, typed: str, until: datetime
+) -> None:
+    got = busy_until(typed, now, KST)
+    assert got == until
+    assert got > now
+
+
+@pytest.mark.parametrize("typed", ["", "15", "24:00", "15:60", "3 pm", "15:30:00"])
+def test_busy_until_refuses_what_is_not_a_time(typed: str) -> None:
+    with pytest.raises(ValueError, match=r"expected a time HH:MM \(00:00-23:59\), got"):
+        busy_until(typed, kst(2026, 11, 23, 10, 0), KST)

@@ -53,7 +53,8 @@ PHONE: dict[str, Any] = {
     "locale": "ko-KR",
     "timezone_id": "Asia/Seoul",
 }
-PASSWORD_LINE = re.compile(r"owner account for .+: username (\S+)\s+password (\S+)")
+# The framed block the demo's start-up ends with (bot/cli.py demo_frame).
+PASSWORD_LINES = re.compile(r"\|  username   (\S+) *\|\n\|  password   (\S+) ")
 LIVE_MS = 5_000  # a customer's message must reach an open inbox within this, without reload
 STEP_MS = 10_000  # any other wait
 
@@ -132,8 +133,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        found = next((m for m in map(PASSWORD_LINE.search, output) if m), None)
-        assert found, "the demo printed no owner password:\n" + "".join(output)
+        # Printed once the server listens: the reader may not have it yet.
+        while not (found := PASSWORD_LINES.search("".join(output))):
+            assert time.monotonic() < deadline, "the demo printed no owner password:\n" + "".join(
+                output
+            )
+            time.sleep(0.1)
         yield Demo(url, found.group(1), found.group(2), output)
     finally:
         proc.terminate()

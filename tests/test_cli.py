@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 import sqlalchemy as sa
+from conftest import KST, kst
 
 from bot import config as config_mod
-from bot.cli import EXAMPLE, demo_settings, main
+from bot.availability import OwnerState, assess
+from bot.cli import EXAMPLE, load_settings, main
+from bot.clock import FrozenClock
 from bot.db import Database
+from bot.demo import demo_frame, demo_settings
 from bot.models import Shop, User
+from providers.base import Outgoing, Recipient
 from providers.console import ConsoleProvider
 
 DANGOL = [sys.executable, "-m", "bot"]
@@ -68,6 +77,30 @@ def test_only_the_demo_prints_message_bodies(monkeypatch: pytest.MonkeyPatch) ->
     demo = demo_settings(settings, 9000)
     assert ConsoleProvider(demo.providers["console"]).options["show_text"] is True
     assert demo.server.port == 9000
+
+
+async def test_the_demo_prints_owner_notices_short_under_the_shop_name(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """They read `[console] path=console purpose=owner_notification to=owner 010-****-3333:
+    [단골] 새 문의 · …`; the owner's phone would show the shop's name."""
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    console = ConsoleProvider(demo_settings(config_mod.load(EXAMPLE)).providers["console"])
+    caplog.set_level(logging.INFO, logger="dangol.console")
+    owner = Recipient(phone="+821022223333", owner=True)
+    customer = Recipient(phone="+821055556666")
+    await console.send(
+        [
+            Outgoing("1", owner, '[단골] 새 문의 · 고객 #1: "에어컨에서\n물이 새요"', purpose="x"),
+            Outgoing("2", owner, "[단골] 답변 목표(30분)가 곧 지나요 · 고객 #1 26분째 기다리는 중"),
+            Outgoing("3", customer, "내일 10시에 방문할게요", purpose="reply"),
+        ]
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        '사장님께 ▸ [한빛설비] 새 문의 · 고객 #1: "에어컨에서 ⏎ 물이 새요"',
+        "사장님께 ▸ [한빛설비] 답변 목표(30분)가 곧 지나요 · 고객 #1 26분째 기다리는 중",
+        "010-****-6666에게 ▸ 내일 10시에 방문할게요",
+    ]
 
 
 def test_bad_config_is_one_line_without_traceback(
@@ -190,19 +223,28 @@ async def test_demo_serves_the_simulator_conversation(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    try:
-        async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    lines: list[str] = []
+
+    async def read_until(wanted: Callable[[str], bool]) -> None:
+        """Read lines until one is `wanted`."""
+        async with asyncio.timeout(60):
             while True:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert time.monotonic() < deadline, "demo did not start"
-                assert proc.returncode is None, "demo exited early"
-                await asyncio.sleep(0.2)
+                raw = await proc.stdout.readline()  # type: ignore[union-attr]
+                assert raw, "demo exited early:\n" + "\n".join(lines)
+                lines.append(raw.decode().rstrip("\n"))
+                if wanted(lines[-1]):
+                    return
+
+    try:
+        # Start-up ends with the framed block, printed once the server listens.
+        await read_until(lambda line: line.startswith("+--"))
+        top = len(lines) - 1
+        await read_until(lambda line: line.startswith("+--"))
+        frame = lines[top:]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200
             async with http.get(f"http://127.0.0.1:{port}/simulator") as r:
                 assert r.status == 200
                 assert "한빛설비" in await r.text()
@@ -219,12 +261,53 @@ async def test_demo_serves_the_simulator_conversation(tmp_path: Path) -> None:
         assert answer["status"] == 200
         text = answer["response"]["template"]["outputs"][0]["simpleText"]["text"]
         assert "답변" in text
+        await read_until(lambda line: "dangol.console:" in line)  # the owner's notice
     finally:
         proc.terminate()
-        raw, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
-    out = raw.decode()
-    assert "owner account for 한빛설비: username demo  password" in out
-    assert f"http://127.0.0.1:{port}/simulator" in out
+        rest, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+    lines += rest.decode().splitlines()
+    after_frame = lines[top + len(frame)]
+    assert after_frame.endswith("aiohttp.access: GET /healthz 200 " + after_frame.split()[-1])
+    shown = "\n".join(frame)
+    assert f"simulator  http://127.0.0.1:{port}/simulator" in shown
+    assert f"console    http://127.0.0.1:{port}/console/" in shown
+    assert "username   demo" in shown
+    assert re.search(r"password   [a-z0-9]{4}(-[a-z0-9]{4}){3}", shown), shown
+    # One short line per request, and the owner's notice headed with the shop's name.
+    access = [line for line in lines if "aiohttp.access:" in line]
+    assert all(len(line) < 120 for line in access), access
+    assert any(re.search(r"aiohttp.access: POST /simulator/api/say 200 \d+ms$", a) for a in access)
+    notice = next(line for line in lines if "dangol.console:" in line)
+    assert notice.split("dangol.console: ")[1] == (
+        '사장님께 ▸ [한빛설비] 새 문의 · 고객 #1: "에어컨에서 물이 새요"'
+    )
+
+
+def test_a_restarted_demo_gives_the_command_that_sets_a_new_password(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password is shown once, at the first start; a restart cannot show it (only its
+    hash is kept) and says instead how to set a new one — a command that works as shown."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(EXAMPLE, tmp_path / "config.example.toml")
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    settings = demo_settings(config_mod.load("config.example.toml"))
+    frame = demo_frame(settings, {"demo": None}, "config.example.toml")
+    lines = frame.strip().splitlines()
+    assert lines[0] == lines[-1]
+    assert set(lines[0]) == {"+", "-"}
+    assert all(line.startswith("|  ") and line.endswith("  |") for line in lines[1:-1])
+    assert all(len(line) == len(lines[0]) for line in lines)
+    assert "password   set at the first start; for a new one:" in frame
+    command = "dangol user reset-password --config config.example.toml --username demo"
+    assert command in frame
+
+    monkeypatch.delenv("DANGOL_DEMO_SKILL_SECRET")  # a fresh shell, as after `make demo`
+    code, _, err = run(capsys, "init", "--config", "config.example.toml")
+    monkeypatch.delenv("DANGOL_DEMO_SKILL_SECRET")  # init set it for itself
+    code, out, err = run(capsys, *command.split()[1:])
+    assert code == 0, err
+    assert out.startswith("new password for demo: ")
 
 
 def test_send_test_goes_through_the_outbox_to_the_vendor(
@@ -285,3 +368,174 @@ def test_send_test_goes_through_the_outbox_to_the_vendor(
         loop.call_soon_threadsafe(stop.set)
         thread.join()
         loop.close()
+
+
+# --------------------------------------------------------------------------- secrets
+
+SECRETS_OF_THE_EXAMPLE = ("DANGOL_DEMO_SKILL_SECRET",)
+
+
+@pytest.fixture
+def fresh_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh clone's shell: the example config in the current directory, and none of the
+    secrets it names in the environment (any a command sets are removed afterwards)."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(EXAMPLE, tmp_path / "config.example.toml")
+    for name in SECRETS_OF_THE_EXAMPLE:
+        monkeypatch.setenv(name, "recorded-so-that-it-is-restored")
+        monkeypatch.delenv(name)
+    return tmp_path / "config.example.toml"
+
+
+def first_start(capsys: pytest.CaptureFixture[str]) -> None:
+    """What `dangol demo`'s first start leaves: the database and the owner account."""
+    code, _, err = run(capsys, "init", "--config", "config.example.toml")
+    assert code == 0, err
+    for name in SECRETS_OF_THE_EXAMPLE:
+        del os.environ[name]  # init set them for itself; this shell has none
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "check-config --config config.example.toml",
+        "db upgrade --config config.example.toml",
+        "owner-status --config config.example.toml --shop demo on-site --until 15:30",
+        "user add --config config.example.toml --shop demo --username kim --role staff",
+        "user reset-password --config config.example.toml --username demo",
+        "backup --config config.example.toml --to backups",
+        "send-test --config config.example.toml --shop demo",
+    ],
+)
+def test_commands_that_use_no_secret_run_without_it(
+    command: str, fresh_shell: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They failed with "environment variable DANGOL_DEMO_SKILL_SECRET is not set" although
+    `dangol demo` runs the same file; only `serve` uses the Kakao skill secret."""
+    first_start(capsys)
+    code, _, err = run(capsys, *command.split())
+    assert code == 0, err
+    assert err == ""
+    assert "DANGOL_DEMO_SKILL_SECRET" not in os.environ  # nothing left behind
+
+
+def test_check_config_says_which_secret_serve_will_need(
+    fresh_shell: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "check-config", "--config", "config.example.toml")
+    assert code == 0
+    assert (
+        "warning: DANGOL_DEMO_SKILL_SECRET is not set here; `dangol serve` needs it "
+        "(`dangol init` prints new ones; keep them in the environment dangol runs in)"
+    ) in out
+
+
+def test_serve_names_the_secret_it_needs_and_how_to_set_it(
+    fresh_shell: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "serve", "--config", "config.example.toml")
+    assert (code, err.strip()) == (
+        1,
+        "dangol: serve needs the secret in DANGOL_DEMO_SKILL_SECRET, not set here: "
+        "`export DANGOL_DEMO_SKILL_SECRET=…` first (`dangol init` prints new ones; keep them "
+        "in the environment dangol runs in)",
+    )
+
+
+def test_send_test_through_a_provider_names_its_unset_secret(
+    fresh_shell: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DANGOL_TWILIO_AUTH_TOKEN", "t")
+    monkeypatch.delenv("DANGOL_TWILIO_AUTH_TOKEN")
+    with fresh_shell.open("a", encoding="utf-8") as f:
+        f.write(
+            '\n[providers.twilio]\naccount_sid = "AC1"\nauth_token_env = "DANGOL_TWILIO_AUTH_TOKEN"\n'
+            'from_number = "+14155550199"\n'
+        )
+    args = ["send-test", "--config", "config.example.toml", "--shop", "demo"]
+    code, _, err = run(capsys, *args, "--provider", "twilio")
+    assert code == 1
+    assert err.startswith(
+        "dangol: send-test through twilio needs the secret in DANGOL_TWILIO_AUTH_TOKEN, not set "
+        "here: `export DANGOL_TWILIO_AUTH_TOKEN=…` first"
+    )
+
+
+# --------------------------------------------------------------------------- send-test, owner-status
+
+
+def test_send_test_defaults_to_the_owners_notification_provider(
+    fresh_shell: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It answered "no provider None configured" when the owner is notified by console."""
+    first_start(capsys)
+    code, out, err = run(capsys, "send-test", "--config", "config.example.toml", "--shop", "demo")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "send-test: through console, the provider that notifies 한빛설비's owner",
+        "sent: console → 010-****-3333 (vendor id console-1)",
+        "note: console texts nobody, it only writes a log line",
+    ]
+
+
+def _busy_until(db_path: Path) -> datetime:
+    async def read() -> datetime:
+        db = Database(f"sqlite+aiosqlite:///{db_path}")
+        async with db.read() as conn:
+            value = (await conn.execute(sa.select(Shop.owner_busy_until))).scalar_one()
+        await db.close()
+        return value.astimezone(KST)  # type: ignore[no-any-return]
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize(
+    ("at", "said", "until"),
+    [
+        ((10, 0), "한빛설비: owner is now on-site until 15:30", kst(2026, 11, 23, 15, 30)),
+        (
+            (19, 15),
+            "한빛설비: owner is now on-site until tomorrow (Tue 24 Nov) 15:30 — 15:30 had "
+            "already passed today; customers are told so",
+            kst(2026, 11, 24, 15, 30),
+        ),
+    ],
+)
+def test_owner_status_until_a_time_already_past_today_is_tomorrow(
+    at: tuple[int, int],
+    said: str,
+    until: datetime,
+    fresh_shell: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """At 19:15, `--until 15:30` was stored as today's 15:30 — already over, so customers
+    were told the owner is free. It is the next 15:30, and the command says so."""
+    first_start(capsys)
+    clock = FrozenClock(kst(2026, 11, 23, *at))  # a Monday
+    args = ["owner-status", "--config", "config.example.toml", "--shop", "demo", "on-site"]
+    code, out, err = main_at(clock, capsys, *args, "--until", "15:30")
+    assert code == 0, err
+    assert out.strip() == said
+    assert _busy_until(fresh_shell.parent / "var" / "dangol.db") == until
+
+    # What a customer writing at 10:00 that day is told: the owner answers after 15:30.
+    shop = load_settings("config.example.toml").shops[0]
+    morning = until.replace(hour=10, minute=0)
+    told = assess(
+        shop, OwnerState("on_site", _busy_until(fresh_shell.parent / "var" / "dangol.db")), morning
+    )
+    assert (told.kind, told.reply_from) == ("owner_busy", until)
+
+    code, _, err = main_at(clock, capsys, *args, "--until", "25:00")
+    assert (code, err.strip()) == (
+        1,
+        "dangol: --until: expected a time HH:MM (00:00-23:59), got '25:00'",
+    )
+
+
+def main_at(
+    clock: FrozenClock, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    code = main(list(args), clock=clock)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,13 @@ def test_secrets_never_show_in_repr() -> None:
             'shop.toml: shops[0].hours.mon: expected "HH:MM-HH:MM" or "closed", got \'9-6\'',
         ),
         (
-            {"shops": [shop_table(hours={**shop_table()["hours"], "tue": "18:00-09:00"})]},
-            "shops[0].hours.tue: closing time must be after opening time",
+            {"shops": [shop_table(hours={**shop_table()["hours"], "tue": "09:00-09:00"})]},
+            "shops[0].hours.tue: opens and closes at the same time: '09:00-09:00' (open all day "
+            'is "00:00-24:00")',
+        ),
+        (
+            {"shops": [shop_table(hours={**shop_table()["hours"], "tue": "24:00-09:00"})]},
+            "shops[0].hours.tue: not a valid time range: '24:00-09:00'",
         ),
         ({"shops": [shop_table(slug="Han Bit")]}, "shops[0].slug: use lowercase letters"),
         ({"shops": [shop_table(timezone="Mars/Base")]}, "shops[0].timezone: unknown time zone"),
@@ -77,7 +83,17 @@ def test_secrets_never_show_in_repr() -> None:
         ({"database": {"url": "mysql://x"}}, "database.url: use sqlite+aiosqlite"),
         (
             {"shops": [shop_table(owner={"name": "김", "phone": "12"})]},
-            "shops[0].owner.phone: not a valid phone number",
+            "shops[0].owner.phone: not a valid phone number: '12'",
+        ),
+        (
+            # echoed as written (it was "010--2222"): it is no number, so nothing to mask
+            {"shops": [shop_table(owner={"name": "김", "phone": "010-2222"})]},
+            "shops[0].owner.phone: not a valid phone number: '010-2222'",
+        ),
+        (
+            # one digit too many: the real number in it is still masked
+            {"shops": [shop_table(owner={"name": "김", "phone": "010 1234 5678 1"})]},
+            "shops[0].owner.phone: not a valid phone number: '010-****-5678 1'",
         ),
         (
             {"shops": [shop_table(owner={"name": "김", "notify_via": ["pigeon"]})]},
@@ -106,6 +122,29 @@ def test_mistakes_are_named(change: dict[str, Any], expected: str) -> None:
     data = settings_dict()
     data.update(change)
     assert expected in error_of(data)
+
+
+@pytest.mark.parametrize(
+    ("written", "opens", "closes", "overnight", "label"),
+    [
+        ("09:00-18:00", time(9), time(18), False, "09:00~18:00"),
+        ("22:00-02:00", time(22), time(2), True, "22:00~02:00"),
+        ("9:00-24:00", time(9), time(0), True, "09:00~24:00"),
+        ("00:00-24:00", time(0), time(0), True, "24시간"),
+    ],
+)
+def test_hours_past_midnight_and_around_the_clock(
+    written: str, opens: time, closes: time, overnight: bool, label: str
+) -> None:
+    data = settings_dict(shops=[shop_table(hours={**shop_table()["hours"], "fri": written})])
+    hours = parse(data, "shop.toml").shops[0].hours[4]
+    assert hours is not None
+    assert (hours.opens, hours.closes, hours.overnight, hours.label()) == (
+        opens,
+        closes,
+        overnight,
+        label,
+    )
 
 
 def test_unreadable_and_broken_files(tmp_path: Path) -> None:

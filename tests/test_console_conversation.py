@@ -603,6 +603,15 @@ async def test_owner_status_from_the_header(owner: Client) -> None:
     assert all(e.actor.startswith("user:") for e in entries)
 
 
+@pytest.mark.parametrize("until", ["", "25:00", "soon"])
+async def test_owner_status_on_site_needs_a_time(owner: Client, until: str) -> None:
+    """ "On site" with no readable end was stored without one, and customers were told the
+    owner is free; it is refused, as `dangol owner-status` refuses it (one rule for both)."""
+    resp = await post(owner, "/console/owner-status", {"status": "on_site", "until": until})
+    assert resp.status == 400
+    assert (await one(owner, sa.select(Shop.owner_status))).owner_status == "available"
+
+
 # --------------------------------------------------------------------------- the customer
 
 

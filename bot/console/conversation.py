@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from bot import keys
+from bot.availability import busy_until
 from bot.console import changes, customers, queries
 from bot.console.auth import Viewer, current
 from bot.console.layout import (
@@ -365,20 +366,6 @@ async def snooze(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- owner status
 
 
-def busy_until(raw: str, at: datetime, tz: ZoneInfo) -> datetime | None:
-    """ "HH:MM" local: the next time the clock shows it (today, or tomorrow if past)."""
-    try:
-        hour, minute = (int(p) for p in raw.strip().split(":"))
-        wanted = time(hour, minute)
-    except ValueError:
-        return None
-    local_now = at.astimezone(tz)
-    candidate = datetime.combine(local_now.date(), wanted, tzinfo=tz)
-    if candidate <= local_now:
-        candidate = datetime.combine(local_now.date() + timedelta(days=1), wanted, tzinfo=tz)
-    return candidate
-
-
 async def owner_status(request: web.Request) -> web.Response:
     viewer: Viewer = current(request)
     shop = shop_of(request, viewer)
@@ -387,7 +374,12 @@ async def owner_status(request: web.Request) -> web.Response:
     if status not in OWNER_STATUSES:
         raise web.HTTPBadRequest(text="unknown owner status")
     at = now(request)
-    until = busy_until(field(form, "until"), at, shop.timezone) if status == "on_site" else None
+    until = None
+    if status == "on_site":
+        try:  # the CLI's rule too: a time already past today is tomorrow's
+            until = busy_until(field(form, "until"), at, shop.timezone)
+        except ValueError:
+            raise web.HTTPBadRequest(text="until: expected HH:MM") from None
     await request.config_dict[keys.LIVE].write(changes.owner_status(viewer, status, until, at))
     if wants_json(request):
         return web.json_response({"ok": True, "status": status})
