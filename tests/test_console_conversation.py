@@ -588,7 +588,7 @@ async def test_owner_status_from_the_header(owner: Client) -> None:
     shop = await one(owner, sa.select(Shop.owner_status, Shop.owner_busy_until))
     assert shop.owner_status == "on_site"
     assert shop.owner_busy_until == kst(2026, 11, 23, 12, 30)
-    assert "현장 작업 중 ~오늘 12:30" in await page(owner, "/console/")
+    assert "현장 작업 중 ~12:30" in await page(owner, "/console/")
 
     await post(owner, "/console/owner-status", {"status": "on_site", "until": "08:00"})
     shop = await one(owner, sa.select(Shop.owner_busy_until))
