@@ -31,6 +31,7 @@ from bot import logs
 from bot.accounts import (
     AccountError,
     add_user,
+    check_display_name,
     check_username,
     ensure_owner,
     new_password,
@@ -146,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--shop", required=True, help="shop slug")
     add.add_argument("--username", required=True)
     add.add_argument("--role", choices=["owner", "staff"], default="staff")
+    add.add_argument(
+        "--display-name",
+        default="",
+        help="how their replies are signed (e.g. 김한빛); default: 사장님 for an owner, "
+        "the username for staff",
+    )
     add.set_defaults(run=cmd_user_add)
     reset = user_sub.add_parser(
         "reset-password", help="give an account a new password and sign it out everywhere"
@@ -423,6 +430,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         raise CliError(f"no shop {args.shop!r} in {args.config}")
     try:
         username = check_username(args.username)
+        check_display_name(args.display_name)
     except AccountError as exc:
         raise CliError(str(exc)) from None
     password = new_password()
@@ -432,7 +440,16 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         try:
             now = SystemClock().now()
             ids = await db.write(sync_shops(settings, now))
-            await db.write(add_user(ids[shop.slug], username, password, args.role, now))
+            await db.write(
+                add_user(
+                    ids[shop.slug],
+                    username,
+                    password,
+                    args.role,
+                    now,
+                    display_name=args.display_name,
+                )
+            )
         finally:
             await db.close()
 

@@ -199,3 +199,30 @@ def test_resolved_complaint_has_no_deadline_in_the_list(phone: Phone, demo: Demo
     assert badge.inner_text() == "불만"
     assert not re.search(r"까지", page.locator(f"li.conv[data-id='{conv_id}']").inner_text())
     shot(page, "23-resolved-complaint.png")
+
+
+# ------------------------------------------------------------------ 9. who replied
+
+
+def test_replies_are_signed_with_the_display_name(phone: Phone, demo: Demo) -> None:
+    sim, owner, conv_id = start_conversation(phone, demo, "견적 받아볼 수 있을까요?")
+    page = owner.page
+    send_reply(page, "네, 사진 보내 주세요.")
+    signed = page.locator("#timeline li.msg.from-owner .who").last
+    assert signed.inner_text() == "사장님"  # not the login name
+
+    page.locator(".mainnav a", has_text="내 정보").click()
+    page.fill("#display-name", "김한빛")
+    page.click("main.account button.primary")
+    page.wait_for_url(re.compile(r"/console/me\?saved=1"))
+    assert "김한빛" in page.locator(".topbar .who").inner_text()
+    shot(page, "24-my-details.png")
+
+    page.goto(f"/console/c/{conv_id}")
+    send_reply(page, "사진 확인했어요.")
+    assert page.locator("#timeline li.msg.from-owner .who").last.inner_text() == "김한빛"
+    # Set it back: the other tests' owner is 사장님 again.
+    page.goto("/console/me")
+    page.fill("#display-name", "")
+    page.click("main.account button.primary")
+    page.wait_for_url(re.compile(r"saved=1"))

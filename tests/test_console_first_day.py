@@ -3,14 +3,22 @@ replied, the small things (the browser half is tests/test_browser_first_day.py).
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from conftest import kst
-from console_helpers import Client, thread
+from console_helpers import PASSWORD, Client, app_of, now_of, sign_in, thread
 
+from bot import keys
+from bot.accounts import add_user
+from bot.cli import main
 from bot.clock import FrozenClock
+from bot.db import Database
+from bot.models import User
 
 
 @pytest.fixture
@@ -69,3 +77,78 @@ async def test_a_resolved_complaint_shows_no_deadline_in_the_list(owner: Client)
     badge = re.search(r'<span class="badge complaint">([^<]*)</span>', html)
     assert badge
     assert badge.group(1) == "불만"
+
+
+# --------------------------------------------------------------------------- 9. who replied
+
+
+_SIGNED = re.compile(r'<p class="who">([^<]*)</p>|<p class="meta">([^<·]*) · <time>')
+
+
+def signatures(html: str) -> list[str]:
+    """Who each owner reply and note is signed by, in the timeline's order."""
+    names = ((a or b).strip() for a, b in _SIGNED.findall(html))
+    return [n for n in names if n not in ("고객", "자동 응답")]
+
+
+async def test_replies_and_notes_are_signed_with_the_display_name(owner: Client) -> None:
+    _, conv = await thread(owner)
+    await post(owner, f"/console/c/{conv}/reply", {"text": "내일 갈게요"})
+    # Not the login ("kim"): an owner who set no name signs as 사장님.
+    assert signatures(await page(owner, f"/console/c/{conv}")) == ["사장님"]
+    assert "내 정보" in await page(owner, "/console/me")
+
+    resp = await post(owner, "/console/me", {"display_name": "  김한빛  "})
+    assert resp.status == 303
+    assert 'value="김한빛"' in await page(owner, "/console/me")
+    await post(owner, f"/console/c/{conv}/note", {"text": "부품 주문함"})
+    await post(owner, f"/console/c/{conv}/reply", {"text": "부품이 왔어요"})
+    assert signatures(await page(owner, f"/console/c/{conv}")) == ["사장님", "김한빛", "김한빛"]
+
+    too_long = await post(owner, "/console/me", {"display_name": "가" * 41})
+    assert too_long.status == 400
+
+
+async def test_staff_sign_with_the_name_given_at_creation(
+    client: Client, cheap_hasher: None
+) -> None:
+    app = app_of(client)
+    unit = add_user(
+        app[keys.SHOP_IDS]["hanbit"],
+        "park",
+        PASSWORD,
+        "staff",
+        now_of(client),
+        display_name="박기사",
+    )
+    await app[keys.DATABASE].write(unit)
+    client.csrf = await sign_in(client, "park")  # type: ignore[attr-defined]
+    _, conv = await thread(client)
+    await post(client, f"/console/c/{conv}/reply", {"text": "제가 갈게요"})
+    html = await page(client, f"/console/c/{conv}")
+    assert signatures(html) == ["박기사"]
+    assert "박기사 (park)" in html
+
+
+def test_user_add_takes_a_display_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "s" * 32)
+    target = tmp_path / "config.toml"
+    assert main(["init", "--config", str(target)]) == 0
+    args = ["user", "add", "--config", str(target), "--shop", "demo", "--username", "lee"]
+    assert main([*args, "--display-name", "이" * 41]) == 1  # too long: refused, no account
+    assert main([*args, "--display-name", " 이 기사 "]) == 0
+    capsys.readouterr()
+
+    async def names() -> list[tuple[str, str]]:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'var' / 'dangol.db'}")
+        async with db.read() as conn:
+            found = await conn.execute(
+                sa.select(User.username, User.display_name).order_by(User.id)
+            )
+            result = [(r.username, r.display_name) for r in found]
+        await db.close()
+        return result
+
+    assert asyncio.run(names()) == [("demo", ""), ("lee", "이 기사")]
