@@ -250,7 +250,7 @@
     var row = el("div", "row row-bot");
     var bubble = el("div", "bubble bubble-bot tail bubble-owner");
     bubble.appendChild(el("span", "owner-label", t.labelOwner));
-    fillText(bubble, text);
+    if (text) fillText(bubble, text); // a photo may come alone
     (Array.isArray(photos) ? photos : []).forEach(function (url) {
       // Only our own capability URLs (/p/<random name>), as the server sends them.
       if (typeof url !== "string" || !/^\/p\/[A-Za-z0-9_-]+\.jpg$/.test(url)) return;
