@@ -205,7 +205,7 @@ def test_resolved_complaint_has_no_deadline_in_the_list(phone: Phone, demo: Demo
 
 
 def test_replies_are_signed_with_the_display_name(phone: Phone, demo: Demo) -> None:
-    sim, owner, conv_id = start_conversation(phone, demo, "견적 받아볼 수 있을까요?")
+    _, owner, conv_id = start_conversation(phone, demo, "견적 받아볼 수 있을까요?")
     page = owner.page
     send_reply(page, "네, 사진 보내 주세요.")
     signed = page.locator("#timeline li.msg.from-owner .who").last
@@ -226,3 +226,25 @@ def test_replies_are_signed_with_the_display_name(phone: Phone, demo: Demo) -> N
     page.fill("#display-name", "")
     page.click("main.account button.primary")
     page.wait_for_url(re.compile(r"saved=1"))
+
+
+# ------------------------------------------------------------------ 10. small things
+
+
+def test_the_location_answer_links_both_maps(phone: Phone, demo: Demo) -> None:
+    sim = open_simulator(phone)
+    say(sim.page, "가게 위치가 어디예요?")
+    bubble = sim.page.locator(".bubble-bot").filter(has_text="주소:").last
+    bubble.wait_for()
+    answer = bubble.inner_text()
+    assert "https://map.naver.com/p/search/%EC%84%9C%EC%9A%B8" in answer
+    assert "https://map.kakao.com/link/search/%EC%84%9C%EC%9A%B8" in answer
+    shot(sim.page, "25-location.png")
+
+
+def test_the_favicon_is_served(phone: Phone, demo: Demo) -> None:
+    page = phone().page
+    response = page.goto("/favicon.ico")
+    assert response is not None
+    assert response.status == 200
+    assert response.headers["content-type"] == "image/x-icon"
