@@ -41,6 +41,7 @@ from bot.accounts import (
 from bot.backup import BackupError, make_backup
 from bot.clock import SystemClock
 from bot.config import ConfigError, Settings
+from bot.console.saved_replies import seed_demo_replies
 from bot.db import Database, SchemaOutOfDate, check_schema, upgrade
 from bot.models import OutboxItem
 from bot.phone import to_e164
@@ -260,7 +261,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # The demo needs no real secrets: invent any that are not set, for this process only.
         os.environ.setdefault(name, secrets.token_urlsafe(24))
     settings = demo_settings(config_mod.load(path), args.port)
-    asyncio.run(_prepare(settings))
+    asyncio.run(_prepare(settings, demo=True))
     if settings.server.simulator:
         print(
             f"dangol demo: open http://{settings.server.host}:{settings.server.port}/simulator "
@@ -310,8 +311,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _prepare(settings: Settings) -> None:
-    """Migrate, create shop rows and an owner account per shop (password printed once)."""
+async def _prepare(settings: Settings, *, demo: bool = False) -> None:
+    """Migrate, create shop rows and an owner account per shop (password printed once);
+    the demo's shops also get a few saved replies to pick from."""
     await _upgrade(settings)
     db = _database(settings)
     await db.start()
@@ -322,6 +324,8 @@ async def _prepare(settings: Settings) -> None:
             password = new_password()
             if await db.write(ensure_owner(ids[shop.slug], shop.slug, password, now)):
                 print(f"owner account for {shop.name}: username {shop.slug}  password {password}")
+            if demo:
+                await db.write(seed_demo_replies(ids[shop.slug], now))
     finally:
         await db.close()
 

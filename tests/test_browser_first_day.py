@@ -248,3 +248,73 @@ def test_the_favicon_is_served(phone: Phone, demo: Demo) -> None:
     assert response is not None
     assert response.status == 200
     assert response.headers["content-type"] == "image/x-icon"
+
+
+def test_the_composer_keeps_one_row_and_the_customer_is_above_it(phone: Phone, demo: Demo) -> None:
+    _, owner, _ = start_conversation(phone, demo, "보일러 소리가 커요")
+    page = owner.page
+    # The demo ships saved replies, so the picker is there.
+    assert page.locator("#composer .saved-picker").count() == 1
+    tops = page.eval_on_selector_all(
+        "#composer .composer-actions > *:not([hidden])",
+        "els => els.map(e => { const r = e.getBoundingClientRect();"
+        " return [Math.round(r.top), Math.round(r.right)]; })",
+    )
+    assert len(tops) >= 3
+    assert len({top for top, _ in tops}) == 1, f"the buttons wrap: {tops}"
+    assert max(right for _, right in tops) <= 390
+    # On a phone the customer card comes before the thread and its sticky composer.
+    card = page.locator("#customer").bounding_box()
+    thread = page.locator("section.thread").bounding_box()
+    assert card is not None
+    assert thread is not None
+    assert card["y"] < thread["y"]
+    shot(page, "26-composer.png")
+
+
+def test_conversation_notes_and_the_customer_memo_are_told_apart(phone: Phone, demo: Demo) -> None:
+    _, owner, _ = start_conversation(phone, demo, "에어컨 청소 얼마예요?")
+    page = owner.page
+    page.fill("#reply-text", "지난번 청소 고객")
+    page.click("#composer button[data-kind=note]")
+    note = page.locator("#timeline li.msg.dir-note").filter(has_text="지난번 청소 고객")
+    note.wait_for()
+    assert note.locator(".note-label").inner_text().startswith("대화 메모")
+    assert page.locator("#composer button[data-kind=note]").inner_text() == "대화 메모"
+    memo = page.locator("#customer dt", has_text="고객 메모")
+    assert memo.count() == 1
+    # Empty, it says where the conversation's notes are rather than just "없음".
+    assert "대화 메모는 대화 안에" in page.locator("#customer dd.notes").inner_text()
+
+
+def test_saved_reply_variables_are_chips(phone: Phone, demo: Demo) -> None:
+    owner = phone()
+    log_in(owner.page, demo)
+    page = owner.page
+    page.goto("/console/saved-replies")
+    assert "{{" not in page.locator("main").inner_text()  # words, not template syntax
+    assert page.locator(".saved-item").count() >= 3  # the demo's own
+    assert page.locator(".saved-item .var", has_text="고객 이름").count() >= 1
+    page.fill("#new-title", "도착 안내")
+    page.fill("#new-body", "님, 곧 도착해요.")
+    page.evaluate("() => document.getElementById('new-body').setSelectionRange(0, 0)")
+    page.locator(".add-saved .chip", has_text="고객 이름").click()
+    assert page.input_value("#new-body") == "{{ customer.name }}님, 곧 도착해요."
+    page.click(".add-saved button.primary")
+    added = page.locator(".saved-item").filter(has_text="도착 안내")
+    added.wait_for()
+    assert added.locator(".var").inner_text() == "고객 이름"
+    shot(page, "27-saved-replies.png")
+
+
+def test_the_simulator_remembers_the_chat_after_a_reload(phone: Phone, demo: Demo) -> None:
+    sim, owner, _ = start_conversation(phone, demo, "창문 실리콘 다시 해주세요")
+    send_reply(owner.page, "토요일에 가능해요.")
+    sim.page.locator(".bubble-owner").filter(has_text="토요일에 가능해요.").wait_for()
+    sim.page.reload()
+    sim.page.wait_for_selector("#text")
+    chat = sim.page.locator("#chat")
+    chat.locator(".bubble-me").filter(has_text="창문 실리콘 다시 해주세요").wait_for()
+    assert chat.locator(".bubble-owner").filter(has_text="토요일에 가능해요.").count() == 1
+    assert chat.locator(".bubble-bot:not(.bubble-owner)").count() >= 1
+    shot(sim.page, "28-simulator-reload.png")

@@ -152,3 +152,41 @@ def test_user_add_takes_a_display_name(
         return result
 
     assert asyncio.run(names()) == [("demo", ""), ("lee", "이 기사")]
+
+
+# --------------------------------------------------------------------------- 10. small things
+
+
+async def test_the_demo_ships_saved_replies_once(client: Client) -> None:
+    from bot.console.saved_replies import DEMO_REPLIES, seed_demo_replies
+    from bot.models import SavedReply
+
+    app = app_of(client)
+    shop = app[keys.SHOP_IDS]["hanbit"]
+    assert await app[keys.DATABASE].write(seed_demo_replies(shop, now_of(client))) == 4
+    assert await app[keys.DATABASE].write(seed_demo_replies(shop, now_of(client))) == 0
+    async with app[keys.DATABASE].read() as conn:
+        titles = list((await conn.execute(sa.select(SavedReply.title))).scalars())
+    assert sorted(titles) == sorted(t for t, _ in DEMO_REPLIES)
+
+
+async def test_saved_replies_show_variables_as_words(owner: Client) -> None:
+    body = "{{ customer.name }}님, {{shop.name}}입니다. {{ customer.unknown }}"
+    resp = await post(owner, "/console/saved-replies", {"title": "인사", "body": body})
+    assert resp.status == 303
+    html = await page(owner, "/console/saved-replies")
+    shown = re.search(r'<p class="body">(.*?)</p>', html)
+    assert shown
+    assert shown.group(1) == (
+        '<span class="var">고객 이름</span>님, <span class="var">가게 이름</span>입니다. '
+        "{{ customer.unknown }}"
+    )
+    for label in ("고객 이름", "등급", "가게 이름", "가게 전화번호"):
+        assert f">{label}</button>" in html  # a chip that inserts it
+
+
+async def test_the_favicon_is_served(client: Client) -> None:
+    resp = await client.get("/favicon.ico")
+    assert resp.status == 200
+    assert resp.content_type == "image/x-icon"
+    assert (await resp.read())[:4] == b"\x00\x00\x01\x00"  # an ICO header

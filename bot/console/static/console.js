@@ -384,6 +384,21 @@
     }
   }
 
+  // ------------------------------------------------------------------ saved-reply variables
+
+  // A chip inserts its variable ({{ customer.name }}…) where the cursor is in its textarea.
+  document.addEventListener("click", function (event) {
+    var chip = event.target.closest ? event.target.closest(".var-chips .chip") : null;
+    if (!chip) return;
+    var box = document.getElementById(chip.parentNode.dataset.target);
+    if (!box) return;
+    var text = chip.dataset.insert || "";
+    var start = box.selectionStart === null ? box.value.length : box.selectionStart;
+    var end = box.selectionEnd === null ? start : box.selectionEnd;
+    box.setRangeText(text, start, end, "end");
+    box.focus();
+  });
+
   // ------------------------------------------------------------------ phone reveal
 
   document.addEventListener("submit", function (event) {
