@@ -244,7 +244,7 @@ async def test_a_kakao_customer_without_a_phone_is_told_before_and_gets_a_held_r
     assert message.status == "held"
     assert message.path == "mailbox"
     assert message.body == "내일 오전에 방문할게요"
-    assert message.payload["author"] == "kim"
+    assert message.payload["author"] == "사장님"  # the display name (an owner without one: 사장님)
     assert await rows(owner, sa.select(OutboxItem)) == []
     c = await one(owner, sa.select(Conversation))
     assert c.waiting_since is None
@@ -510,7 +510,7 @@ async def test_resolve_reopen_and_snooze(owner: Client, clock: Any) -> None:
     assert (c.status, c.waiting_since, c.unread_count) == ("resolved", None, 0)
     assert c.resolved_at == now_of(owner)
     html = await page(owner, f"/console/c/{conv}")
-    assert "kim님이 해결됨으로 표시했어요" in html
+    assert "사장님이 해결됨으로 표시했어요" in html
     assert "다시 열기" in html
 
     resp = await post(owner, f"/console/c/{conv}/reopen")
@@ -524,7 +524,7 @@ async def test_resolve_reopen_and_snooze(owner: Client, clock: Any) -> None:
     assert c.status == "snoozed"
     assert c.snoozed_until == kst(2026, 11, 24, 9, 0)
     html = await page(owner, f"/console/c/{conv}")
-    assert "kim님이 대화를 미뤘어요 · 내일 09:00까지" in html
+    assert "사장님이 대화를 미뤘어요 · 내일 09:00까지" in html
 
     await post(owner, f"/console/c/{conv}/snooze", {"for": "1h"})
     assert (await one(owner, sa.select(Conversation))).snoozed_until == kst(2026, 11, 23, 11, 0)
