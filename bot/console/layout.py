@@ -88,6 +88,7 @@ def default_busy_until(at: datetime, tz: tzinfo) -> str:
 def customer_view(shop: ShopConfig, header: Header, at: datetime) -> Availability:
     """What the bot tells a customer who writes now (bot/availability.py, the rule the
     replies use), so the header never says "대기 중" while customers hear "영업 종료"."""
+    # owner_status holds one of OwnerState's three values (bot.shops.OWNER_STATUSES).
     owner = OwnerState(header.owner_status, header.busy_until)  # type: ignore[arg-type]
     return assess(shop, owner, at)
 
