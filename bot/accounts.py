@@ -66,6 +66,8 @@ def ensure_owner(
 
 USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{1,79}")
 ROLES = ("owner", "staff")
+DISPLAY_NAME_MAX = 40
+OWNER_TITLE = "사장님"
 
 
 class AccountError(Exception):
@@ -86,6 +88,51 @@ def check_username(username: str) -> str:
             "(starting with a letter or digit)"
         )
     return name
+
+
+def check_display_name(value: str) -> str:
+    """The display name as it will be shown (spaces tidied; empty means "not set"), or
+    AccountError saying what is wrong with it."""
+    name = " ".join(value.split())
+    if len(name) > DISPLAY_NAME_MAX:
+        raise AccountError(f"a display name is at most {DISPLAY_NAME_MAX} characters")
+    if not name.isprintable():
+        raise AccountError("a display name cannot contain control characters")
+    return name
+
+
+def shown_name(display_name: str, role: str, username: str) -> str:
+    """How a user signs replies and notes: the display name they chose, else 사장님 for an
+    owner (what customers call them) and the login name for staff."""
+    if display_name:
+        return display_name
+    return OWNER_TITLE if role == "owner" else username
+
+
+def set_display_name(
+    user_id: int, display_name: str, now: datetime, actor: str
+) -> Callable[[Connection], None]:
+    name = check_display_name(display_name)
+
+    def unit(conn: Connection) -> None:
+        shop_id = conn.execute(
+            sa.update(User)
+            .where(User.id == user_id)
+            .values(display_name=name)
+            .returning(User.shop_id)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(AuditEntry).values(
+                shop_id=shop_id,
+                actor=actor,
+                action="display_name",
+                subject=f"user:{user_id}",
+                detail={"display_name": name},
+                created_at=now,
+            )
+        )
+
+    return unit
 
 
 def hash_password(password: str) -> str:
@@ -120,10 +167,17 @@ def _dummy_hash() -> str:
 
 
 def add_user(
-    shop_id: int, username: str, password: str, role: str, now: datetime, actor: str = "cli"
+    shop_id: int,
+    username: str,
+    password: str,
+    role: str,
+    now: datetime,
+    actor: str = "cli",
+    display_name: str = "",
 ) -> Callable[[Connection], int]:
     """Create a console account; its id. AccountError when the username is taken."""
     name = check_username(username)
+    shown = check_display_name(display_name)
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     password_hash = hash_password(password)
@@ -139,6 +193,7 @@ def add_user(
                 username=name,
                 password_hash=password_hash,
                 role=role,
+                display_name=shown,
                 disabled=False,
                 created_at=now,
             )
@@ -150,7 +205,7 @@ def add_user(
                 actor=actor,
                 action="user_created",
                 subject=f"user:{user_id}",
-                detail={"username": name, "role": role},
+                detail={"username": name, "role": role, "display_name": shown},
                 created_at=now,
             )
         )

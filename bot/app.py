@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import sqlalchemy as sa
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/", index, name="index")
+    app.router.add_get("/favicon.ico", favicon, name="favicon")
     app.add_subapp("/console/", console_app())
     console_photos.setup_public(app)
     if settings.server.simulator:
@@ -242,6 +244,18 @@ async def _measure(request: web.Request, handler: Handler) -> web.StreamResponse
         m = request.app[keys.METRICS]
         m.requests.labels(route, request.method, str(status)).inc()
         m.latency.labels(route).observe(time.perf_counter() - started)
+
+
+FAVICON = Path(__file__).parent / "console" / "static" / "favicon.ico"
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """The icon every browser asks for at the root (a speech bubble, 16–48 px)."""
+    return web.Response(
+        body=FAVICON.read_bytes(),
+        content_type="image/x-icon",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:

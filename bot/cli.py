@@ -31,6 +31,7 @@ from bot import logs
 from bot.accounts import (
     AccountError,
     add_user,
+    check_display_name,
     check_username,
     ensure_owner,
     new_password,
@@ -41,6 +42,7 @@ from bot.availability import busy_until
 from bot.backup import BackupError, make_backup
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings, ShopConfig
+from bot.console.saved_replies import seed_demo_replies
 from bot.db import Database, SchemaOutOfDate, check_schema, upgrade
 from bot.demo import config_shown, demo_frame, demo_settings
 from bot.models import OutboxItem
@@ -151,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--shop", required=True, help="shop slug")
     add.add_argument("--username", required=True)
     add.add_argument("--role", choices=["owner", "staff"], default="staff")
+    add.add_argument(
+        "--display-name",
+        default="",
+        help="how their replies are signed (e.g. 김한빛); default: 사장님 for an owner, "
+        "the username for staff",
+    )
     add.set_defaults(run=cmd_user_add)
     reset = user_sub.add_parser(
         "reset-password", help="give an account a new password and sign it out everywhere"
@@ -316,7 +324,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # The demo needs no real secrets: invent any that are not set, for this process only.
         os.environ.setdefault(name, secrets.token_urlsafe(24))
     settings = demo_settings(config_mod.load(path), args.port)
-    passwords = asyncio.run(_prepare(settings, args.clock))
+    passwords = asyncio.run(_prepare(settings, args.clock, demo=True))
     frame = demo_frame(settings, passwords, config_shown(path))
     _serve(settings, ready=frame, access_log=logs.ShortAccessLogger)
     return 0
@@ -354,9 +362,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _prepare(settings: Settings, clock: Clock) -> dict[str, str | None]:
-    """Migrate, create shop rows and an owner account per shop. Returns each shop's new
-    owner password, None where the account existed (its password is not known)."""
+async def _prepare(
+    settings: Settings, clock: Clock, *, demo: bool = False
+) -> dict[str, str | None]:
+    """Migrate, create shop rows and an owner account per shop; the demo's shops also get a
+    few saved replies to pick from. Returns each shop's new owner password, None where the
+    account existed (its password is not known)."""
     await _upgrade(settings)
     db = _database(settings)
     await db.start()
@@ -368,6 +379,8 @@ async def _prepare(settings: Settings, clock: Clock) -> dict[str, str | None]:
             password = new_password()
             created = await db.write(ensure_owner(ids[shop.slug], shop.slug, password, now))
             passwords[shop.slug] = password if created else None
+            if demo:
+                await db.write(seed_demo_replies(ids[shop.slug], now))
     finally:
         await db.close()
     return passwords
@@ -501,6 +514,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         raise CliError(f"no shop {args.shop!r} in {args.config}")
     try:
         username = check_username(args.username)
+        check_display_name(args.display_name)
     except AccountError as exc:
         raise CliError(str(exc)) from None
     password = new_password()
@@ -510,7 +524,16 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         try:
             now = args.clock.now()
             ids = await db.write(sync_shops(settings, now))
-            await db.write(add_user(ids[shop.slug], username, password, args.role, now))
+            await db.write(
+                add_user(
+                    ids[shop.slug],
+                    username,
+                    password,
+                    args.role,
+                    now,
+                    display_name=args.display_name,
+                )
+            )
         finally:
             await db.close()
 

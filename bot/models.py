@@ -108,6 +108,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(80), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20), default="owner")  # owner | staff
+    # How replies and notes are signed ("사장님", "김한빛"); empty: see accounts.shown_name.
+    display_name: Mapped[str] = mapped_column(String(40), server_default=text("''"))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 

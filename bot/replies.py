@@ -96,6 +96,13 @@ def addresses_of(conn: Connection, customer_id: int) -> Addresses:
     return Addresses(phone=found.get("phone"), kakao_key=found.get("kakao_bot_user"))
 
 
+# A photo sent alone goes without words, except where the channel cannot carry a picture
+# without text: SOLAPI's MMS has a required `text` (providers/sms_text.size_mms_text refuses
+# an empty one). There it gets the least that is true.
+PHOTO_ONLY_TEXT = "사진"
+_TEXT_REQUIRED_WITH_PHOTO = frozenset({"solapi"})
+
+
 def owner_reply(
     shop_id: int,
     conversation_id: int,
@@ -138,18 +145,22 @@ def owner_reply(
 
         outbox_id = None
         if path.provider_key is not None:
+            provider = delivery.provider_for(path.provider_key) or ""
+            sent_text = text
+            if not text and attachments and provider in _TEXT_REQUIRED_WITH_PHOTO:
+                sent_text = PHOTO_ONLY_TEXT
             outbox_id = enqueue(
                 conn,
                 shop_id=shop_id,
                 purpose="reply",
-                provider=delivery.provider_for(path.provider_key) or "",
+                provider=provider,
                 recipient={
                     "phone": to.phone,
                     "kakao_user_key": to.kakao_key if path.needs == "kakao" else None,
                     "kakao_key_type": to.kakao_key_type if path.needs == "kakao" else None,
                 },
                 payload={
-                    "text": text,
+                    "text": sent_text,
                     "path": path.name,
                     "attachments": attachments or [],
                     **({"template": delivery.alimtalk_template} if path is ALIMTALK else {}),

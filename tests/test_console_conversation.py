@@ -244,7 +244,7 @@ async def test_a_kakao_customer_without_a_phone_is_told_before_and_gets_a_held_r
     assert message.status == "held"
     assert message.path == "mailbox"
     assert message.body == "내일 오전에 방문할게요"
-    assert message.payload["author"] == "kim"
+    assert message.payload["author"] == "사장님"  # the display name (an owner without one: 사장님)
     assert await rows(owner, sa.select(OutboxItem)) == []
     c = await one(owner, sa.select(Conversation))
     assert c.waiting_since is None
@@ -425,13 +425,12 @@ async def test_a_reply_carries_the_photos_uploaded_into_the_conversation(owner: 
         assert resp.status == 400, bad
         assert (await resp.json())["error"] == "bad_photo"
 
-    # A photo alone is a reply: the page's caption goes with it.
+    # A photo alone is a reply, sent without words.
     resp = await owner.post(
         f"/console/c/{conv}/reply",
         data=[
             ("csrf", csrf(owner)),
             ("text", ""),
-            ("photo_caption", "사진을 보냈어요."),
             ("photo", str(first)),
             ("photo", str(second)),
         ],
@@ -440,7 +439,7 @@ async def test_a_reply_carries_the_photos_uploaded_into_the_conversation(owner: 
     assert resp.status == 200
     message_id = (await resp.json())["message_id"]
     message = await one(owner, sa.select(Message).where(Message.id == message_id))
-    assert message.body == "사진을 보냈어요."
+    assert message.body == ""
     assert [a["photo_id"] for a in message.payload["attachments"]] == [first, second]
     from bot.models import Photo
 
@@ -511,7 +510,7 @@ async def test_resolve_reopen_and_snooze(owner: Client, clock: Any) -> None:
     assert (c.status, c.waiting_since, c.unread_count) == ("resolved", None, 0)
     assert c.resolved_at == now_of(owner)
     html = await page(owner, f"/console/c/{conv}")
-    assert "kim님이 해결됨으로 표시했어요" in html
+    assert "사장님이 해결됨으로 표시했어요" in html
     assert "다시 열기" in html
 
     resp = await post(owner, f"/console/c/{conv}/reopen")
@@ -525,7 +524,7 @@ async def test_resolve_reopen_and_snooze(owner: Client, clock: Any) -> None:
     assert c.status == "snoozed"
     assert c.snoozed_until == kst(2026, 11, 24, 9, 0)
     html = await page(owner, f"/console/c/{conv}")
-    assert "kim님이 대화를 미뤘어요 · 내일 09:00까지" in html
+    assert "사장님이 대화를 미뤘어요 · 내일 09:00까지" in html
 
     await post(owner, f"/console/c/{conv}/snooze", {"for": "1h"})
     assert (await one(owner, sa.select(Conversation))).snoozed_until == kst(2026, 11, 23, 11, 0)
@@ -588,7 +587,7 @@ async def test_owner_status_from_the_header(owner: Client) -> None:
     shop = await one(owner, sa.select(Shop.owner_status, Shop.owner_busy_until))
     assert shop.owner_status == "on_site"
     assert shop.owner_busy_until == kst(2026, 11, 23, 12, 30)
-    assert "현장 작업 중 ~오늘 12:30" in await page(owner, "/console/")
+    assert "현장 작업 중 ~12:30" in await page(owner, "/console/")
 
     await post(owner, "/console/owner-status", {"status": "on_site", "until": "08:00"})
     shop = await one(owner, sa.select(Shop.owner_busy_until))

@@ -252,9 +252,23 @@ def test_hours_mentions_a_multi_day_closure(texts: Texts) -> None:
 
 
 def test_location(texts: Texts, shop: ShopConfig) -> None:
+    # The address URL-encoded into a search on each map (PROTOCOLS-free: their public URLs).
+    address = "%EC%84%9C%EC%9A%B8%EC%8B%9C%20%EB%A7%88%ED%8F%AC%EA%B5%AC%20%EC%9B%94%EB%93%9C%EC%BB%B5%EB%A1%9C%201"
     assert texts.render("location", shop=shop) == (
-        "한빛설비 주소: 서울시 마포구 월드컵로 1\n전화: 02-1234-5678"
+        "한빛설비 주소: 서울시 마포구 월드컵로 1\n"
+        f"네이버 지도: https://map.naver.com/p/search/{address}\n"
+        f"카카오맵: https://map.kakao.com/link/search/{address}\n"
+        "전화: 02-1234-5678"
     )
+
+
+def test_location_map_links_encode_the_whole_address(texts: Texts, shop: ShopConfig) -> None:
+    odd = replace(shop, address="서울 중구 세종대로 110 B1/2층 #3 & 옆 ?")
+    text = texts.render("location", shop=odd)
+    naver = next(line for line in text.splitlines() if line.startswith("네이버 지도: "))
+    url = naver.removeprefix("네이버 지도: ")
+    assert " " not in url
+    assert all(c not in url.removeprefix("https://map.naver.com/p/search/") for c in "/#&?")
 
 
 def test_owner_notification(texts: Texts, shop: ShopConfig) -> None:

@@ -14,7 +14,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.console import conversation, customers, inbox, photos, saved_replies, stream, views
+from bot.console import (
+    account,
+    conversation,
+    customers,
+    inbox,
+    photos,
+    saved_replies,
+    stream,
+    views,
+)
 from bot.console.auth import VIEWER, Viewer, current, require_owner
 from bot.console.middleware import MIDDLEWARES
 from bot.console.render import STATIC_ROUTE
@@ -37,6 +46,8 @@ def console_app() -> web.Application:
     app.router.add_post("/login", views.login_submit, name="console_login_submit")
     app.router.add_post("/logout", views.logout, name="console_logout")
     app.router.add_get("/api/me", views.me, name="console_api_me")
+    app.router.add_get("/me", account.show, name="console_me")
+    app.router.add_post("/me", account.update, name="console_me_edit")
     app.router.add_get("/inbox/list", inbox.inbox_list, name="console_inbox_list")
     app.router.add_get(r"/c/{id:\d+}", conversation.conversation_page, name="console_conversation")
     app.router.add_get(r"/c/{id:\d+}/timeline", conversation.timeline, name="console_timeline")

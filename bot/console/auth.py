@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot import accounts
 from bot.config import ConsoleConfig
 from bot.db import Database
 from bot.models import AuditEntry, ConsoleSession, LoginAttempt, Shop, User
@@ -53,6 +54,12 @@ class Viewer:
     shop_name: str
     session_id: str = ""  # the token's hash (a row id, not the cookie value)
     csrf_token: str = ""
+    display_name: str = ""  # as the user set it; `name` is what the console shows
+
+    @property
+    def name(self) -> str:
+        """How this user signs replies and notes (사장님, 김한빛, …)."""
+        return accounts.shown_name(self.display_name, self.role, self.username)
 
     @property
     def is_owner(self) -> bool:
@@ -201,6 +208,7 @@ async def load_viewer(
             User.id.label("user_id"),
             User.username,
             User.role,
+            User.display_name,
             Shop.id.label("shop_id"),
             Shop.slug,
             Shop.name,
@@ -226,6 +234,7 @@ async def load_viewer(
         shop_name=row.name,
         session_id=session_id,
         csrf_token=row.csrf_token,
+        display_name=row.display_name,
     )
     return viewer, now - row.last_seen_at >= TOUCH_EVERY
 

@@ -117,7 +117,7 @@ def _system_event(
             sender="system",
             channel=conv.channel,
             body=f"[{event}]",
-            payload={"event": event, "by": viewer.username, **detail},
+            payload={"event": event, "by": viewer.name, **detail},
             status="delivered",
             path=None,
             created_at=now,
@@ -178,7 +178,7 @@ def reply(
             text,
             delivery,
             now,
-            author=viewer.username,
+            author=viewer.name,
             attachments=attachments,
         )(conn)
         for attachment in attachments or ():
@@ -270,7 +270,7 @@ def add_note(
                 sender="owner",
                 channel=conv.channel,
                 body=text,
-                payload={"author": viewer.username},
+                payload={"author": viewer.name},
                 status="delivered",
                 path=None,
                 idempotency_key=NONCE_PREFIX + nonce if nonce else None,

@@ -241,8 +241,9 @@ async def reply(request: web.Request) -> web.Response:
         return await _refused(request, "bad_photo", 400, draft=field(form, "text"))
     text, problem = _text(form)
     if problem == "empty" and attachments:
-        # A photo alone is a reply too; the channels still want a line of text with it.
-        text, problem = _text({"text": field(form, "photo_caption")})
+        # A photo alone is a reply too, sent without words (bot.replies.owner_reply gives a
+        # channel that cannot carry a bare picture the least text it needs).
+        problem = None
     if problem is not None:
         return await _refused(request, problem, 400, draft=text)
     unit = changes.reply(

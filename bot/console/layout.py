@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import keys
+from bot.availability import Availability, OwnerState, assess
 from bot.config import ShopConfig
 from bot.console.auth import Viewer
 from bot.console.queries import Header
@@ -84,6 +85,14 @@ def default_busy_until(at: datetime, tz: tzinfo) -> str:
     return suggestion.strftime("%H:%M")
 
 
+def customer_view(shop: ShopConfig, header: Header, at: datetime) -> Availability:
+    """What the bot tells a customer who writes now (bot/availability.py, the rule the
+    replies use), so the header never says "대기 중" while customers hear "영업 종료"."""
+    # owner_status holds one of OwnerState's three values (bot.shops.OWNER_STATUSES).
+    owner = OwnerState(header.owner_status, header.busy_until)  # type: ignore[arg-type]
+    return assess(shop, owner, at)
+
+
 def page(
     request: web.Request,
     template: str,
@@ -101,6 +110,7 @@ def page(
         template,
         status=status,
         header=header,
+        told=customer_view(shop, header, at),
         shop=shop,
         today=at.astimezone(shop.timezone).date(),
         busy_until_default=default_busy_until(at, shop.timezone),

@@ -11,9 +11,13 @@ as nothing instead of failing — a typo must never stop a reply from going out.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
@@ -27,6 +31,7 @@ from bot.console.auth import current, require_owner
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of
 from bot.console.middleware import see_other
 from bot.console.queries import CustomerView
+from bot.models import SavedReply
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,30 @@ HOME = "/console/saved-replies"
 
 # What {{ customer.tier }} says to a customer.
 TIER_NAMES = {"bronze": "브론즈", "silver": "실버", "gold": "골드"}
+
+# The variables a saved reply can use, as the page offers them (chips that insert them).
+VARIABLES = (
+    ("customer.name", "고객 이름"),
+    ("customer.tier", "등급"),
+    ("shop.name", "가게 이름"),
+    ("shop.phone", "가게 전화번호"),
+)
+_LABELS = dict(VARIABLES)
+_VARIABLE = re.compile(r"\{\{\s*([a-z_]+\.[a-z_]+)\s*\}\}")
+
+# What `dangol demo` starts with, so the composer's picker has something to show.
+DEMO_REPLIES = (
+    ("인사", "안녕하세요 {{ customer.name }}님, {{ shop.name }}입니다. 무엇을 도와드릴까요?"),
+    (
+        "방문 일정",
+        "{{ customer.name }}님, 내일 오전 10시에 방문드려도 될까요? 편하신 시간을 알려 주세요.",
+    ),
+    ("사진 요청", "정확히 확인하려고 해요. 고장 난 곳 사진을 한두 장 보내 주실 수 있을까요?"),
+    (
+        "작업 완료",
+        "작업 마쳤습니다. 이용해 주셔서 감사합니다! 문제 있으면 {{ shop.phone }}로 연락 주세요.",
+    ),
+)
 
 
 class _Sandbox(SandboxedEnvironment):
@@ -105,6 +134,45 @@ def choices(
     return [Choice(s.id, s.title, render_reply(s.body, values)) for s in saved]
 
 
+def seed_demo_replies(shop_id: int, now: datetime) -> Callable[[sa.Connection], int]:
+    """The demo's saved replies, for a shop that has none yet; how many were added."""
+
+    def unit(conn: sa.Connection) -> int:
+        has_some = conn.execute(
+            sa.select(SavedReply.id).where(SavedReply.shop_id == shop_id).limit(1)
+        ).first()
+        if has_some:
+            return 0
+        conn.execute(
+            sa.insert(SavedReply),
+            [
+                {"shop_id": shop_id, "title": t, "body": b, "created_at": now, "updated_at": now}
+                for t, b in DEMO_REPLIES
+            ],
+        )
+        return len(DEMO_REPLIES)
+
+    return unit
+
+
+def parts(body: str) -> list[tuple[str, str]]:
+    """A body as the page shows it: ("text", …) runs and ("var", "고객 이름") for each known
+    variable, so the owner reads words, not template syntax."""
+    found: list[tuple[str, str]] = []
+    at = 0
+    for match in _VARIABLE.finditer(body):
+        label = _LABELS.get(match.group(1))
+        if label is None:
+            continue
+        if match.start() > at:
+            found.append(("text", body[at : match.start()]))
+        found.append(("var", label))
+        at = match.end()
+    if at < len(body):
+        found.append(("text", body[at:]))
+    return found
+
+
 # --------------------------------------------------------------------------- the page
 
 
@@ -147,6 +215,8 @@ async def _page(request: web.Request, problem: Problem | None = None) -> web.Res
         header=header,
         status=400 if problem else 200,
         saved=saved,
+        parts=parts,
+        variables=VARIABLES,
         problem=problem,
         title_max=TITLE_MAX,
         body_max=BODY_MAX,

@@ -96,24 +96,34 @@
     });
   }
 
+  // ------------------------------------------------------------------ counts and states
+
+  // Every count and state shown around the content (the nav's waiting count, what customers
+  // are told, the inbox's filter counts, a conversation's waiting time) carries a data-live
+  // name. When something changes they are taken from a fresh copy of this same page, which
+  // the server rendered and escaped; DOMParser keeps it inert.
+  var chromeTimer = null;
+
+  function refreshChrome() {
+    getHTML(window.location.pathname + window.location.search).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      Array.prototype.forEach.call(document.querySelectorAll("[data-live]"), function (old) {
+        var fresh = doc.querySelector('[data-live="' + old.dataset.live + '"]');
+        if (fresh) old.replaceWith(adopt(fresh));
+      });
+    }).catch(function () { /* the next event or the timer tries again */ });
+  }
+
+  function chromeChanged() {
+    clearTimeout(chromeTimer);
+    chromeTimer = setTimeout(refreshChrome, 200);
+  }
+
+  setInterval(refreshChrome, LIST_REFRESH_MS); // waiting times tick without events
+
   // ------------------------------------------------------------------ the inbox
 
   var inboxTimer = null;
-
-  function updateWaitingCount(count) {
-    var badge = document.getElementById("nav-waiting");
-    if (!badge && count > 0) {
-      var link = document.querySelector(".mainnav a");
-      if (!link) return;
-      badge = el("span", "count");
-      badge.id = "nav-waiting";
-      link.appendChild(document.createTextNode(" "));
-      link.appendChild(badge);
-    }
-    if (!badge) return;
-    badge.textContent = String(count);
-    badge.hidden = count === 0;
-  }
 
   function refreshInbox() {
     if (!inbox) return;
@@ -121,8 +131,6 @@
       var box = document.getElementById("inbox-list");
       var nodes = fragmentNodes(html).map(adopt);
       box.replaceChildren.apply(box, nodes);
-      var list = document.getElementById("conv-list");
-      if (list) updateWaitingCount(Number(list.dataset.waiting) || 0);
     }).catch(function () { /* the next event or the timer tries again */ });
   }
 
@@ -376,6 +384,21 @@
     }
   }
 
+  // ------------------------------------------------------------------ saved-reply variables
+
+  // A chip inserts its variable ({{ customer.name }}…) where the cursor is in its textarea.
+  document.addEventListener("click", function (event) {
+    var chip = event.target.closest ? event.target.closest(".var-chips .chip") : null;
+    if (!chip) return;
+    var box = document.getElementById(chip.parentNode.dataset.target);
+    if (!box) return;
+    var text = chip.dataset.insert || "";
+    var start = box.selectionStart === null ? box.value.length : box.selectionStart;
+    var end = box.selectionEnd === null ? start : box.selectionEnd;
+    box.setRangeText(text, start, end, "end");
+    box.focus();
+  });
+
   // ------------------------------------------------------------------ phone reveal
 
   document.addEventListener("submit", function (event) {
@@ -450,12 +473,14 @@
   var offlineTimer = null;
 
   function refreshAll() {
+    chromeChanged();
     inboxChanged();
     if (conversation) refreshTimeline();
   }
 
   function onEvent(event) {
     var sameConversation = convId !== null && String(event.conversation_id) === convId;
+    if (event.type !== "hello" && event.type !== "signed_out") chromeChanged();
     switch (event.type) {
       case "hello":
         if (connectedOnce) refreshAll(); // we may have missed events while away

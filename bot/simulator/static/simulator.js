@@ -64,6 +64,53 @@
     return value;
   }
 
+  // ------------------------------------------------------------------ the transcript
+
+  // The room is kept in localStorage, per shop and customer, so a reload shows it again.
+  // Entries hold plain strings and are drawn again with textContent, like live ones.
+  var TRANSCRIPT_MAX = 200;
+  var replaying = false;
+
+  function transcriptKey() {
+    return "dangol-simulator:chat:" + currentShop() + ":" + userKey(false);
+  }
+
+  function loadTranscript() {
+    try {
+      var entries = JSON.parse(storageGet(transcriptKey()) || "[]");
+      return Array.isArray(entries) ? entries : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function remember(entry) {
+    if (replaying) return;
+    var entries = loadTranscript();
+    entries.push(entry);
+    storageSet(transcriptKey(), JSON.stringify(entries.slice(-TRANSCRIPT_MAX)));
+  }
+
+  function replay() {
+    var entries = loadTranscript();
+    if (entries.length === 0) return;
+    if (examples) { examples.remove(); examples = null; }
+    replaying = true;
+    entries.forEach(function (e) {
+      if (!e || typeof e !== "object") return;
+      var at = new Date(Number(e.at) || Date.now());
+      if (e.kind === "me") {
+        addCustomer(String(e.text || ""), at);
+      } else if (e.kind === "bot" && Array.isArray(e.texts)) {
+        var body = botGroup();
+        e.texts.forEach(function (text, index) { addBotBubble(body, String(text), index === 0); });
+      } else if (e.kind === "owner") {
+        addOwnerReply(String(e.text || ""), e.photos, at);
+      }
+    });
+    replaying = false;
+  }
+
   // ------------------------------------------------------------------ building the room
 
   function el(tag, className, text) {
@@ -119,8 +166,9 @@
     bubble.appendChild(more);
   }
 
-  function addCustomer(text) {
-    var now = new Date();
+  function addCustomer(text, at) {
+    var now = at || new Date();
+    remember({ kind: "me", text: text, at: now.getTime() });
     dayDivider(now);
     var row = el("div", "row row-me");
     row.appendChild(el("span", "meta", clockText(now)));
@@ -214,10 +262,14 @@
       var waiting = response.data && response.data.text ? String(response.data.text) : t.msgCallback;
       lastRow = addBotBubble(body, waiting, true);
     }
+    var shown = [];
     outputs.forEach(function (output, index) {
       var texts = componentTexts(output);
-      lastRow = addBotBubble(body, texts ? texts.join("\n") : t.msgUnsupported, index === 0);
+      var text = texts ? texts.join("\n") : t.msgUnsupported;
+      shown.push(text);
+      lastRow = addBotBubble(body, text, index === 0);
     });
+    remember({ kind: "bot", texts: shown, at: Date.now() });
     var meta = el("span", "meta");
     var seconds = (Number(data.elapsed_ms) || 0) / 1000;
     meta.textContent = t.labelElapsed + " " + seconds.toFixed(2) + t.seconds;
@@ -243,14 +295,16 @@
   var pollGeneration = 0;
   var lastOwnerId = null;
 
-  function addOwnerReply(text, photos) {
+  function addOwnerReply(text, photos, at) {
+    var now = at || new Date();
+    remember({ kind: "owner", text: text, photos: photos, at: now.getTime() });
     if (examples) { examples.remove(); examples = null; }
-    dayDivider(new Date());
+    dayDivider(now);
     var body = botGroup();
     var row = el("div", "row row-bot");
     var bubble = el("div", "bubble bubble-bot tail bubble-owner");
     bubble.appendChild(el("span", "owner-label", t.labelOwner));
-    fillText(bubble, text);
+    if (text) fillText(bubble, text); // a photo may come alone
     (Array.isArray(photos) ? photos : []).forEach(function (url) {
       // Only our own capability URLs (/p/<random name>), as the server sends them.
       if (typeof url !== "string" || !/^\/p\/[A-Za-z0-9_-]+\.jpg$/.test(url)) return;
@@ -261,7 +315,7 @@
       bubble.appendChild(image);
     });
     row.appendChild(bubble);
-    row.appendChild(el("span", "meta", clockText(new Date())));
+    row.appendChild(el("span", "meta", clockText(now)));
     body.appendChild(row);
     scrollDown();
   }
@@ -351,6 +405,7 @@
     if (keep) chat.appendChild(keep);
     lastDay = "";
     if (freshCustomer) {
+      storageSet(transcriptKey(), "[]"); // the old customer's room is over
       userKey(true);
       note(t.msgNewCustomer, false);
     }
@@ -358,6 +413,7 @@
       examples = examplesBox;
       chat.appendChild(examples);
     }
+    if (!freshCustomer) replay(); // another shop's room, as it was left
     followOwnerReplies();
   }
 
@@ -416,5 +472,6 @@
   }
 
   growInput();
+  replay();
   followOwnerReplies();
 })();
