@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     home = tmp_path_factory.mktemp("demo")
     cfg = home / "config.toml"
     shutil.copy(EXAMPLE, cfg)
+    with running_demo(cfg) as running:
+        yield running
+
+
+@contextmanager
+def running_demo(cfg: Path) -> Iterator[Demo]:
+    """`dangol demo --config cfg` on a free port (in cfg's folder) until the block ends."""
+    home = cfg.parent
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "DANGOL_DEMO_SKILL_SECRET"}
     env["PYTHONUNBUFFERED"] = "1"

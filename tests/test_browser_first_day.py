@@ -9,15 +9,8 @@ run at.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,17 +18,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from test_browser import (
-    PASSWORD_LINE,
     Demo,
     Phone,
-    _free_port,
     _need_browser,
-    _read_lines,
     browser,
     inbox_ids,
     log_in,
     open_simulator,
     phone,
+    running_demo,
     say,
     send_reply,
     shot,
@@ -68,49 +59,8 @@ def _config(home: Path) -> Path:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     _need_browser()
-    home = tmp_path_factory.mktemp("demo-first-day")
-    cfg = _config(home)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DANGOL_DEMO_SKILL_SECRET"}
-    env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "demo", "--config", str(cfg), "--port", str(port)],
-        cwd=home,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-    )
-    output: list[str] = []
-    reader = threading.Thread(target=_read_lines, args=(proc.stdout, output), daemon=True)
-    reader.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "demo exited early:\n" + "".join(output)
-            assert time.monotonic() < deadline, "demo did not start:\n" + "".join(output)
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        found = next((m for m in map(PASSWORD_LINE.search, output) if m), None)
-        assert found, "the demo printed no owner password:\n" + "".join(output)
-        yield Demo(url, found.group(1), found.group(2), output)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        reader.join(timeout=10)
-        if proc.stdout:
-            proc.stdout.close()
+    with running_demo(_config(tmp_path_factory.mktemp("demo-first-day"))) as running:
+        yield running
 
 
 LIVE_MS = 5_000
