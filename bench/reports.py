@@ -23,6 +23,7 @@ Then the database is checked:
 
 --rate (500) reports per second, --seconds (60), --no-write: print the report, leave
 bench/RESULTS.md alone (otherwise it goes into its own section, `<!-- reports -->`).
+--sqlite: the same run on a SQLite file instead (for comparison; the target is PostgreSQL's).
 BENCH_PROBE=1: the server runs under bench/probe.py. Needs the PostgreSQL server in
 DANGOL_TEST_PG_URL; every figure is from one run.
 """
@@ -71,7 +72,7 @@ port = {port}
 simulator = false
 [database]
 url = "{url}"
-schema = "{schema}"
+{schema}
 [logging]
 level = "WARNING"
 [providers.console]
@@ -290,17 +291,21 @@ async def check(
     }
 
 
-def bench(rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
+def bench(rate: float, seconds: float, tmp: Path, *, on_sqlite: bool = False) -> dict[str, Any]:
     rng = random.Random(SEED)
     messages = max(1, round(rate * seconds / (1 + DUPLICATED) / 3))
     posts = plan(messages, seconds, rng)
-    schema = f"bench_reports_{os.getpid()}"
-    if not asyncio.run(run.pg_schema(True, schema)):
-        raise SystemExit("PostgreSQL is needed (DANGOL_TEST_PG_URL)")
+    schema: str | None = None
+    db_url = f"sqlite+aiosqlite:///{tmp / 'reports.db'}"
+    if not on_sqlite:
+        schema, db_url = f"bench_reports_{os.getpid()}", run.PG_URL
+        if not asyncio.run(run.pg_schema(True, schema)):
+            raise SystemExit("PostgreSQL is needed (DANGOL_TEST_PG_URL)")
     try:
         port = run.free_port()
         cfg = tmp / "reports.toml"
-        cfg.write_text(CONFIG.format(port=port, url=run.PG_URL, schema=schema), "utf-8")
+        setting = f'schema = "{schema}"' if schema else ""
+        cfg.write_text(CONFIG.format(port=port, url=db_url, schema=setting), "utf-8")
         env = dict(os.environ, BENCH_SOLAPI_TOKEN=TOKEN)
         subprocess.run(
             [run.DANGOL, "db", "upgrade", "--config", str(cfg)],
@@ -312,7 +317,7 @@ def bench(rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
         log = tmp / "server.log"
         proc = run.run_server([*serve, "serve", "--config", str(cfg)], port, env, log)
         try:
-            database = Database(run.PG_URL, search_path=schema)
+            database = Database(db_url, search_path=schema)
 
             async def seeded() -> None:
                 await database.start()
@@ -331,7 +336,7 @@ def bench(rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
             print(log.read_text("utf-8", "replace")[-20000:])
 
         async def checked() -> dict[str, int]:
-            database = Database(run.PG_URL, search_path=schema)
+            database = Database(db_url, search_path=schema)
             try:
                 return await check(database, posts, messages, answered)
             finally:
@@ -339,9 +344,11 @@ def bench(rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
 
         counts = asyncio.run(checked())
     finally:
-        asyncio.run(run.pg_schema(False, schema))
+        if schema:
+            asyncio.run(run.pg_schema(False, schema))
     q = statistics.quantiles(latencies, n=100)
     return {
+        "database": "SQLite" if on_sqlite else "PostgreSQL",
         "rate": rate,
         "seconds": seconds,
         "messages": messages,
@@ -365,7 +372,7 @@ def report(r: dict[str, Any]) -> str:
     others = {k: v for k, v in r["statuses"].items() if k != 200}
     once = r["events"] == r["distinct_events"] and r["answered_missing"] == 0
     lines = [
-        "## SOLAPI delivery reports under load on PostgreSQL (bench/reports.py)",
+        f"## SOLAPI delivery reports under load on {r['database']} (bench/reports.py)",
         "",
         f"{r['posts']} reports posted one per request at {r['rate']:.0f}/s for about "
         f"{r['seconds']:.0f} s (achieved {r['achieved']:.0f}/s) to the SOLAPI webhook of a real "
@@ -401,9 +408,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--sqlite", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dangol-reports-") as tmp:
-        text = report(bench(args.rate, args.seconds, Path(tmp)))
+        text = report(bench(args.rate, args.seconds, Path(tmp), on_sqlite=args.sqlite))
     print(text)
     if not args.no_write:
         sections.write_section("reports", text)

@@ -5,7 +5,8 @@ token in the path is all that authenticates it (`[shops.solapi] webhook_token_en
 unknown shop, a shop without the setting and a wrong token all answer the same 404.
 
 verify → parse (a malformed body is a 400 with nothing stored, and SOLAPI retries) →
-store and apply in one committed unit (`bot.delivery.apply_reports`) → 200 ``{"ok": true}``.
+store and apply, committed together with every other request's reports waiting for the same
+commit (`bot.delivery.apply_reports_batched`) → 200 ``{"ok": true}``.
 A report about a message we do not know is still stored and still answered 200: SOLAPI
 would otherwise retry it for nothing.
 """
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from bot import keys
 from bot.db import describe_failure
-from bot.delivery import apply_reports
+from bot.delivery import apply_reports_batched
 from providers.base import RejectedWebhook
 from providers.solapi_reports import parse_report
 
@@ -69,9 +70,9 @@ async def report(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "malformed report"}, status=400)
 
     shop_id = app[keys.SHOP_IDS][shop.slug]
-    unit = apply_reports(shop_id, PROVIDER, reports, app[keys.CLOCK].now())
+    work = apply_reports_batched(shop_id, PROVIDER, reports, app[keys.CLOCK].now())
     try:
-        changed = await app[keys.DATABASE].write(unit)
+        changed = await app[keys.DATABASE].write(work)
     except Exception as exc:
         # 503: SOLAPI sends the reports again later.
         log.error(
