@@ -237,9 +237,8 @@ async def _measure(request: web.Request, handler: Handler) -> web.StreamResponse
         status = exc.status
         raise
     finally:
-        m = request.app[keys.METRICS]
-        m.requests.labels(route, request.method, str(status)).inc()
-        m.latency.labels(route).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        request.app[keys.METRICS].served(route, request.method, status, elapsed)
 
 
 async def healthz(request: web.Request) -> web.Response:
