@@ -61,12 +61,23 @@ class UTCDateTime(TypeDecorator[datetime]):
 
         # The text SQLite's DATETIME would store ("2026-11-23 01:00:00.000000"), made by
         # datetime's C methods instead of two Python steps: every message binds several.
+        # Most are the same datetime (the arrival time: the message's, its reply's, the
+        # conversation's), so the last one converted is kept: a third of the conversions
+        # remain. One tuple, swapped whole, as readers' threads share the processor.
+        last: tuple[datetime | None, str | None] = (None, None)
+
         def process(value: datetime | None) -> str | None:
+            nonlocal last
             if value is None:
                 return None
+            seen, text = last
+            if value is seen:
+                return text
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to the database; use an aware UTC datetime")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last = (value, text)
+            return text
 
         return process
 
