@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy.dialects import sqlite
 
 from bot.metrics import Metrics
 from bot.models import UTCDateTime
 from bot.routing import Incoming
+from bot.webhooks import _done_within
 
 
 def test_sqlite_datetimes_bind_as_before_when_one_repeats() -> None:
@@ -46,3 +49,23 @@ def test_incoming_is_folded_for_keywords() -> None:
     msg = Incoming("영업 시간\tＡＢ 알려주세요", "kakao")
     assert msg.folded == "영업시간ab알려주세요"
     assert msg == Incoming("영업 시간\tＡＢ 알려주세요", "kakao")
+
+
+async def test_waiting_within_a_budget_leaves_the_work_running() -> None:
+    loop = asyncio.get_running_loop()
+    committed: asyncio.Future[int] = loop.create_future()
+    loop.call_soon(committed.set_result, 7)
+    assert await _done_within(committed, 60)
+
+    late: asyncio.Future[int] = loop.create_future()
+    assert not await _done_within(late, 0)  # the budget is spent before the commit
+    assert not late.cancelled()  # the unit still commits, and is answered late
+    late.set_result(7)
+
+    pending: asyncio.Future[int] = loop.create_future()
+    waiting = asyncio.ensure_future(_done_within(pending, 60))
+    await asyncio.sleep(0)
+    waiting.cancel()  # the client went away
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not pending.cancelled()
