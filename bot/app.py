@@ -241,9 +241,8 @@ async def _measure(request: web.Request, handler: Handler) -> web.StreamResponse
         status = exc.status
         raise
     finally:
-        m = request.app[keys.METRICS]
-        m.requests.labels(route, request.method, str(status)).inc()
-        m.latency.labels(route).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        request.app[keys.METRICS].served(route, request.method, status, elapsed)
 
 
 FAVICON = Path(__file__).parent / "console" / "static" / "favicon.ico"

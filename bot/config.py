@@ -8,6 +8,7 @@ variable that holds them.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import tomllib
@@ -253,7 +254,11 @@ class Settings:
     storage: StorageConfig = field(default_factory=StorageConfig)
 
     def shop(self, slug: str) -> ShopConfig | None:
-        return next((s for s in self.shops if s.slug == slug), None)
+        return self._shops_by_slug.get(slug)
+
+    @functools.cached_property
+    def _shops_by_slug(self) -> dict[str, ShopConfig]:  # every webhook call looks one up
+        return {s.slug: s for s in reversed(self.shops)}  # the first of a slug, as before
 
 
 # --------------------------------------------------------------------------- reading

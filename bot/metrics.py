@@ -10,6 +10,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # `labels()` validates and locks on every call; the hot paths keep their children.
+        self._served: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._skill_replies: dict[str, Counter] = {}
         self.requests = Counter(
             "dangol_http_requests",
             "HTTP requests handled",
@@ -50,6 +53,24 @@ class Metrics:
             "constraint it violates, is not counted",
             registry=self.registry,
         )
+
+    def served(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One HTTP request handled: counted, and its latency observed."""
+        children = self._served.get((route, method, status))
+        if children is None:
+            count = self.requests.labels(route, method, str(status))
+            children = (count, self.latency.labels(route))
+            self._served[route, method, status] = children
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)
+
+    def skill_reply(self, kind: str) -> None:
+        """One Kakao skill answer of this kind."""
+        child = self._skill_replies.get(kind)
+        if child is None:
+            child = self._skill_replies[kind] = self.skill_replies.labels(kind)
+        child.inc()
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -6,6 +6,7 @@ Changing a model means writing an Alembic migration in `bot/migrations/versions/
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -41,6 +42,15 @@ NAMING = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
+def _sqlite_datetime(value: datetime) -> str:
+    """The text SQLite's DATETIME would store ("2026-11-23 01:00:00.000000"), made by
+    datetime's C methods instead of two Python steps. Kept for the instants bound again:
+    a message binds its arrival time five times (the message's, the conversation's and
+    its reply's), and a cache hit costs a fraction of a conversion."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in and out, on SQLite (which has no time zones) as on PostgreSQL."""
 
@@ -59,14 +69,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
-        # The text SQLite's DATETIME would store ("2026-11-23 01:00:00.000000"), made by
-        # datetime's C methods instead of two Python steps: every message binds several.
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to the database; use an aware UTC datetime")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            return _sqlite_datetime(value)
 
         return process
 

@@ -14,7 +14,6 @@ import unicodedata
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any, TypeVar, cast
 
 from bot.availability import Availability, OwnerState, assess
@@ -24,6 +23,7 @@ from bot.texts import Texts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,14 @@ class Incoming:
     text: str
     channel: str  # kakao | simulator | sms
     extra: Mapping[str, str] = field(default_factory=dict)  # quick-reply payload
+    # Lower-cased, width-folded and without spaces: "영업 시간" matches "영업시간". Every
+    # message is matched against keywords, so it is made here (a cached_property would
+    # take a lock for each message on Python 3.11).
+    folded: str = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def folded(self) -> str:
-        """Lower-cased, width-folded and without spaces: "영업 시간" matches "영업시간"."""
-        return re.sub(r"\s+", "", unicodedata.normalize("NFKC", self.text).casefold())
+    def __post_init__(self) -> None:
+        folded = _SPACES.sub("", unicodedata.normalize("NFKC", self.text).casefold())
+        object.__setattr__(self, "folded", folded)
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,10 @@ class Context:
     # Kept by hand rather than with cached_property, which on Python 3.11 takes a lock on
     # each first use, and a Context lives for one message: it is all first uses.
     _availability: Availability | None = field(default=None, init=False, repr=False)
+    minute: datetime = field(init=False, repr=False)  # `now` to the minute: the memo's keys
 
-    @property
-    def minute(self) -> datetime:
-        return self.now.replace(second=0, microsecond=0)
+    def __post_init__(self) -> None:
+        self.minute = self.now.replace(second=0, microsecond=0)
 
     @property
     def availability(self) -> Availability:
@@ -112,7 +115,7 @@ class Context:
             self.shop.slug,
             self.availability,
             self.minute,
-            tuple(sorted(values.items())),
+            tuple(sorted(values.items())) if values else (),
         )
         return self.memo.get(key, lambda: self._render(template, values))
 

@@ -58,19 +58,19 @@ async def skill(request: web.Request) -> web.Response:
     metrics = app[keys.METRICS]
     shop = settings.shop(request.match_info["shop"])
     if shop is None or shop.kakao is None:
-        metrics.skill_replies.labels("unknown_shop").inc()
+        metrics.skill_reply("unknown_shop")
         return _answer(404, texts.render("setup_problem", problem="unknown_shop"))
 
     given = request.headers.get(shop.kakao.secret_header, "")
     if not secrets.compare_digest(given.encode(), shop.kakao.skill_secret.reveal().encode()):
-        metrics.skill_replies.labels("unauthorized").inc()
+        metrics.skill_reply("unauthorized")
         log.warning("kakao skill: wrong or missing secret header", extra={"shop": shop.slug})
         return _answer(401, texts.render("setup_problem", problem="secret"))
 
     # Kakao sends `application/json;charset=UTF-8` (PROTOCOLS §1.1); anything else is not
     # a skill request, and is refused before it is read, let alone stored.
     if request.content_type != "application/json":
-        metrics.skill_replies.labels("not_json").inc()
+        metrics.skill_reply("not_json")
         log.warning(
             "kakao skill: content type %r is not application/json; refused",
             request.content_type[:60],
@@ -80,19 +80,19 @@ async def skill(request: web.Request) -> web.Response:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        metrics.skill_replies.labels("too_large").inc()
+        metrics.skill_reply("too_large")
         log.warning("kakao skill: body over %d bytes refused", settings.server.max_body_bytes)
         return _answer(413, texts.render("too_long"))
     try:
         req = decode_skill_request(raw)
     except PayloadError as exc:
-        metrics.skill_replies.labels("bad_request").inc()
+        metrics.skill_reply("bad_request")
         log.warning(
             "kakao skill: bad request: %s", exc, extra={"shop": shop.slug, "bytes": len(raw)}
         )
         return _answer(400, texts.render("not_understood"))
     if req.bot_id != shop.kakao.bot_id:
-        metrics.skill_replies.labels("wrong_bot").inc()
+        metrics.skill_reply("wrong_bot")
         log.warning("kakao skill: bot id does not match the shop's", extra={"shop": shop.slug})
         return _answer(403, texts.render("setup_problem", problem="bot_id"))
 
@@ -117,20 +117,20 @@ async def skill(request: web.Request) -> web.Response:
             log.exception("kakao skill: could not store the message", extra={"shop": shop.slug})
         # The customer must not believe it arrived. Kakao would show a non-200 answer as its
         # own error message, so the honest text goes with 200.
-        metrics.skill_replies.labels("not_stored").inc()
+        metrics.skill_reply("not_stored")
         return _answer(200, texts.render("not_stored", shop=shop))
     if outcome is None and callback_url is not None:
         # The block has Kakao's AI-chatbot callback: its waiting text shows now and the
         # real answer follows through the outbox once the message is committed.
-        metrics.skill_replies.labels("callback").inc()
+        metrics.skill_reply("callback")
         body = json.dumps(callback_ack(texts.render("callback_wait")), ensure_ascii=False)
         return web.Response(text=body, content_type="application/json")
     if outcome is None:
-        metrics.skill_replies.labels("graceful").inc()
+        metrics.skill_reply("graceful")
         return _answer(200, texts.render("received_later"), quick=default_quick_replies(shop))
     if outcome.notified_owner:
         app[keys.OUTBOX].on_enqueued()
-    metrics.skill_replies.labels(outcome.reply.handler.split(".")[0] or "unknown").inc()
+    metrics.skill_reply(outcome.reply.handler.split(".")[0] or "unknown")
     owner_replies = tuple(texts.render("mailbox", body=b, shop=shop) for b in outcome.mailbox)
     return _answer(200, *owner_replies, *outcome.reply.texts, quick=outcome.reply.quick_replies)
 
