@@ -157,11 +157,21 @@ class SendResult:
 
 @dataclass(frozen=True, slots=True)
 class SendRef:
-    """What we know about an earlier send, to ask the provider what became of it."""
+    """What we know about an earlier send, to ask the provider what became of it.
+
+    `recipient` and `text` are what the outbox row says was sent: a vendor without a search
+    by our ref (Twilio) finds the message by them, in any process, not only the one that
+    sent it.
+    """
 
     ref: str
     provider_message_id: str | None = None
     attempted_at: datetime | None = None  # lets a vendor search narrow its time window
+    recipient: Recipient | None = None
+    text: str | None = None
+
+    def __repr__(self) -> str:  # no numbers or bodies in logs
+        return f"SendRef(ref={self.ref!r}, provider_message_id={self.provider_message_id!r})"
 
 
 class Capability(enum.Flag):
@@ -237,6 +247,12 @@ class RejectedWebhook(ProviderError):
 
 
 Outcome = SendResult | ProviderError
+# What a lookup said about one ref: found, None ("searched in full, not there"), or the
+# error that stopped it (CannotTell: it never can; anything else: ask again later).
+LookupAnswer = SendResult | ProviderError | None
+
+# Lookups one `lookup_many` runs at once by default: a vendor is asked, not flooded.
+LOOKUPS_AT_ONCE = 8
 
 
 # --------------------------------------------------------------------------- options
@@ -464,6 +480,38 @@ class Provider(abc.ABC):
         then it is never sent again by itself, as that could be a second copy.
         """
         raise CannotTell(f"{self.name} cannot look up earlier sends")
+
+    async def lookup_many(
+        self, refs: Sequence[SendRef], *, seconds: float
+    ) -> dict[str, LookupAnswer]:
+        """`lookup` for many refs in one round of at most about `seconds`.
+
+        The answer for each ref reached, by ref; a ref left out was not reached in time and
+        is simply asked again next round. A failed lookup is its error, never None. This
+        default runs `lookup` per ref, a few at once; an adapter whose search answers many
+        refs at once (SOLAPI's list) overrides it, so N refs cost one search, not N.
+        """
+        answers: dict[str, LookupAnswer] = {}
+        gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+        async def one(ref: SendRef) -> None:
+            async with gate:
+                try:
+                    answers[ref.ref] = await self.lookup(ref)
+                except ProviderError as exc:
+                    answers[ref.ref] = exc
+                except Exception as exc:  # an unmapped library error: the search failed
+                    answers[ref.ref] = TransientError(
+                        f"{self.name} lookup raised {type(exc).__name__}", code="lookup_error"
+                    )
+
+        tasks = [asyncio.create_task(one(ref)) for ref in refs]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=seconds)
+            for task in late:  # not reached in time: asked again next round
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        return answers
 
     def _secret_keys(self) -> frozenset[str]:
         return frozenset(k for k, opt in self.options_spec.items() if opt.secret)

@@ -74,6 +74,7 @@ import aiohttp
 
 from providers.base import (
     Capability,
+    LookupAnswer,
     NotYet,
     Option,
     Outgoing,
@@ -394,7 +395,7 @@ class SolapiProvider(Provider):
     lookup_before = timedelta(minutes=5)  # clock skew between us and SOLAPI
     lookup_without_attempt = timedelta(hours=24)
     lookup_page_size = 500
-    lookup_max_pages = 20
+    lookup_max_pages = 20  # more means too many messages in the window to search
 
     def __init__(
         self,
@@ -744,35 +745,86 @@ class SolapiProvider(Provider):
         `lookup_max_pages` reads) raises: not finding is not "not sent", so ask again later.
         """
         if ref.provider_message_id:
-            criteria = {"criteria": "messageId", "cond": "eq", "value": ref.provider_message_id}
-            for entry in await self._list_page(criteria, None):
-                if str(entry.get("messageId")) == ref.provider_message_id:
-                    return self._found(ref.ref, entry)
-            return None
-        now = self._clock()
-        start = (
-            ref.attempted_at - self.lookup_before
-            if ref.attempted_at is not None
-            else now - self.lookup_without_attempt
+            return await self._lookup_id(ref)
+        answer = (await self._scan([ref], deadline=None))[ref.ref]  # no deadline: answered
+        if isinstance(answer, ProviderError):
+            raise answer
+        return answer
+
+    async def lookup_many(
+        self, refs: Sequence[SendRef], *, seconds: float
+    ) -> dict[str, LookupAnswer]:
+        """Many refs for the price of one search: refs with a message id are asked by id (one
+        request each), the others answered together by one read of SOLAPI's list over the
+        union of their windows — each page once. A ref not found before `seconds` are up
+        while the list was still being read is left out (ask again next round)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        by_id = [r for r in refs if r.provider_message_id]
+        by_window = [r for r in refs if not r.provider_message_id]
+        answers, scanned = await asyncio.gather(
+            super().lookup_many(by_id, seconds=seconds), self._scan(by_window, deadline)
         )
-        end = now + self.lookup_before
+        return answers | scanned
+
+    async def _lookup_id(self, ref: SendRef) -> SendResult | None:
+        assert ref.provider_message_id is not None
+        criteria = {"criteria": "messageId", "cond": "eq", "value": ref.provider_message_id}
+        for entry in await self._list_page(criteria, None):
+            if str(entry.get("messageId")) == ref.provider_message_id:
+                return self._found(ref.ref, entry)
+        return None
+
+    def _earliest(self, ref: SendRef, now: datetime) -> datetime:
+        """The earliest SOLAPI can have created the message: just before the attempt (clock
+        skew), or a day back when the attempt time is not known. (It may have been created
+        any time up to now, so every window ends `lookup_before` after now.)"""
+        if ref.attempted_at is not None:
+            return ref.attempted_at - self.lookup_before
+        return now - self.lookup_without_attempt
+
+    async def _scan(
+        self, refs: Sequence[SendRef], deadline: float | None
+    ) -> dict[str, LookupAnswer]:
+        """Read the list once over the union of the refs' windows (they all end now).
+
+        A ref is answered when its message turns up; None when the list was read to its end
+        without it; the error when the read failed or held more than `lookup_max_pages`.
+        When `deadline` (loop time) comes first, the refs not found yet are left out.
+        """
+        if not refs:
+            return {}
+        now = self._clock()
+        start = min(self._earliest(r, now) for r in refs)
         criteria = {
             "criteria": "dateCreated,dateCreated",
             "cond": "gte,lte",
-            "value": f"{_iso(start)},{_iso(end)}",
+            "value": f"{_iso(start)},{_iso(now + self.lookup_before)}",
         }
+        wanted = {r.ref for r in refs}
+        answers: dict[str, LookupAnswer] = {}
         key: str | None = None
-        for _ in range(self.lookup_max_pages):
-            page, key = await self._list(criteria, key)
-            for entry in page:
-                if _custom_ref(entry) == ref.ref:
-                    return self._found(ref.ref, entry)
-            if not key:
-                return None
-        raise TransientError(
+        try:
+            for _ in range(self.lookup_max_pages):
+                async with asyncio.timeout_at(deadline):
+                    page, key = await self._list(criteria, key)
+                for entry in page:
+                    ours = _custom_ref(entry)
+                    if ours not in wanted or ours in answers:
+                        continue
+                    # Refused at intake (None): a later entry may be the resend.
+                    if (found := self._found(ours, entry)) is not None:
+                        answers[ours] = found
+                if not key:
+                    return answers | dict.fromkeys(wanted - answers.keys())
+        except TimeoutError:
+            return answers  # out of time: what was found stands, the rest next round
+        except ProviderError as exc:
+            return answers | dict.fromkeys(wanted - answers.keys(), exc)
+        too_full = TransientError(
             f"SOLAPI 목록에 메시지가 너무 많아 {self.lookup_max_pages}쪽 안에서 찾지 못했어요",
             code="lookup_window",
         )
+        return answers | dict.fromkeys(wanted - answers.keys(), too_full)
 
     async def _list_page(
         self, criteria: Mapping[str, str], key: str | None

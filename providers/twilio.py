@@ -15,11 +15,14 @@ Basic auth). Every answer is mapped here, once:
 
 `lookup` — Twilio has no search by a client reference, so:
   * with the Message SID (the outbox stores it once a send succeeded): GET Messages/{sid}.json;
-  * without it (the answer to the create call was lost): only if *this process* attempted
-    the send, list `Messages.json?To=…[&From=…]` (newest 50) and take the earliest outbound
-    message with exactly our body created since just before our attempt and not already
-    claimed by another ref. After a restart that memory is gone: `CannotTell`, and the
-    owner decides (the console's 다시 보내기), never a silent second copy.
+  * without it (the answer to the create call was lost, or the sender was killed): list
+    `Messages.json?To=…[&From=…]` (newest 50) and take the earliest outbound message with
+    exactly our body created since just before our attempt and not already claimed by
+    another ref. Recipient, body and attempt time come from this process's memory of the
+    attempt, else from the `SendRef` the outbox builds from its row — so any process can
+    reconcile a send another one made. Without them: `CannotTell`, and the owner decides
+    (the console's 다시 보내기), never a silent second copy. (Twilio's `DateSent` filter is
+    not used: a message still queued has no date_sent and would be missed.)
 
 Only a listing that was read in full and holds no such message answers None ("not sent",
 so the outbox may send it again). A failed or unreadable answer raises, and so does a page
@@ -359,10 +362,21 @@ class TwilioProvider(Provider):
     async def lookup(self, ref: SendRef) -> SendResult | None:
         if ref.provider_message_id:
             return await self._lookup_sid(ref.ref, ref.provider_message_id)
-        pending = self._pending.get(ref.ref)
-        if pending is None:  # not attempted by this process: what would we search for?
-            raise CannotTell("twilio cannot find a send without its SID from another process")
+        # This process's own record of the attempt is the most exact; any other process
+        # searches by what the outbox row holds.
+        pending = self._pending.get(ref.ref) or self._pending_from(ref)
+        if pending is None:
+            raise CannotTell("twilio cannot find a send without its SID, recipient and text")
         return await self._lookup_listing(ref.ref, pending)
+
+    def _pending_from(self, ref: SendRef) -> _Pending | None:
+        """The attempt as the outbox row describes it: to whom, what text, from when."""
+        phone = ref.recipient.phone if ref.recipient is not None else None
+        if not phone or ref.text is None or ref.attempted_at is None:
+            return None
+        return _Pending(
+            to=phone, sender=self.options["from_number"], body=ref.text, started=ref.attempted_at
+        )
 
     async def _lookup_sid(self, ref: str, sid: str) -> SendResult:
         if not _SID.match(sid):

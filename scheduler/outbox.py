@@ -105,8 +105,12 @@ JITTER = 0.2
 # at 1/s: 1), and is made once its rate limit would let them go at once. A slow provider
 # then never holds up the others' next round for long, and a crash leaves none of its rows
 # claimed but waiting: after a restart, such a row at a vendor that cannot be searched
-# (Twilio without the process's memory, Kakao's Event API) is "cannot tell" like one sent.
+# (Kakao's Event API without its task id) is "cannot tell" like one sent.
 ROUND_SECONDS = 1.0
+# A reconcile takes up to this many batches of open rows: a vendor search answers them all
+# in one read (SOLAPI's list), so more rows per round cost little and settle a backlog left
+# by a crash in a round or two rather than one batch per tick.
+RECONCILE_BATCHES = 10
 
 # --------------------------------------------------------------------------- enqueue
 
@@ -799,13 +803,18 @@ class Dispatcher:
     # -- reconciling unknown outcomes
 
     async def reconcile(self) -> int:
-        """Ask providers about rows whose send may or may not have happened."""
+        """Ask providers about rows whose send may or may not have happened.
+
+        One `lookup_many` per provider for all of its open rows: a vendor search answers
+        many rows at once (SOLAPI reads its list once per round, not once per row), and a
+        row it did not reach in the round is simply asked again at the next one.
+        """
         now = self.clock.now()
         params = {
             "p_now": now,
             "p_me": self.owner_id,
             "p_recheck_at": now + timedelta(seconds=self._recheck_seconds()),
-            "p_batch": self.config.batch_size,
+            "p_batch": self.config.batch_size * RECONCILE_BATCHES,
         }
 
         def unit(conn: Connection) -> list[Claimed]:
@@ -814,11 +823,19 @@ class Dispatcher:
         rows = await self.database.write(unit)
         if not rows:
             return 0
-        found = await asyncio.gather(*(self._lookup(item) for item in rows))
+        by_provider: dict[str, list[Claimed]] = {}
+        for item in rows:
+            by_provider.setdefault(item.provider, []).append(item)
+        found: dict[int, SendResult | ProviderError | AskAgain | None] = {}
+        for answers in await asyncio.gather(
+            *(self._lookup(name, items) for name, items in by_provider.items())
+        ):
+            found.update(answers)
         now = self.clock.now()
         changes: list[_Change] = []
         give_up = timedelta(seconds=self.config.lookup_give_up_seconds)
-        for item, result in zip(rows, found, strict=True):
+        for item in rows:
+            result = found[item.id]
             if result is ASK_AGAIN:
                 # Stays unknown until the next recheck; past the give-up time (from the end
                 # of its lease), a person decides rather than the row waiting for ever.
@@ -846,31 +863,57 @@ class Dispatcher:
         self._report(changes, applied)
         return len(rows)
 
-    async def _lookup(self, item: Claimed) -> SendResult | ProviderError | AskAgain | None:
-        provider = self.providers.get(item.provider)
-        if provider is None:
-            return self._no_provider(item.provider)
+    def send_ref(self, item: Claimed) -> SendRef:
+        """What the row says about its send, for the provider to search by."""
         # About when the send was attempted: its lease ran from then (narrows vendor searches).
         lease = timedelta(seconds=self.config.lease_seconds)
-        attempted = item.lease_until - lease if item.lease_until else None
-        ref = SendRef(str(item.id), item.provider_ref, attempted)
+        text = item.payload.get("text")
+        return SendRef(
+            ref=str(item.id),
+            provider_message_id=item.provider_ref,
+            attempted_at=item.lease_until - lease if item.lease_until else None,
+            recipient=Recipient.from_mapping(item.recipient),
+            text=text if isinstance(text, str) else None,
+        )
+
+    async def _lookup(
+        self, name: str, items: Sequence[Claimed]
+    ) -> dict[int, SendResult | ProviderError | AskAgain | None]:
+        """What `name` says about each of its open rows (ASK_AGAIN: no answer this round)."""
+        provider = self.providers.get(name)
+        if provider is None:
+            return {item.id: self._no_provider(name) for item in items}
+        refs = [self.send_ref(item) for item in items]
         try:
-            async with asyncio.timeout(self.send_timeout):
-                result = await provider.lookup(ref)
-        except CannotTell:
-            # Resending could make a second copy; a person decides (console: send again).
-            return UnknownOutcome(f"{provider.name} cannot tell whether it arrived; not resent")
+            # The provider keeps to `send_timeout`; the outer limit only catches one that
+            # does not, so a hung adapter cannot hold the tick.
+            async with asyncio.timeout(2 * self.send_timeout):
+                answers = await provider.lookup_many(refs, seconds=self.send_timeout)
         except Exception as exc:  # the search itself failed: ask again at the next recheck
-            log.warning(
-                "outbox %d: lookup at %s failed: %s", item.id, provider.name, _describe(exc)
-            )
-            return ASK_AGAIN
-        if result is not None and result.ref != ref.ref:  # an adapter bug: not a "not found"
-            log.error(
-                "outbox %d: %s lookup answered for ref %r", item.id, provider.name, result.ref
-            )
-            return ASK_AGAIN
-        return result
+            log.warning("lookup of %d rows at %s failed: %s", len(refs), name, _describe(exc))
+            return dict.fromkeys((item.id for item in items), ASK_AGAIN)
+        out: dict[int, SendResult | ProviderError | AskAgain | None] = {}
+        for item in items:
+            ref = str(item.id)
+            if ref not in answers:  # not reached this round: no failure, just not yet
+                self.counters["lookup_not_reached"] += 1
+                out[item.id] = ASK_AGAIN
+                continue
+            answer = answers[ref]
+            if isinstance(answer, CannotTell):
+                # Resending could make a second copy; a person decides (console: send again).
+                out[item.id] = UnknownOutcome(
+                    f"{provider.name} cannot tell whether it arrived; not resent"
+                )
+            elif isinstance(answer, ProviderError):  # the search failed: ask again later
+                log.warning("outbox %d: lookup at %s failed: %s", item.id, name, _describe(answer))
+                out[item.id] = ASK_AGAIN
+            elif answer is not None and answer.ref != ref:  # an adapter bug, no "not found"
+                log.error("outbox %d: %s lookup answered for ref %r", item.id, name, answer.ref)
+                out[item.id] = ASK_AGAIN
+            else:
+                out[item.id] = answer
+        return out
 
     # -- sending
 

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import collections
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -52,6 +53,7 @@ class FakeTwilio(FailureScript):
     media_failures: collections.deque[int] = field(default_factory=collections.deque)
     media_gets: int = 0  # requests for an attachment, refused ones included
     media_hang_after: int | None = None  # requests for an attachment after this many hang
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # date_created
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -160,7 +162,7 @@ class FakeTwilio(FailureScript):
     ) -> dict[str, Any]:
         prefix = "MM" if num_media else "SM"
         sid = prefix + secrets.token_hex(16)
-        now = format_datetime(datetime.now(UTC), usegmt=True)
+        now = format_datetime(self.now(), usegmt=True)
         resource = {
             "sid": sid,
             "account_sid": self.account_sid,
