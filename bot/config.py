@@ -613,14 +613,13 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
 
     p = section("providers")
     providers: dict[str, Mapping[str, Any]] = {"console": {}}
-    checked: dict[str, Mapping[str, Any]] = {"console": {}}
     for name in list(p.data):
         sub = p.table(name)
-        providers[name] = checked[name] = dict(sub.data) if sub else {}
-        if sub is None:  # not a table (recorded): nothing to check its options against
-            del checked[name]
+        providers[name] = dict(sub.data) if sub else {}
     # Built once here, thrown away: a wrong option or a missing secret is a config error
-    # now (check-config, serve's first second), not a failure at the first send.
+    # now (check-config, serve's first second), not a failure at the first send. One that
+    # is not a table at all is already recorded: its options are not checked.
+    checked = {name: options for name, options in providers.items() if p.ok(name)}
     for line in default_registry.problems(checked):  # "providers.<name>.<key>: <problem>"
         key, _, problem = line.partition(": ")
         problems.append(ConfigError(source, key, problem))
