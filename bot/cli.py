@@ -2,7 +2,7 @@
 user.
 
 Mistakes an installer can make (a bad config, a missing secret, an unreachable database)
-end in one line that says what to fix, never in a traceback.
+end in one line per mistake that says what to fix, never in a traceback.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
         result: int = args.run(args)
         return result
     except ConfigError as exc:
-        print(f"dangol: config error: {exc}", file=sys.stderr)
+        for error in exc.errors:  # every mistake in the file, one line each
+            print(f"dangol: config error: {error}", file=sys.stderr)
         return 2
     except (CliError, SchemaOutOfDate) as exc:
         print(f"dangol: {exc}", file=sys.stderr)

@@ -12,7 +12,7 @@ import functools
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
@@ -20,7 +20,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.phone import PhoneError, to_e164
-from providers.base import ProviderConfigError
 from providers.masking import mask_in_text
 from providers.registry import default_registry
 
@@ -38,6 +37,27 @@ class ConfigError(Exception):
         self.source, self.key, self.problem = source, key, problem
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {problem}")
+
+    @property
+    def errors(self) -> tuple[ConfigError, ...]:
+        """Every problem, one line each (`ConfigErrors` has several)."""
+        return (self,)
+
+
+class ConfigErrors(ConfigError):
+    """All the problems found in one reading of the file, in file order, so an installer
+    fixes them in one go. Its text is one line per problem; `source`, `key` and `problem`
+    are the first one's."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.source, first.key, first.problem)
+        self._errors = tuple(errors)
+        self.args = ("\n".join(str(e) for e in self._errors),)
+
+    @property
+    def errors(self) -> tuple[ConfigError, ...]:
+        return self._errors
 
 
 class Secret:
@@ -265,47 +285,68 @@ class Settings:
 
 
 class _Table:
-    """A TOML table that remembers where it came from, for error messages."""
+    """A TOML table that remembers where it came from, for error messages.
 
-    def __init__(self, source: str, path: str, data: Mapping[str, Any]) -> None:
-        self.source, self.path, self.data = source, path, data
+    A wrong value is recorded in `problems` (shared by every table of the file) and
+    reading goes on with the default, or None for a required key, so one run finds every
+    mistake. Checks that build on a value first ask `ok()`, so one mistake is one line.
+    """
+
+    def __init__(
+        self, source: str, path: str, data: Mapping[str, Any], problems: list[ConfigError]
+    ) -> None:
+        self.source, self.path, self.data, self.problems = source, path, data, problems
         self.seen: set[str] = set()
+        self.failed: set[str] = set()
+        self.missing: dict[str, ConfigError] = {}
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
-    def error(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, self.key(name), problem)
+    def problem(self, name: str, problem: str) -> None:
+        self.failed.add(name)
+        self.problems.append(ConfigError(self.source, self.key(name), problem))
+
+    def ok(self, *names: str) -> bool:
+        """Whether these keys were read without a problem."""
+        return not self.failed.intersection(names)
+
+    def sub(self, name: str, data: Mapping[str, Any]) -> _Table:
+        return _Table(self.source, self.key(name), data, self.problems)
 
     def _get(self, name: str, kind: type | tuple[type, ...], label: str, default: Any) -> Any:
         self.seen.add(name)
+        fallback = None if default is _REQUIRED else default
         if name not in self.data:
             if default is _REQUIRED:
-                raise ConfigError(self.source, self.key(name), "is required but missing")
-            return default
+                self.problem(name, "is required but missing")
+                self.missing[name] = self.problems[-1]
+            return fallback
         value = self.data[name]
-        if isinstance(value, bool) and kind is not bool and bool not in _as_tuple(kind):
-            raise self.error(name, f"expected {label}, got {value!r}")
-        if not isinstance(value, kind):
-            raise self.error(name, f"expected {label}, got {value!r}")
+        if (isinstance(value, bool) and bool not in _as_tuple(kind)) or not isinstance(value, kind):
+            self.problem(name, f"expected {label}, got {value!r}")
+            return fallback
         return value
 
     def string(self, name: str, default: Any = None) -> Any:
         value = self._get(name, str, "a string", default)
         if isinstance(value, str) and default is _REQUIRED and not value.strip():
-            raise self.error(name, "must not be empty")
+            self.problem(name, "must not be empty")
+            return None
         return value
 
     def integer(self, name: str, default: Any = None, *, minimum: int = 0) -> Any:
         value = self._get(name, int, "a whole number", default)
         if isinstance(value, int) and value < minimum:
-            raise self.error(name, f"must be at least {minimum}, got {value}")
+            self.problem(name, f"must be at least {minimum}, got {value}")
+            return default
         return value
 
     def number(self, name: str, default: Any = None) -> Any:
         value = self._get(name, (int, float), "a number", default)
         if isinstance(value, int | float) and value <= 0:
-            raise self.error(name, f"must be greater than 0, got {value}")
+            self.problem(name, f"must be greater than 0, got {value}")
+            return default
         return None if value is None else float(value)
 
     def flag(self, name: str, default: Any = None) -> Any:
@@ -314,35 +355,47 @@ class _Table:
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
         value: str = self.string(name, default)
         if value not in options:
-            raise self.error(name, f"must be one of {', '.join(options)}; got {value!r}")
+            self.problem(name, f"must be one of {', '.join(options)}; got {value!r}")
+            return default
         return value
 
     def strings(self, name: str, default: Any = ()) -> tuple[str, ...]:
         value = self._get(name, list, "a list of strings", default)
         if not all(isinstance(v, str) for v in value):
-            raise self.error(name, "expected a list of strings")
+            self.problem(name, "expected a list of strings")
+            return tuple(default)
         return tuple(value)
 
     def table(self, name: str, *, required: bool = False) -> _Table | None:
+        """None when absent or not a table (then the problem is recorded)."""
         value = self._get(name, dict, "a table", _REQUIRED if required else None)
-        return None if value is None else _Table(self.source, self.key(name), value)
+        return None if value is None else self.sub(name, value)
 
-    def tables(self, name: str) -> list[_Table]:
+    def tables(self, name: str) -> list[_Table] | None:
+        """None when it is not an array of tables (the problem is recorded)."""
         value = self._get(name, list, "an array of tables ([[...]])", [])
-        out = []
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise ConfigError(self.source, f"{self.key(name)}[{i}]", "expected a table")
-            out.append(_Table(self.source, f"{self.key(name)}[{i}]", item))
-        return out
+        if not self.ok(name):
+            return None
+        bad = [i for i, item in enumerate(value) if not isinstance(item, dict)]
+        for i in bad:
+            self.problems.append(
+                ConfigError(self.source, f"{self.key(name)}[{i}]", "expected a table")
+            )
+        if bad:
+            self.failed.add(name)
+            return None
+        return [self.sub(f"{name}[{i}]", item) for i, item in enumerate(value)]
 
-    def secret(self, name: str) -> Secret:
-        """`<name>_env` names the environment variable holding the secret."""
+    def secret(self, name: str) -> Any:
+        """`<name>_env` names the environment variable holding the secret; None if unset."""
         env_key = f"{name}_env"
         var = self.string(env_key, _REQUIRED)
+        if var is None:
+            return None
         value = os.environ.get(var)
         if not value:
-            raise self.error(env_key, f"environment variable {var} is not set")
+            self.problem(env_key, f"environment variable {var} is not set")
+            return None
         return Secret(value)
 
     def finish(self) -> None:
@@ -351,7 +404,9 @@ class _Table:
             if name not in self.seen:
                 hint = difflib.get_close_matches(name, sorted(self.seen), n=1)
                 tip = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise self.error(name, f"unknown key{tip}")
+                if hint and hint[0] in self.missing:  # one misspelt key, one line
+                    self.problems.remove(self.missing.pop(hint[0]))
+                self.problem(name, f"unknown key{tip}")
 
 
 _REQUIRED: Any = object()
@@ -366,62 +421,69 @@ def _parse_hours(t: _Table, name: str, value: str) -> OpeningHours | None:
         return None
     m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
     if not m:
-        raise t.error(name, f'expected "HH:MM-HH:MM" or "closed", got {value!r}')
+        t.problem(name, f'expected "HH:MM-HH:MM" or "closed", got {value!r}')
+        return None
     h1, m1, h2, m2 = (int(x) for x in m.groups())
     if (h2, m2) == (24, 0):  # the end of the day, as shop signs write it
         h2 = 0
     try:
         opens, closes = time(h1, m1), time(h2, m2)
     except ValueError:
-        raise t.error(name, f"not a valid time range: {value!r}") from None
+        t.problem(name, f"not a valid time range: {value!r}")
+        return None
     if opens == closes and opens != time(0):
-        raise t.error(
+        t.problem(
             name, f'opens and closes at the same time: {value!r} (open all day is "00:00-24:00")'
         )
+        return None
     # A closing time at or before the opening time is on the next day (a night shop).
     return OpeningHours(opens, closes)
 
 
 def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
+    """The shop's settings; after a recorded problem they are only good for reading on."""
     slug = t.string("slug", _REQUIRED)
-    if not SLUG_RE.match(slug):
-        raise t.error("slug", f"use lowercase letters, digits and '-' (max 40), got {slug!r}")
+    if slug is not None and not SLUG_RE.match(slug):
+        t.problem("slug", f"use lowercase letters, digits and '-' (max 40), got {slug!r}")
     tz_name = t.string("timezone", "Asia/Seoul")
     try:
         tz = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise t.error("timezone", f"unknown time zone {tz_name!r}") from None
+        t.problem("timezone", f"unknown time zone {tz_name!r}")
+        tz = ZoneInfo("Asia/Seoul")
 
-    hours_t = t.table("hours", required=True)
-    assert hours_t is not None
-    hours = tuple(_parse_hours(hours_t, day, hours_t.string(day, _REQUIRED)) for day in WEEKDAYS)
-    closed_on_holidays = hours_t.flag("closed_on_public_holidays", True)
-    hours_t.finish()
+    hours: tuple[OpeningHours | None, ...] = ()
+    closed_on_holidays = True
+    if (hours_t := t.table("hours", required=True)) is not None:
+        written = [(day, hours_t.string(day, _REQUIRED)) for day in WEEKDAYS]
+        hours = tuple(_parse_hours(hours_t, d, v) if v is not None else None for d, v in written)
+        closed_on_holidays = hours_t.flag("closed_on_public_holidays", True)
+        hours_t.finish()
 
     closures = []
-    for c in t.tables("closures"):
+    for c in t.tables("closures") or ():
         start = c._get("start", date, "a date (YYYY-MM-DD)", _REQUIRED)
         end = c._get("end", date, "a date (YYYY-MM-DD)", start)
-        if end < start:
-            raise c.error("end", "must not be before start")
+        if start is not None and c.ok("end") and end < start:
+            c.problem("end", "must not be before start")
         closures.append(Closure(start, end, c.string("reason", "휴무")))
         c.finish()
 
     faq = []
-    for f in t.tables("faq"):
+    for f in t.tables("faq") or ():
         label = f.string("label", _REQUIRED)
-        if len(label) > QUICK_REPLY_LABEL_MAX:
-            raise f.error("label", f"must be at most {QUICK_REPLY_LABEL_MAX} characters")
+        if label is not None and len(label) > QUICK_REPLY_LABEL_MAX:
+            f.problem("label", f"must be at most {QUICK_REPLY_LABEL_MAX} characters")
         answer = f.string("answer", _REQUIRED)
-        if len(answer) > 1000:
-            raise f.error("answer", "must be at most 1000 characters (Kakao's limit)")
+        if answer is not None and len(answer) > 1000:
+            f.problem("answer", "must be at most 1000 characters (Kakao's limit)")
         faq.append(FaqEntry(f.string("id", _REQUIRED), label, f.strings("keywords"), answer))
         f.finish()
     if len(faq) > 7:
-        raise t.error("faq", "at most 7 entries fit in Kakao's 10 quick replies")
-    ids = [e.id for e in faq]
+        t.problem("faq", "at most 7 entries fit in Kakao's 10 quick replies")
+    ids = [e.id for e in faq if e.id is not None]
     if len(set(ids)) != len(ids):
-        raise t.error("faq", "every entry needs its own id")
+        t.problem("faq", "every entry needs its own id")
 
     kakao = None
     if (k := t.table("kakao")) is not None:
@@ -435,8 +497,8 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
     solapi = None
     if (sp := t.table("solapi")) is not None:
         token = sp.secret("webhook_token")
-        if len(token.reveal()) < 16:
-            raise sp.error("webhook_token_env", "the token must be at least 16 characters long")
+        if token is not None and len(token.reveal()) < 16:
+            sp.problem("webhook_token_env", "the token must be at least 16 characters long")
         solapi = SolapiHookConfig(webhook_token=token)
         sp.finish()
 
@@ -446,31 +508,32 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
         for key in ("event_api", "alimtalk", "sms"):
             name = dv.string(key)
             if name is not None and name not in known_providers:
-                raise dv.error(key, f"unknown provider {name!r} (add a [providers.{name}] table)")
+                dv.problem(key, f"unknown provider {name!r} (add a [providers.{name}] table)")
             chosen[key] = name
         template = dv.string("alimtalk_template")
-        if chosen["alimtalk"] and not template:
-            raise dv.error("alimtalk_template", "is required when alimtalk is set")
+        if chosen["alimtalk"] and dv.ok("alimtalk_template") and not template:
+            dv.problem("alimtalk_template", "is required when alimtalk is set")
         delivery = Delivery(alimtalk_template=template, **chosen)
         dv.finish()
 
-    o = t.table("owner", required=True)
-    assert o is not None
-    raw_phone = o.string("phone")
-    try:
-        owner_phone = to_e164(raw_phone) if raw_phone else None
-    except PhoneError:
-        # Echoed as written, so the installer finds it in the file; a part that is a real
-        # number is still masked (this line reaches logs).
-        raise o.error("phone", f"not a valid phone number: {mask_in_text(raw_phone)!r}") from None
-    notify_via = o.strings("notify_via", ("console",))
-    for name in notify_via:
-        if name not in known_providers:
-            raise o.error("notify_via", f"unknown provider {name!r}")
-    owner = OwnerConfig(
-        o.string("name", _REQUIRED), owner_phone, notify_via, o.string("alimtalk_template")
-    )
-    o.finish()
+    owner = OwnerConfig("", None)
+    if (o := t.table("owner", required=True)) is not None:
+        raw_phone = o.string("phone")
+        owner_phone = None
+        try:
+            owner_phone = to_e164(raw_phone) if raw_phone else None
+        except PhoneError:
+            # Echoed as written, so the installer finds it in the file; a part that is a
+            # real number is still masked (this line reaches logs).
+            o.problem("phone", f"not a valid phone number: {mask_in_text(raw_phone)!r}")
+        notify_via = o.strings("notify_via", ("console",))
+        for name in notify_via:
+            if name not in known_providers:
+                o.problem("notify_via", f"unknown provider {name!r}")
+        owner = OwnerConfig(
+            o.string("name", _REQUIRED), owner_phone, notify_via, o.string("alimtalk_template")
+        )
+        o.finish()
 
     shop = ShopConfig(
         slug=slug,
@@ -495,9 +558,15 @@ def _shop(t: _Table, known_providers: set[str]) -> ShopConfig:
 
 
 def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) -> Settings:
-    root = _Table(source, "", data)
+    """The settings, or `ConfigErrors` naming every mistake in the file, in file order."""
+    problems: list[ConfigError] = []
+    root = _Table(source, "", data, problems)
 
-    s = root.table("server") or _Table(source, "server", {})
+    def section(name: str) -> _Table:
+        # Absent or not a table (recorded): its keys take their defaults.
+        return root.table(name) or root.sub(name, {})
+
+    s = section("server")
     server = ServerConfig(
         host=s.string("host", "127.0.0.1"),
         port=s.integer("port", 8080, minimum=1),
@@ -508,13 +577,13 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
         trust_forwarded=s.flag("trust_forwarded", False),
     )
     if server.skill_budget_ms > 4000:
-        raise s.error("skill_budget_ms", "must stay below Kakao's 5 s limit (at most 4000)")
+        s.problem("skill_budget_ms", "must stay below Kakao's 5 s limit (at most 4000)")
     s.finish()
 
-    d = root.table("database") or _Table(source, "database", {})
+    d = section("database")
     url = _resolve_sqlite_path(d.string("url", "sqlite+aiosqlite:///var/dangol.db"), base_dir)
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-        raise d.error("url", "use sqlite+aiosqlite:///path.db or postgresql+asyncpg://…")
+        d.problem("url", "use sqlite+aiosqlite:///path.db or postgresql+asyncpg://…")
     database = DatabaseConfig(
         url=url,
         sqlite_synchronous=d.choice("sqlite_synchronous", ("FULL", "NORMAL"), "FULL"),  # type: ignore[arg-type]
@@ -522,10 +591,10 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
         schema=d.string("schema"),
     )
     if database.schema and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database.schema):
-        raise d.error("schema", "use lowercase letters, digits and _")
+        d.problem("schema", "use lowercase letters, digits and _")
     d.finish()
 
-    ob = root.table("outbox") or _Table(source, "outbox", {})
+    ob = section("outbox")
     outbox = OutboxConfig(
         tick_seconds=ob.number("tick_seconds", 1.0),
         batch_size=ob.integer("batch_size", 50, minimum=1),
@@ -537,36 +606,39 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
     )
     ob.finish()
 
-    lg = root.table("logging") or _Table(source, "logging", {})
+    lg = section("logging")
     logging_cfg = LoggingConfig(
         level=lg.choice("level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         format=lg.choice("format", ("text", "json"), "text"),  # type: ignore[arg-type]
     )
     lg.finish()
 
-    console = _console(root.table("console") or _Table(source, "console", {}))
-    storage = _storage(root.table("storage") or _Table(source, "storage", {}), base_dir)
+    console = _console(section("console"))
+    storage = _storage(section("storage"), base_dir)
 
-    p = root.table("providers") or _Table(source, "providers", {})
+    p = section("providers")
     providers: dict[str, Mapping[str, Any]] = {"console": {}}
     for name in list(p.data):
         sub = p.table(name)
         providers[name] = dict(sub.data) if sub else {}
-    for name, options in providers.items():
-        # Built once here, thrown away: a wrong option or a missing secret is a config
-        # error now (check-config, serve's first second), not a failure at the first send.
-        try:
-            default_registry.create(name, options, None)
-        except ProviderConfigError as exc:
-            raise ConfigError(source, "", str(exc)) from None
+    # Built once here, thrown away: a wrong option or a missing secret is a config error
+    # now (check-config, serve's first second), not a failure at the first send. One that
+    # is not a table at all is already recorded: its options are not checked.
+    checked = {name: options for name, options in providers.items() if p.ok(name)}
+    for line in default_registry.problems(checked):  # "providers.<name>.<key>: <problem>"
+        key, _, problem = line.partition(": ")
+        problems.append(ConfigError(source, key, problem))
 
-    shops = tuple(_shop(t, set(providers)) for t in root.tables("shops"))
-    if not shops:
-        raise ConfigError(source, "shops", "add at least one [[shops]] table")
-    slugs = [x.slug for x in shops]
+    shop_tables = root.tables("shops")
+    shops = tuple(_shop(t, set(providers)) for t in shop_tables or ())
+    if shop_tables == []:
+        root.problem("shops", "add at least one [[shops]] table")
+    slugs = [x.slug for x in shops if x.slug is not None]
     if len(set(slugs)) != len(slugs):
-        raise ConfigError(source, "shops", "every shop needs its own slug")
+        root.problem("shops", "every shop needs its own slug")
     root.finish()
+    if problems:
+        raise ConfigErrors(sorted(problems, key=lambda e: _place_in_file(data, e.key)))
     return Settings(
         source,
         server,
@@ -580,10 +652,29 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
     )
 
 
+def _place_in_file(data: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    """Where `key` ("shops[0].hours.mon") is written in the file, to sort problems by.
+    TOML tables keep the file's order; a missing key sorts at the end of its table."""
+    place: list[int] = []
+    node: Any = data
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        if part.startswith("[") and isinstance(node, list):
+            index = int(part[1:-1])
+            place.append(index)
+            node = node[index] if index < len(node) else None
+        elif isinstance(node, Mapping) and part in node:
+            place.append(list(node).index(part))
+            node = node[part]
+        else:
+            place.append(len(node) if isinstance(node, Mapping | list) else 0)
+            break
+    return tuple(place)
+
+
 def _console(c: _Table) -> ConsoleConfig:
     secure = c._get("secure_cookies", (str, bool), '"auto", true or false', "auto")
     if isinstance(secure, str) and secure != "auto":
-        raise c.error("secure_cookies", f'expected "auto", true or false, got {secure!r}')
+        c.problem("secure_cookies", f'expected "auto", true or false, got {secure!r}')
     console = ConsoleConfig(
         session_idle_minutes=c.integer("session_idle_minutes", 12 * 60, minimum=1),
         session_absolute_days=c.integer("session_absolute_days", 30, minimum=1),
@@ -593,8 +684,11 @@ def _console(c: _Table) -> ConsoleConfig:
         login_failures_per_account=c.integer("login_failures_per_account", 5, minimum=1),
         login_failures_per_ip=c.integer("login_failures_per_ip", 20, minimum=1),
     )
-    if console.session_idle_minutes > console.session_absolute_days * 24 * 60:
-        raise c.error("session_idle_minutes", "must not be longer than session_absolute_days")
+    if (
+        c.ok("session_idle_minutes", "session_absolute_days")
+        and console.session_idle_minutes > console.session_absolute_days * 24 * 60
+    ):
+        c.problem("session_idle_minutes", "must not be longer than session_absolute_days")
     c.finish()
     return console
 
@@ -602,7 +696,7 @@ def _console(c: _Table) -> ConsoleConfig:
 def _storage(st: _Table, base_dir: Path | None) -> StorageConfig:
     path = st.string("path", "var/uploads")
     if not path.strip():
-        raise st.error("path", "must not be empty")
+        st.problem("path", "must not be empty")
     if base_dir is not None and not Path(path).is_absolute():
         path = str((base_dir / path).resolve())
     storage = StorageConfig(
@@ -611,7 +705,7 @@ def _storage(st: _Table, base_dir: Path | None) -> StorageConfig:
         max_pixels=st.integer("max_pixels", 40_000_000, minimum=10_000),
     )
     if storage.max_pixels > PILLOW_MAX_PIXELS:
-        raise st.error(
+        st.problem(
             "max_pixels",
             f"must be at most {PILLOW_MAX_PIXELS} (Pillow refuses larger images as "
             "decompression bombs)",

@@ -281,37 +281,46 @@ def validate_options(
     options: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Check `options` against `spec`; return them complete (defaults filled, env resolved)."""
-    env = os.environ if environ is None else environ
+    """Check `options` against `spec`; return them complete (defaults filled, env resolved).
 
-    def error(key: str, problem: str) -> ProviderConfigError:
-        return ProviderConfigError(f"providers.{provider}.{key}: {problem}")
+    Every wrong option is named, one line each in the ProviderConfigError, so check-config
+    shows them all at once.
+    """
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def error(key: str, problem: str) -> None:
+        problems.append(f"providers.{provider}.{key}: {problem}")
 
     out: dict[str, Any] = {}
     given = dict(options)
+    misspelt: set[str] = set()  # "did you mean" keys: their "is required" would repeat it
     for key in given:
         base = key.removesuffix("_env")
         if key in spec or (key != base and base in spec and spec[base].secret):
             continue
         hint = difflib.get_close_matches(key, sorted(spec), n=1)
         tip = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise error(key, f"unknown option{tip}")
+        misspelt.update(hint)
+        error(key, f"unknown option{tip}")
 
     for key, opt in spec.items():
         env_key = f"{key}_env"
         if opt.secret and env_key in given:
             if key in given:
-                raise error(key, f"give either {key} or {env_key}, not both")
+                error(key, f"give either {key} or {env_key}, not both")
+                continue
             var = given[env_key]
             if not isinstance(var, str) or not var:
-                raise error(env_key, "expected the name of an environment variable")
-            if not env.get(var):
-                raise error(env_key, f"environment variable {var} is not set")
-            out[key] = env[var]
+                error(env_key, "expected the name of an environment variable")
+            elif not env.get(var):
+                error(env_key, f"environment variable {var} is not set")
+            else:
+                out[key] = env[var]
             continue
         if key not in given:
-            if opt.required:
-                raise error(key, "is required but missing")
+            if opt.required and key not in misspelt:
+                error(key, "is required but missing")
             out[key] = opt.default
             continue
         value = given[key]
@@ -321,12 +330,14 @@ def validate_options(
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             shown = "********" if opt.secret or is_secret_option(key) else repr(value)
-            raise error(key, f"expected {names}, got {shown}")
-        if opt.choices is not None and value not in opt.choices:
-            raise error(key, f"must be one of {', '.join(map(repr, opt.choices))}")
-        if opt.minimum is not None and isinstance(value, int | float) and value < opt.minimum:
-            raise error(key, f"must be at least {opt.minimum}")
+            error(key, f"expected {names}, got {shown}")
+        elif opt.choices is not None and value not in opt.choices:
+            error(key, f"must be one of {', '.join(map(repr, opt.choices))}")
+        elif opt.minimum is not None and isinstance(value, int | float) and value < opt.minimum:
+            error(key, f"must be at least {opt.minimum}")
         out[key] = value
+    if problems:
+        raise ProviderConfigError("\n".join(problems))
     return out
 
 

@@ -56,6 +56,17 @@ class Registry:
     ) -> Provider:
         return self.get(name)(options, session)
 
+    def problems(self, config: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Every mistake in these `[providers.<name>]` tables, one line each
+        ("providers.solapi.api_key: is required but missing"); none when all would start."""
+        found: list[str] = []
+        for name, options in config.items():
+            try:
+                self.create(name, options, None)
+            except ProviderConfigError as exc:
+                found.extend(str(exc).splitlines())
+        return found
+
     def names(self) -> tuple[str, ...]:
         return tuple(self._classes)
 

@@ -118,6 +118,28 @@ def test_bad_config_is_one_line_without_traceback(
     assert "Traceback" not in err
 
 
+def test_check_config_names_every_mistake_at_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "config.toml"
+    bad.write_text(
+        EXAMPLE.read_text("utf-8")
+        .replace("port = 8080", "port = 0")
+        .replace('mon = "09:00-18:00"', 'mon = "9 to 6"')
+        .replace('notify_via = ["console"]', 'notify_via = ["pigeon"]'),
+        "utf-8",
+    )
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    code, out, err = run(capsys, "check-config", "--config", str(bad))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"dangol: config error: {bad}: server.port: must be at least 1, got 0",
+        f"dangol: config error: {bad}: shops[0].hours.mon: expected "
+        '"HH:MM-HH:MM" or "closed", got \'9 to 6\'',
+        f"dangol: config error: {bad}: shops[0].owner.notify_via: unknown provider 'pigeon'",
+    ]
+
+
 def test_missing_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "serve", "--config", str(tmp_path / "nope.toml"))
     assert code == 2

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from datetime import time
+import re
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,101 @@ def test_provider_options_are_checked_with_the_config(
     not the first send hours later."""
     monkeypatch.delenv("DANGOL_UNSET_FOR_TEST", raising=False)
     assert message in error_of(settings_dict(providers=providers))
+
+
+def test_every_mistake_is_named_in_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five mistakes in five places: five lines, in the order they are written — [logging]
+    comes last in this file although it is read before [providers] and [[shops]]."""
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    monkeypatch.delenv("DANGOL_UNSET_FOR_TEST", raising=False)
+    text = EXAMPLE.read_text("utf-8")
+    [logging_section] = re.findall(r"\n\[logging\]\n(?:[^\[\n].*\n|\n)*", text)
+    text = text.replace(logging_section, "\n")
+    text = (
+        text.replace("port = 8080", 'port = "8080"')
+        .replace(
+            "[providers.console]",
+            '[providers.solapi]\napi_key_env = "DANGOL_UNSET_FOR_TEST"\napi_secret = "s"\n'
+            'sender = "0212345678"\n\n[providers.console]',
+        )
+        .replace('mon = "09:00-18:00"', 'mon = "9-6"')
+        .replace('phone = "010-2222-3333"', 'phone = "010-2222"')
+    )
+    text += '\n[logging]\nlevel = "LOUD"\n'
+    path = tmp_path / "config.toml"
+    path.write_text(text, "utf-8")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: server.port: expected a whole number, got '8080'",
+        f"{path}: providers.solapi.api_key_env: environment variable DANGOL_UNSET_FOR_TEST is "
+        "not set",
+        f'{path}: shops[0].hours.mon: expected "HH:MM-HH:MM" or "closed", got \'9-6\'',
+        f"{path}: shops[0].owner.phone: not a valid phone number: '010-2222'",
+        f"{path}: logging.level: must be one of DEBUG, INFO, WARNING, ERROR; got 'LOUD'",
+    ]
+    assert [e.key for e in info.value.errors] == [
+        "server.port",
+        "providers.solapi.api_key_env",
+        "shops[0].hours.mon",
+        "shops[0].owner.phone",
+        "logging.level",
+    ]
+
+
+def test_every_wrong_provider_option_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DANGOL_UNSET_FOR_TEST", raising=False)
+    solapi = {"api_key_env": "DANGOL_UNSET_FOR_TEST", "sender": "02", "timeout": 0, "colour": 1}
+    assert error_of(settings_dict(providers={"solapi": solapi})).splitlines() == [
+        "shop.toml: providers.solapi.api_key_env: environment variable DANGOL_UNSET_FOR_TEST "
+        "is not set",
+        "shop.toml: providers.solapi.timeout: must be at least 0.01",
+        "shop.toml: providers.solapi.colour: unknown option",
+        "shop.toml: providers.solapi.api_secret: is required but missing",  # not written: last
+    ]
+
+
+without_slug = {k: v for k, v in shop_table().items() if k != "slug"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # a section that is unusable is one line, not one per key it should have had
+        ({"shops": 5}, "shops: expected an array of tables ([[...]]), got 5"),
+        ({"server": 5}, "server: expected a table, got 5"),
+        ({"shops": [shop_table(hours="9-6")]}, "shops[0].hours: expected a table, got '9-6'"),
+        ({"shops": [shop_table(owner="김")]}, "shops[0].owner: expected a table, got '김'"),
+        (
+            # the shop that uses it is not told the provider does not exist
+            {"providers": {"twilio": 3}, "shops": [shop_table(delivery={"sms": "twilio"})]},
+            "providers.twilio: expected a table, got 3",
+        ),
+        (
+            # a misspelt key is not also "required but missing"
+            {"shops": [{**without_slug, "slgu": "hanbit"}]},
+            "shops[0].slgu: unknown key (did you mean 'slug'?)",
+        ),
+        (
+            {"providers": {"solapi": {"api_kye": "k", "api_secret": "s", "sender": "02"}}},
+            "providers.solapi.api_kye: unknown option (did you mean 'api_key'?)",
+        ),
+        (
+            # a bad value does not fail the checks that compare it with another
+            {"console": {"session_absolute_days": "x", "session_idle_minutes": 100_000}},
+            "console.session_absolute_days: expected a whole number, got 'x'",
+        ),
+        (
+            {"shops": [shop_table(closures=[{"start": "2026-12-29", "end": date(2026, 12, 1)}])]},
+            "shops[0].closures[0].start: expected a date (YYYY-MM-DD), got '2026-12-29'",
+        ),
+        (
+            {"shops": [shop_table(kakao={"bot_id": "b"})]},
+            "shops[0].kakao.skill_secret_env: is required but missing",
+        ),
+    ],
+)
+def test_one_mistake_is_one_line(change: dict[str, Any], expected: str) -> None:
+    data = settings_dict()
+    data.update(change)
+    assert error_of(data).splitlines() == [f"shop.toml: {expected}"]
