@@ -131,7 +131,7 @@ async def test_the_last_four_digits_find_everyone_whose_number_ends_so(owner: Cl
     # Newest activity first; a Seoul number (02) is found the same way.
     html = await listing(owner, "5678")
     assert row_ids(html) == [made["이름없음"], made["이보일러"], made["김단골"]]
-    assert "전화번호에 ‘5678’가 들어 있는 고객" in html
+    assert "전화번호 검색: 5678" in html
     assert row_ids(await listing(owner, "02-1234-5678")) == [made["이름없음"]]
     assert row_ids(await listing(owner, "9999")) == []
 
@@ -147,7 +147,9 @@ async def test_a_name_or_a_part_of_it_finds_the_customer(owner: Client) -> None:
 
 async def test_a_tag_finds_its_customers_whole_tags_only(owner: Client) -> None:
     made = await regulars(owner)
-    assert row_ids(await listing(owner, "#단골")) == [made["박카톡"], made["김단골"]]
+    html = await listing(owner, "#단골")
+    assert row_ids(html) == [made["박카톡"], made["김단골"]]
+    assert "태그 검색: #단골" in html
     # Without "#": names and tags; "보일러" is a tag and part of a name.
     assert row_ids(await listing(owner, "에어컨")) == [made["김단골"]]
     assert row_ids(await listing(owner, "#에어")) == []
