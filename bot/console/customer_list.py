@@ -146,13 +146,14 @@ async def customers(
     cursor: Cursor | None = None,
     page_size: int = PAGE_SIZE,
 ) -> CustomerList:
+    # A customer's latest conversation: one seek in ix_conversations_customer_activity.
     latest = (
-        sa.select(Conversation.customer_id, sa.func.max(Conversation.last_message_at).label("at"))
-        .where(viewer.scope(Conversation.shop_id))
-        .group_by(Conversation.customer_id)
-        .subquery("latest")
+        sa.select(sa.func.max(Conversation.last_message_at))
+        .where(Conversation.shop_id == Customer.shop_id, Conversation.customer_id == Customer.id)
+        .correlate(Customer)
+        .scalar_subquery()
     )
-    active_at = sa.func.coalesce(latest.c.at, Customer.created_at)
+    active_at = sa.func.coalesce(latest, Customer.created_at)
     where = [viewer.scope(Customer.shop_id), _matches(viewer, search, conn.dialect.name)]
     if cursor is not None:
         where.append(
@@ -164,8 +165,6 @@ async def customers(
     # The page's ids first, sorted on two narrow columns; then their names and tags.
     page = (
         sa.select(Customer.id, active_at.label("active_at"))
-        .select_from(Customer)
-        .outerjoin(latest, latest.c.customer_id == Customer.id)
         .where(*where)
         .order_by(active_at.desc(), Customer.id.desc())
         .limit(page_size + 1)
