@@ -137,6 +137,34 @@ def _matches(viewer: Viewer, search: Search, dialect: str) -> sa.ColumnElement[b
     return sa.true()
 
 
+def _activity(viewer: Viewer, dialect: str) -> tuple[sa.FromClause, sa.ColumnElement[datetime]]:
+    """The customers joined with what their activity is read from, and that activity: their
+    latest conversation's last message, or when they became a customer.
+
+    Both databases read it from ix_conversations_customer_activity, each the way its planner
+    does best: SQLite one index seek per customer; PostgreSQL one grouped pass (a correlated
+    subquery there runs again for every use of it, and the next page's condition uses it).
+    """
+    if dialect == "postgresql":
+        latest = (
+            sa.select(
+                Conversation.customer_id, sa.func.max(Conversation.last_message_at).label("at")
+            )
+            .where(viewer.scope(Conversation.shop_id))
+            .group_by(Conversation.customer_id)
+            .subquery("latest")
+        )
+        joined = sa.outerjoin(Customer, latest, latest.c.customer_id == Customer.id)
+        return joined, sa.func.coalesce(latest.c.at, Customer.created_at)
+    seek = (
+        sa.select(sa.func.max(Conversation.last_message_at))
+        .where(Conversation.shop_id == Customer.shop_id, Conversation.customer_id == Customer.id)
+        .correlate(Customer)
+        .scalar_subquery()
+    )
+    return Customer.__table__, sa.func.coalesce(seek, Customer.created_at)
+
+
 async def customers(
     conn: AsyncConnection,
     viewer: Viewer,
@@ -146,14 +174,7 @@ async def customers(
     cursor: Cursor | None = None,
     page_size: int = PAGE_SIZE,
 ) -> CustomerList:
-    # A customer's latest conversation: one seek in ix_conversations_customer_activity.
-    latest = (
-        sa.select(sa.func.max(Conversation.last_message_at))
-        .where(Conversation.shop_id == Customer.shop_id, Conversation.customer_id == Customer.id)
-        .correlate(Customer)
-        .scalar_subquery()
-    )
-    active_at = sa.func.coalesce(latest, Customer.created_at)
+    source, active_at = _activity(viewer, conn.dialect.name)
     where = [viewer.scope(Customer.shop_id), _matches(viewer, search, conn.dialect.name)]
     if cursor is not None:
         where.append(
@@ -165,6 +186,7 @@ async def customers(
     # The page's ids first, sorted on two narrow columns; then their names and tags.
     page = (
         sa.select(Customer.id, active_at.label("active_at"))
+        .select_from(source)
         .where(*where)
         .order_by(active_at.desc(), Customer.id.desc())
         .limit(page_size + 1)
