@@ -61,6 +61,7 @@ def console_app() -> web.Application:
     )
     app.router.add_post(r"/c/{id:\d+}/snooze", conversation.snooze, name="console_snooze")
     app.router.add_post("/owner-status", conversation.owner_status, name="console_owner_status")
+    app.router.add_get("/customers", customers.index, name="console_customers")
     app.router.add_get(r"/customers/{id:\d+}", customers.customer_page, name="console_customer")
     app.router.add_post(r"/customers/{id:\d+}", customers.update, name="console_customer_edit")
     app.router.add_post(

@@ -1,4 +1,5 @@
-"""A customer: the page (also shown beside a conversation), edits, and the phone reveal.
+"""Customers: the 고객 tab's list and search, a customer's page (also shown beside a
+conversation), edits, and the phone reveal.
 
 The phone number is masked everywhere (010-****-5678). Seeing it whole is a POST that
 reads it and writes a `phone_revealed` audit entry in the same transaction.
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot import keys
-from bot.console import changes, queries
+from bot.console import changes, customer_list, queries
 from bot.console.auth import current
 from bot.console.changes import CustomerEdit
+from bot.console.customer_list import Cursor, Search
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of, wants_json
 from bot.console.middleware import see_other
 from bot.console.views import safe_next
@@ -86,7 +88,22 @@ async def show(
         revealed=revealed,  # E.164, for the tel: link
         revealed_display=to_domestic(revealed) if revealed else None,
         limits=LIMITS,
-        nav="inbox",
+        nav="customers",
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    """The 고객 tab: the shop's customers, newest activity first, or those a search finds."""
+    viewer = current(request)
+    shop = shop_of(request, viewer)
+    at = now(request)
+    search = Search.parse(request.query.get("q", ""))
+    cursor = Cursor.decode(request.query["after"]) if "after" in request.query else None
+    async with request.config_dict[keys.DATABASE].read() as conn:
+        listing = await customer_list.customers(conn, viewer, search, shop.timezone, cursor=cursor)
+        header = await queries.header(conn, viewer, at, shop.timezone)
+    return page(
+        request, "customers.html", viewer=viewer, header=header, listing=listing, nav="customers"
     )
 
 
