@@ -175,20 +175,29 @@ async def customers(
     page_size: int = PAGE_SIZE,
 ) -> CustomerList:
     source, active_at = _activity(viewer, conn.dialect.name)
-    where = [viewer.scope(Customer.shop_id), _matches(viewer, search, conn.dialect.name)]
+    # Each customer's activity is worked out once, in a step of its own: the next page's
+    # condition and the order then read it. Inline, SQLite ran the per-customer seek again
+    # for each use — three times a customer on page 2 (p95 102 ms at 10,000 customers).
+    activity = (
+        sa.select(Customer.id.label("id"), active_at.label("active_at"))
+        .select_from(source)
+        .where(viewer.scope(Customer.shop_id), _matches(viewer, search, conn.dialect.name))
+        .cte("activity")
+        .prefix_with("MATERIALIZED")
+    )
+    where = []
     if cursor is not None:
         where.append(
             sa.or_(
-                active_at < cursor.active_at,
-                sa.and_(active_at == cursor.active_at, Customer.id < cursor.id),
+                activity.c.active_at < cursor.active_at,
+                sa.and_(activity.c.active_at == cursor.active_at, activity.c.id < cursor.id),
             )
         )
     # The page's ids first, sorted on two narrow columns; then their names and tags.
     page = (
-        sa.select(Customer.id, active_at.label("active_at"))
-        .select_from(source)
+        sa.select(activity.c.id, activity.c.active_at)
         .where(*where)
-        .order_by(active_at.desc(), Customer.id.desc())
+        .order_by(activity.c.active_at.desc(), activity.c.id.desc())
         .limit(page_size + 1)
         .subquery("page")
     )
