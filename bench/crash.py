@@ -9,8 +9,8 @@ What one run does, per database (seeded, loopback only, bounded, stops by itself
    (bench/fake_vendors.py), and dangol — `python -m bot serve` with the real SOLAPI and
    Twilio adapters pointed at them: one process on SQLite, two on one PostgreSQL schema.
 2. Enqueues the messages in waves while it runs, from this process, through dangol's own
-   units: owner replies (`bot.replies.owner_reply`, the console's reply) and owner notices
-   (`bot.notices.owner_notices` + `enqueue_many`), for two shops — a Korean one whose texts
+   units: owner replies (`core.replies.owner_reply`, the console's reply) and owner notices
+   (`core.notices.owner_notices` + `enqueue_many`), for two shops — a Korean one whose texts
    go by SOLAPI (SMS or LMS by length) and one abroad whose texts go by Twilio, at Twilio's
    real 1 message/s per sender number. Twilio rows come in bursts, as a busy evening does.
 3. Kills a dangol process at random moments (SIGKILL, sometimes SIGTERM) and restarts it.
@@ -60,9 +60,9 @@ from crash_count import Planned  # noqa: E402
 from crash_load import ENV, Enqueuer, plan, write_config  # noqa: E402
 from crash_processes import PY, Child, Server, Vendor, free_port  # noqa: E402
 
-from bot import config as config_mod  # noqa: E402
-from bot.db import Database  # noqa: E402
-from bot.models import OutboxItem  # noqa: E402
+from core import config as config_mod  # noqa: E402
+from core.db import Database  # noqa: E402
+from core.models import OutboxItem  # noqa: E402
 
 PG_URL = os.environ.get("DANGOL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 UPTIME = (0.5, 4.0)  # seconds between two kills (a slice of the messages is enqueued meanwhile)

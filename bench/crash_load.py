@@ -12,18 +12,17 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from crash_count import Planned, tag
 
-from bot.config import Settings
-from bot.db import Database
-from bot.models import Conversation, Customer, CustomerIdentity
-from bot.notices import owner_notices
-from bot.replies import owner_reply
-from bot.shops import sync_shops
-from scheduler.outbox import enqueue_many
+from core.config import Settings
+from core.db import Database
+from core.models import Conversation, Customer, CustomerIdentity
+from core.notices import owner_notices
+from core.outbox import OutboxRequest, enqueue_many
+from core.replies import owner_reply
+from core.shops import sync_shops
 
 TWILIO_BURST = (15, 45)  # rows per Twilio wave: a busy evening's replies
 SOLAPI_WAVE = (20, 160)
@@ -232,7 +231,7 @@ class Enqueuer:
     async def wave(self, wave: list[Planned]) -> None:
         now = _now()
         units = []
-        notices: list[dict[str, Any]] = []
+        notices: list[OutboxRequest] = []
         for m in wave:
             slug = "hanbit" if m.vendor == "solapi" else "brooklyn"
             shop = self.settings.shop(slug)

@@ -2,7 +2,7 @@
 
 Both parse the same JSON, group-commit (every request waiting shares one COMMIT,
 `synchronous=FULL`; the WAL checkpointed beside the writer as dangol does it,
-bot.checkpoints) and only then return a fixed SkillResponse. Neither validates,
+core.checkpoints) and only then return a fixed SkillResponse. Neither validates,
 routes, decides or renders anything.
 
 - `rows`: the utterance stored as one row of a one-table database. It shows what
@@ -30,7 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bot.checkpoints import Checkpointer, no_autocheckpoint
+from core.checkpoints import Checkpointer, no_autocheckpoint
 
 ANSWER = json.dumps(
     {"version": "2.0", "template": {"outputs": [{"simpleText": {"text": "메시지 잘 받았어요."}}]}},

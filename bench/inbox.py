@@ -40,12 +40,12 @@ from aiohttp.test_utils import TestServer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot import config as config_mod  # noqa: E402
 from bot.accounts import add_user  # noqa: E402
 from bot.app import create_app  # noqa: E402
-from bot.clock import FrozenClock  # noqa: E402
-from bot.db import Database, upgrade  # noqa: E402
-from bot.models import Conversation, Customer, CustomerIdentity, Message  # noqa: E402
+from core import config as config_mod  # noqa: E402
+from core.clock import FrozenClock  # noqa: E402
+from core.db import Database, upgrade  # noqa: E402
+from core.models import Conversation, Customer, CustomerIdentity, Message  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import sections  # noqa: E402

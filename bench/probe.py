@@ -29,7 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot import cli, db  # noqa: E402
+from bot import cli  # noqa: E402
+from core import db  # noqa: E402
 from scheduler import loop as ticks_mod  # noqa: E402
 
 SLOW = float(os.environ.get("BENCH_PROBE_SLOW_MS", "100")) / 1000
@@ -72,7 +73,7 @@ def wal_index(database: db.Database) -> tuple[int, int]:
 
 COMMITS: dict[str, list[float]] = {"plain": [], "checkpoint": []}
 SEEN: list[db.Database] = []  # the database the writer commits to
-BESIDE: list[bool] = []  # not empty: checkpoints run beside the writer (bot.checkpoints)
+BESIDE: list[bool] = []  # not empty: checkpoints run beside the writer (core.checkpoints)
 
 
 def probe_commits() -> None:
@@ -126,9 +127,9 @@ def probe_commits() -> None:
 
 
 def probe_checkpointer() -> None:
-    """The checkpoints done beside the writer (bot.checkpoints), where there are any."""
+    """The checkpoints done beside the writer (core.checkpoints), where there are any."""
     try:
-        from bot import checkpoints
+        from core import checkpoints
     except ImportError:  # a dangol from before them
         return
     round_, catch_up = checkpoints.Checkpointer._checkpoint, checkpoints.Checkpointer.before_begin

@@ -53,8 +53,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(run.ROOT))
 
-from bot.db import Database
-from bot.models import Conversation, Customer, DeliveryEvent, Message, Shop
+from core.db import Database
+from core.models import Conversation, Customer, DeliveryEvent, Message, Shop
 
 TOKEN = "bench-solapi-webhook-token-0123456789"
 SEED = 20261203

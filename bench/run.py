@@ -192,8 +192,8 @@ def count_inbound(url: str, schema: str | None) -> int:
     async def run() -> int:
         from sqlalchemy import func, select
 
-        from bot.db import Database
-        from bot.models import Message
+        from core.db import Database
+        from core.models import Message
 
         db = Database(url, search_path=schema)
         async with db.read() as conn:

@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection
 
-from bot.models import AuditEntry, ConsoleSession, LoginAttempt, User
+from core.models import AuditEntry, ConsoleSession, LoginAttempt, User
 
 hasher = PasswordHasher()  # argon2-cffi's defaults are Argon2id with RFC 9106 parameters
 

@@ -23,20 +23,20 @@ from aiohttp import web
 
 from bot import customer_photos, keys
 from bot.background import Background
-from bot.clock import Clock, SystemClock
-from bot.config import Settings
 from bot.console import console_app
 from bot.console import photos as console_photos
-from bot.db import Database, SchemaOutOfDate, check_schema
 from bot.handlers import build_dispatcher
 from bot.inbound import Services
 from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.photos import OutboxPhotos, PhotoStore
-from bot.shops import ReplyStats, sync_shops
-from bot.texts import Texts
 from bot.webhooks import kakao, solapi
 from bot.webhooks import twilio as twilio_hooks
+from core.clock import Clock, SystemClock
+from core.config import Settings
+from core.db import Database, SchemaOutOfDate, check_schema
+from core.shops import ReplyStats, sync_shops
+from core.texts import Texts
 from providers.kakao_callback import KakaoCallbackProvider
 from providers.registry import Providers
 from scheduler.loop import Ticks

@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from bot.config import Settings
-from bot.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, sqlite_path
+from core.config import Settings
+from core.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, sqlite_path
 
 DATABASE_NAME = "dangol.db"
 PHOTOS_NAME = "uploads"

@@ -26,7 +26,6 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_log import AccessLogger
 
-from bot import config as config_mod
 from bot import logs
 from bot.accounts import (
     AccountError,
@@ -38,19 +37,21 @@ from bot.accounts import (
     normalize_username,
     reset_password,
 )
-from bot.availability import busy_until
 from bot.backup import BackupError, make_backup
-from bot.clock import Clock, SystemClock
-from bot.config import ConfigError, Settings, ShopConfig
 from bot.console.saved_replies import seed_demo_replies
-from bot.db import Database, SchemaOutOfDate, check_schema, upgrade
 from bot.demo import config_shown, demo_frame, demo_settings
-from bot.models import OutboxItem
-from bot.phone import to_e164
-from bot.shops import OWNER_STATUSES, set_owner_status, sync_shops
+from core import config as config_mod
+from core.availability import busy_until
+from core.clock import Clock, SystemClock
+from core.config import ConfigError, Settings, ShopConfig
+from core.db import Database, SchemaOutOfDate, check_schema, upgrade
+from core.models import OutboxItem
+from core.outbox import OutboxRequest, enqueue
+from core.phone import to_e164
+from core.shops import OWNER_STATUSES, set_owner_status, sync_shops
 from providers.base import mask_phone
 from providers.registry import Providers
-from scheduler.outbox import Dispatcher, enqueue
+from scheduler.outbox import Dispatcher
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "config.example.toml"
@@ -470,13 +471,15 @@ def cmd_send_test(args: argparse.Namespace) -> int:
                     outbox_id = await db.write(
                         lambda conn: enqueue(
                             conn,
-                            shop_id=ids[shop.slug],
-                            purpose="test",
-                            provider=provider,
-                            recipient={"phone": phone, "owner": phone == shop.owner.phone},
-                            payload={"text": args.text},
-                            idempotency_key=f"send-test:{uuid.uuid4().hex}",
-                            now=clock.now(),
+                            OutboxRequest(
+                                shop_id=ids[shop.slug],
+                                purpose="test",
+                                provider=provider,
+                                recipient={"phone": phone, "owner": phone == shop.owner.phone},
+                                payload={"text": args.text},
+                                idempotency_key=f"send-test:{uuid.uuid4().hex}",
+                                now=clock.now(),
+                            ),
                         )
                     )
                     dispatcher = Dispatcher(

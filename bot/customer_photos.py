@@ -31,8 +31,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from bot import keys
 from bot.inbound import attachment_links
-from bot.models import Message
 from bot.photos import PhotoRejected, PhotoStore, Prepared, attachment, prepare, record_photo
+from core.models import Message
 from providers.base import Provider, ProviderError, TransientError
 from providers.twilio import TwilioProvider
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bot.config import Settings
+from core.config import Settings
 
 
 def demo_frame(settings: Settings, passwords: dict[str, str | None], config: str) -> str:

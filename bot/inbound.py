@@ -9,7 +9,7 @@ before the customer sees anything.
 Why set-based: on the Kakao webhook's hot path the cost was never the database but
 SQLAlchemy's overhead per statement (about 0.1 ms each, 5–7 statements a message). The
 writer hands `receive_many` every message waiting for the same commit (see
-`bot.db.Batched`), and it does their database work with a fixed number of statements —
+`core.db.Batched`), and it does their database work with a fixed number of statements —
 two SELECTs for everybody's state, one executemany per kind of write — however many
 messages there are. The decisions stay per message, in arrival order, in plain Python:
 each customer's conversation (`_Thread`) is carried from one message to the next, so two
@@ -34,11 +34,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
-from bot.availability import OwnerState
-from bot.config import ShopConfig
-from bot.db import Batched, Unit
 from bot.kakao import QuickReply
-from bot.models import (
+from bot.routing import Context, Dispatcher, Effects, Incoming, Memo, Reply
+from core.availability import OwnerState
+from core.config import ShopConfig
+from core.db import Batched, Unit
+from core.models import (
     Consent,
     Conversation,
     Customer,
@@ -47,12 +48,11 @@ from bot.models import (
     Shop,
     UTCDateTime,
 )
-from bot.notices import owner_notices
-from bot.replies import sms_ack_key
-from bot.routing import Context, Dispatcher, Effects, Incoming, Memo, Reply
-from bot.texts import Texts
+from core.notices import owner_notices
+from core.outbox import OutboxRequest, enqueue, enqueue_many
+from core.replies import sms_ack_key
+from core.texts import Texts
 from providers.kakao_callback import KakaoCallbackProvider
-from scheduler.outbox import enqueue, enqueue_many
 
 # Kakao sends no request id, so an identical payload from the same person this soon after
 # the first is taken as a resend, not as a new message.
@@ -723,7 +723,7 @@ def _consent_row(m: _Message) -> dict[str, Any]:
     }
 
 
-def _owner_notices(m: _Message, texts: Texts) -> list[dict[str, Any]]:
+def _owner_notices(m: _Message, texts: Texts) -> list[OutboxRequest]:
     """The outbox rows telling the owner, one per way they want to hear."""
     a, effects = m.arrival, m.effects
     label = f"고객 #{m.customer_id}"
@@ -810,15 +810,17 @@ def _queue_sms_reply(conn: Connection, m: _Message) -> None:
     delay = timedelta(seconds=a.shop.sms_ack_delay_seconds) if m.ack_key else timedelta(0)
     queued = enqueue(
         conn,
-        shop_id=a.shop_id,
-        purpose="reply",
-        provider=provider,
-        recipient={"phone": phone},
-        payload={"text": row["body"], "path": "sms"},
-        idempotency_key=m.ack_key or f"sms-reply:{reply_id}",
-        now=a.received_at,
-        message_id=reply_id,
-        not_before=a.received_at + delay,
+        OutboxRequest(
+            shop_id=a.shop_id,
+            purpose="reply",
+            provider=provider,
+            recipient={"phone": phone},
+            payload={"text": row["body"], "path": "sms"},
+            idempotency_key=m.ack_key or f"sms-reply:{reply_id}",
+            now=a.received_at,
+            message_id=reply_id,
+            not_before=a.received_at + delay,
+        ),
     )
     if queued is None:  # this wait's acknowledgement is queued already: no second one
         conn.execute(sa.update(msg_t).where(msg_t.c.id == reply_id).values(status="cancelled"))
@@ -946,14 +948,16 @@ def answered_late(
         )
         return enqueue(
             conn,
-            shop_id=shop_id,
-            purpose="reply",
-            provider=KakaoCallbackProvider.name,
-            recipient={"kakao_callback_url": callback_url},
-            payload={"text": "\n\n".join(outcome.reply.texts), "path": "callback"},
-            idempotency_key=f"callback:{outcome.message_id}",
-            now=now,
-            message_id=reply_id,
+            OutboxRequest(
+                shop_id=shop_id,
+                purpose="reply",
+                provider=KakaoCallbackProvider.name,
+                recipient={"kakao_callback_url": callback_url},
+                payload={"text": "\n\n".join(outcome.reply.texts), "path": "callback"},
+                idempotency_key=f"callback:{outcome.message_id}",
+                now=now,
+                message_id=reply_id,
+            ),
         )
 
     return unit

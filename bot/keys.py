@@ -6,13 +6,13 @@ import aiohttp
 from aiohttp import web
 
 from bot.background import Background
-from bot.clock import Clock
-from bot.config import Settings
-from bot.db import Database
 from bot.inbound import Services
 from bot.live import LiveHub
 from bot.metrics import Metrics
-from bot.shops import ReplyStats
+from core.clock import Clock
+from core.config import Settings
+from core.db import Database
+from core.shops import ReplyStats
 from providers.registry import Providers
 from scheduler.loop import Ticks
 from scheduler.outbox import Dispatcher

@@ -44,7 +44,7 @@ import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.db import Database
+from core.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bot.config import LoggingConfig
+from core.config import LoggingConfig
 from providers.masking import mask_in_text
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is structured data.

@@ -39,9 +39,9 @@ import sqlalchemy as sa
 from PIL import Image, ImageOps
 from sqlalchemy.engine import Connection
 
-from bot.db import Database
-from bot.models import Conversation, Photo
-from scheduler.outbox import AttachedPhoto, PhotoUnavailable
+from core.db import Database
+from core.models import Conversation, Photo
+from core.outbox import AttachedPhoto, PhotoUnavailable
 
 CONTENT_TYPE = "image/jpeg"
 # Stored copies fit in this box: plenty for a phone screen, a fraction of a camera's bytes.
@@ -440,7 +440,7 @@ def public_path(stored_name: str) -> str:
 
 
 def attachment(photo_id: int, stored_name: str, width: int, height: int) -> dict[str, Any]:
-    """What a message's `attachments` list holds for a photo (see bot/replies.py).
+    """What a message's `attachments` list holds for a photo (see core/replies.py).
 
     `url` is relative; prefix `server.public_url` where a vendor needs an absolute
     https URL (Kakao simpleImage, Twilio MediaUrl).

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from bot.availability import Availability, OwnerState, assess
-from bot.config import ShopConfig
 from bot.kakao import QuickReply
-from bot.texts import Texts
+from core.availability import Availability, OwnerState, assess
+from core.config import ShopConfig
+from core.texts import Texts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

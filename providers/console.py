@@ -29,7 +29,7 @@ from providers.base import (
 )
 
 log = logging.getLogger("dangol.console")
-# How an owner notice names its sender in a text (bot/templates/messages/owner_*.j2).
+# How an owner notice names its sender in a text (core/templates/messages/owner_*.j2).
 APP_TAG = re.compile(r"^\[단골\]")
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.config import OutboxConfig
+from core.config import OutboxConfig
 from scheduler.outbox import Dispatcher
 
 log = logging.getLogger("dangol.scheduler")

@@ -52,8 +52,6 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from tenacity import (
     AsyncRetrying,
@@ -63,11 +61,12 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from bot.clock import Clock
-from bot.config import OutboxConfig
-from bot.db import Database
-from bot.delivery import catch_up
-from bot.models import Message, OutboxItem, UTCDateTime
+from core.clock import Clock
+from core.config import OutboxConfig
+from core.db import Database
+from core.delivery import catch_up
+from core.models import Message, OutboxItem, UTCDateTime
+from core.outbox import WATCHED, PhotoResolver, PhotoUnavailable
 from providers.base import (
     CannotTell,
     Capability,
@@ -91,11 +90,6 @@ log = logging.getLogger("dangol.outbox")
 OUTBOX = cast(sa.Table, OutboxItem.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
 
-STATUSES = ("pending", "sending", "sent", "unknown", "dead", "cancelled")
-WATCHED = ("pending", "sending", "unknown", "dead")  # what stats() counts
-
-IDEMPOTENCY_KEY_MAX = 160
-PURPOSE_MAX = 40
 # Short in-call retries: a blip is retried at once; anything longer is the outbox's job.
 IN_CALL_RETRIES = 2
 IN_CALL_WAIT = (0.2, 1.0)
@@ -111,129 +105,6 @@ ROUND_SECONDS = 1.0
 # in one read (SOLAPI's list), so more rows per round cost little and settle a backlog left
 # by a crash in a round or two rather than one batch per tick.
 RECONCILE_BATCHES = 10
-
-# --------------------------------------------------------------------------- enqueue
-
-
-def _enqueue_statement(insert: Callable[[sa.Table], Any]) -> Any:
-    return (
-        insert(OUTBOX)
-        .on_conflict_do_nothing(index_elements=[OUTBOX.c.shop_id, OUTBOX.c.idempotency_key])
-        .returning(OUTBOX.c.id)
-    )
-
-
-# Built once: this runs inside the Kakao webhook's transaction.
-_ENQUEUE = {
-    "sqlite": _enqueue_statement(sqlite_insert),
-    "postgresql": _enqueue_statement(pg_insert),
-}
-_ENQUEUE_MANY = {
-    "sqlite": sqlite_insert(OUTBOX).on_conflict_do_nothing(
-        index_elements=[OUTBOX.c.shop_id, OUTBOX.c.idempotency_key]
-    ),
-    "postgresql": pg_insert(OUTBOX).on_conflict_do_nothing(
-        index_elements=[OUTBOX.c.shop_id, OUTBOX.c.idempotency_key]
-    ),
-}
-
-
-def outbox_row(
-    *,
-    shop_id: int,
-    purpose: str,
-    provider: str,
-    recipient: dict[str, Any],
-    payload: dict[str, Any],
-    idempotency_key: str,
-    now: datetime,
-    message_id: int | None = None,
-    not_before: datetime | None = None,
-) -> dict[str, Any]:
-    """A new outbox row, checked: what `enqueue` and `enqueue_many` insert."""
-    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
-        raise ValueError(f"idempotency_key must be 1–{IDEMPOTENCY_KEY_MAX} characters")
-    if not purpose or len(purpose) > PURPOSE_MAX:
-        raise ValueError(f"purpose must be 1–{PURPOSE_MAX} characters")
-    text = payload.get("text")
-    if not isinstance(text, str) or not text:
-        raise ValueError("an outbox payload needs a non-empty 'text'")
-    return {
-        "shop_id": shop_id,
-        "message_id": message_id,
-        "purpose": purpose,
-        "provider": provider,
-        "recipient": recipient,
-        "payload": payload,
-        "status": "pending",
-        "attempts": 0,
-        "not_before": not_before or now,
-        "idempotency_key": idempotency_key,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def enqueue(conn: Connection, **row: Any) -> int | None:
-    """Add a message to send, in the caller's transaction (call it inside a unit).
-
-    Takes `outbox_row`'s arguments. Returns the new row's id, or None when a row with this
-    idempotency key exists already for the shop (nothing is inserted then). After the unit
-    commits, call `Dispatcher.on_enqueued()` so urgent rows go out before the next tick.
-    """
-    found = conn.execute(_ENQUEUE[conn.dialect.name], outbox_row(**row)).first()
-    return None if found is None else int(found[0])
-
-
-def enqueue_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """`enqueue` for many `outbox_row`s in one statement (keys already taken are skipped)."""
-    if rows:
-        conn.execute(_ENQUEUE_MANY[conn.dialect.name], rows)
-
-
-_CANCEL = (
-    sa.update(OUTBOX)
-    .where(
-        OUTBOX.c.shop_id == sa.bindparam("p_shop"),
-        OUTBOX.c.idempotency_key == sa.bindparam("p_key"),
-        OUTBOX.c.status.in_(("pending", "unknown")),
-    )
-    .values(
-        status="cancelled", lease_owner=None, lease_until=None, updated_at=sa.bindparam("p_now")
-    )
-)
-
-
-def cancel(conn: Connection, *, shop_id: int, idempotency_key: str, now: datetime) -> bool:
-    """Withdraw a row that has not gone out (a cancelled booking's reminder). True if done.
-
-    A row being sent right now is not touched: it may already be with the provider.
-    """
-    params = {"p_shop": shop_id, "p_key": idempotency_key, "p_now": now}
-    return conn.execute(_CANCEL, params).rowcount == 1
-
-
-_REQUEUE = (
-    sa.update(OUTBOX)
-    .where(
-        OUTBOX.c.shop_id == sa.bindparam("p_shop"),
-        OUTBOX.c.id == sa.bindparam("p_id"),
-        OUTBOX.c.status == "dead",
-    )
-    .values(
-        status="pending",
-        attempts=0,
-        not_before=sa.bindparam("p_now"),
-        updated_at=sa.bindparam("p_now"),
-    )
-)
-
-
-def requeue(conn: Connection, *, shop_id: int, outbox_id: int, now: datetime) -> bool:
-    """Give a dead row a fresh attempt budget (the owner pressed "retry"). True if done."""
-    params = {"p_shop": shop_id, "p_id": outbox_id, "p_now": now}
-    return conn.execute(_REQUEUE, params).rowcount == 1
-
 
 # --------------------------------------------------------------------------- claim
 
@@ -501,27 +372,6 @@ def _retry_now(outcome: SendResult | ProviderError) -> bool:
 
 def _opt_str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
-
-
-# --------------------------------------------------------------------------- photos
-
-
-@dataclass(frozen=True, slots=True)
-class AttachedPhoto:
-    """A photo attachment made ready for vendors (by the app's `PhotoResolver`)."""
-
-    path: str | None  # a JPEG file within MMS limits; only when asked for
-    url: str | None  # absolute http(s) URL anyone may fetch; None without a public address
-
-
-class PhotoUnavailable(Exception):
-    """The attachment's photo cannot be had any more (its file is gone)."""
-
-
-# (attachment, with_file) → the photo; `with_file` asks for the MMS-ready file as well as
-# the URL. Raises PhotoUnavailable when the photo is gone for good, OSError for trouble
-# that may pass. Async: making the MMS copy is file and CPU work.
-PhotoResolver = Callable[[Mapping[str, Any], bool], Awaitable[AttachedPhoto]]
 
 
 def first_photo(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -22,9 +22,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bot import config as config_mod
-from bot.clock import FrozenClock
-from bot.db import Database, upgrade
+from core import config as config_mod
+from core.clock import FrozenClock
+from core.db import Database, upgrade
 
 KST = ZoneInfo("Asia/Seoul")
 PG_URL = os.environ.get("DANGOL_TEST_PG_URL", "")

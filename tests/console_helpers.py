@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.accounts import add_user
-from bot.models import Conversation, Customer, CustomerIdentity, Message
+from core.models import Conversation, Customer, CustomerIdentity, Message
 
 Client = TestClient[web.Request, web.Application]
 PASSWORD = "abcd-efgh-jkmn-pqrs"

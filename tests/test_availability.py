@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from conftest import KST, kst, make_settings, shop_table
 
-from bot.availability import (
+from core.availability import (
     OwnerState,
     assess,
     busy_until,
@@ -18,8 +18,8 @@ from bot.availability import (
     open_until,
     upcoming_closures,
 )
-from bot.config import ShopConfig
-from bot.texts import Texts, hours_summary
+from core.config import ShopConfig
+from core.texts import Texts, hours_summary
 
 AVAILABLE = OwnerState("available")
 

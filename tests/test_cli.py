@@ -21,13 +21,13 @@ import pytest
 import sqlalchemy as sa
 from conftest import KST, kst
 
-from bot import config as config_mod
-from bot.availability import OwnerState, assess
 from bot.cli import EXAMPLE, load_settings, main
-from bot.clock import FrozenClock
-from bot.db import Database
 from bot.demo import demo_frame, demo_settings
-from bot.models import Shop, User
+from core import config as config_mod
+from core.availability import OwnerState, assess
+from core.clock import FrozenClock
+from core.db import Database
+from core.models import Shop, User
 from providers.base import Outgoing, Recipient
 from providers.console import ConsoleProvider
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import settings_dict, shop_table
 
-from bot.config import ConfigError, load, parse
+from core.config import ConfigError, load, parse
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 

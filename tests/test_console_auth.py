@@ -21,10 +21,10 @@ from yarl import URL
 from bot import accounts, keys
 from bot.accounts import AccountError, add_user, reset_password
 from bot.cli import main
-from bot.clock import FrozenClock
-from bot.config import ConfigError
 from bot.console import Viewer
-from bot.models import AuditEntry, ConsoleSession, LoginAttempt, User
+from core.clock import FrozenClock
+from core.config import ConfigError
+from core.models import AuditEntry, ConsoleSession, LoginAttempt, User
 
 Client = TestClient[web.Request, web.Application]
 PASSWORD = "abcd-efgh-jkmn-pqrs"

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.console.saved_replies import render_reply
-from bot.models import (
+from core.models import (
     AuditEntry,
     Consent,
     Conversation,
@@ -441,7 +441,7 @@ async def test_a_reply_carries_the_photos_uploaded_into_the_conversation(owner: 
     message = await one(owner, sa.select(Message).where(Message.id == message_id))
     assert message.body == ""
     assert [a["photo_id"] for a in message.payload["attachments"]] == [first, second]
-    from bot.models import Photo
+    from core.models import Photo
 
     linked = await rows(owner, sa.select(Photo.id, Photo.message_id).order_by(Photo.id))
     assert [(r.id, r.message_id) for r in linked] == [

@@ -16,9 +16,9 @@ from console_helpers import PASSWORD, Client, app_of, now_of, sign_in, thread
 from bot import keys
 from bot.accounts import add_user
 from bot.cli import main
-from bot.clock import FrozenClock
-from bot.db import Database
-from bot.models import User
+from core.clock import FrozenClock
+from core.db import Database
+from core.models import User
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_user_add_takes_a_display_name(
 
 async def test_the_demo_ships_saved_replies_once(client: Client) -> None:
     from bot.console.saved_replies import DEMO_REPLIES, seed_demo_replies
-    from bot.models import SavedReply
+    from core.models import SavedReply
 
     app = app_of(client)
     shop = app[keys.SHOP_IDS]["hanbit"]

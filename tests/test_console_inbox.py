@@ -26,7 +26,7 @@ from console_helpers import (
 from sqlalchemy.engine import Connection
 
 from bot.console.queries import Cursor, level_of
-from bot.models import Conversation as C
+from core.models import Conversation as C
 
 pytestmark = pytest.mark.usefixtures("cheap_hasher")
 

@@ -21,7 +21,7 @@ from tenacity import wait_none
 from test_photos import phone_photo
 
 from bot import customer_photos, keys
-from bot.models import Message, OutboxItem, Photo
+from core.models import Message, OutboxItem, Photo
 
 pytestmark = pytest.mark.usefixtures("cheap_hasher")
 

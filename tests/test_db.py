@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
-from bot.db import Database, upgrade
-from bot.models import Shop, UTCDateTime
+from core.db import Database, upgrade
+from core.models import Shop, UTCDateTime
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 

@@ -32,12 +32,12 @@ from test_solapi_webhook import post as post_report
 from test_solapi_webhook import report
 from test_twilio_webhooks import post_signed, twilio_client
 
-from bot import db as db_module
 from bot import keys
-from bot.clock import FrozenClock
-from bot.db import Database, upgrade
-from bot.models import DeliveryEvent, Message, Shop
-from bot.texts import Texts
+from core import db as db_module
+from core.clock import FrozenClock
+from core.db import Database, upgrade
+from core.models import DeliveryEvent, Message, Shop
+from core.texts import Texts
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 BOUND = 10.0  # seconds: a write that used to be retried for a minute must fail well within

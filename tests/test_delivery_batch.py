@@ -1,6 +1,6 @@
 """Delivery reports a whole group commit at a time (SQLite and PostgreSQL).
 
-The writer hands `bot.delivery.apply_many` the reports of every webhook request waiting for
+The writer hands `core.delivery.apply_many` the reports of every webhook request waiting for
 the same commit. These tests check that a batch ends exactly where its reports would one
 after another — duplicates, reports out of order, the same message twice, unknown
 messages, opt-outs — and that it costs a fixed number of statements however many reports
@@ -24,14 +24,14 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from bot.db import Database
-from bot.delivery import (
+from core.db import Database
+from core.delivery import (
     ReportBatch,
     apply_many,
     apply_reports,
     apply_reports_batched,
 )
-from bot.models import (
+from core.models import (
     AuditEntry,
     Consent,
     Conversation,

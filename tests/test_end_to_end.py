@@ -34,11 +34,11 @@ from fakes.twilio import (
     status_callback_form,
 )
 
-from bot import config as config_mod
 from bot import keys
 from bot.app import create_app
-from bot.clock import FrozenClock
-from bot.models import Conversation, CustomerIdentity, DeliveryEvent, Message, OutboxItem
+from core import config as config_mod
+from core.clock import FrozenClock
+from core.models import Conversation, CustomerIdentity, DeliveryEvent, Message, OutboxItem
 from scheduler.planners.delivery_check import check_deliveries
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"

@@ -21,14 +21,15 @@ from fakes.solapi import FakeSolapi
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from test_outbox import CONFIG, Sleeps, add_message, add_shop, message, row
 
-from bot.clock import FrozenClock
-from bot.db import Database
+from core.clock import FrozenClock
+from core.db import Database
+from core.outbox import OutboxRequest, enqueue
 from providers.base import Provider
 from providers.kakao_event import KakaoEventProvider
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
-from scheduler.outbox import Dispatcher, enqueue
+from scheduler.outbox import Dispatcher
 
 CUSTOMER = "+821022223333"
 USER_KEY = "7d1c0b7e9a2f4e3d8c6b5a4f3e2d1c0b"  # the Kakao customer's botUserKey
@@ -179,18 +180,20 @@ async def test_every_failure_ends_in_one_state_without_a_duplicate(
         outbox_id = await database.write(
             lambda conn: enqueue(
                 conn,
-                shop_id=shop,
-                purpose="reply",
-                provider=spec.vendor,
-                recipient={
-                    "phone": CUSTOMER,
-                    "kakao_user_key": USER_KEY,
-                    "kakao_key_type": "botUserKey",
-                },
-                payload={"text": "내일 10시에 방문드릴게요"},
-                idempotency_key="matrix",
-                now=now,
-                message_id=message_id,
+                OutboxRequest(
+                    shop_id=shop,
+                    purpose="reply",
+                    provider=spec.vendor,
+                    recipient={
+                        "phone": CUSTOMER,
+                        "kakao_user_key": USER_KEY,
+                        "kakao_key_type": "botUserKey",
+                    },
+                    payload={"text": "내일 10시에 방문드릴게요"},
+                    idempotency_key="matrix",
+                    now=now,
+                    message_id=message_id,
+                ),
             )
         )
         assert outbox_id is not None

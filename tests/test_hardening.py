@@ -18,7 +18,7 @@ from conftest import Client, shop_table
 from kakao_checks import assert_valid_skill_response
 
 from bot import keys
-from bot.models import Conversation, Customer, DeliveryEvent, Message
+from core.models import Conversation, Customer, DeliveryEvent, Message
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "test-skill-secret"

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy.dialects import sqlite
 
 from bot.metrics import Metrics
-from bot.models import UTCDateTime
 from bot.routing import Incoming
 from bot.webhooks import _done_within
+from core.models import UTCDateTime
 
 
 def test_sqlite_datetimes_bind_as_before_when_one_repeats() -> None:

@@ -19,8 +19,6 @@ from conftest import kst, make_settings
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from bot.config import Settings
-from bot.db import Batched, Database
 from bot.handlers import build_dispatcher
 from bot.inbound import (
     Arrival,
@@ -31,7 +29,9 @@ from bot.inbound import (
     receive_batched,
     receive_many,
 )
-from bot.models import (
+from core.config import Settings
+from core.db import Batched, Database
+from core.models import (
     Consent,
     Conversation,
     Customer,
@@ -40,7 +40,7 @@ from bot.models import (
     OutboxItem,
     Shop,
 )
-from bot.texts import Texts
+from core.texts import Texts
 
 NOW = kst(2026, 11, 23, 10, 0)  # Monday morning: the shop is open
 

@@ -22,8 +22,8 @@ from conftest import Client
 from test_kakao_webhook import post, rows, said, texts
 
 from bot import keys
-from bot.models import Conversation, Message, OutboxItem
-from bot.replies import owner_reply
+from core.models import Conversation, Message, OutboxItem
+from core.replies import owner_reply
 from providers.base import (
     Outgoing,
     PermanentError,

@@ -18,9 +18,9 @@ from kakao_checks import assert_valid_skill_response
 from sqlalchemy.engine import Connection
 
 from bot import keys
-from bot.clock import FrozenClock
-from bot.models import Consent, Conversation, Customer, CustomerIdentity, Message, OutboxItem
-from bot.shops import set_owner_status
+from core.clock import FrozenClock
+from core.models import Consent, Conversation, Customer, CustomerIdentity, Message, OutboxItem
+from core.shops import set_owner_status
 
 PAYLOADS = Path(__file__).parent / "payloads" / "kakao"
 SECRET = "test-skill-secret"

@@ -28,7 +28,6 @@ from console_helpers import (
 from sqlalchemy.engine import Connection
 
 from bot import keys
-from bot.db import Database
 from bot.live import (
     RESYNC,
     Closed,
@@ -38,8 +37,9 @@ from bot.live import (
     message_event,
     notify_in,
 )
-from bot.models import ConsoleSession, Message
 from bot.photos import new_stored_name, public_path
+from core.db import Database
+from core.models import ConsoleSession, Message
 
 WAIT = 5.0  # seconds an expected event may take (it takes milliseconds)
 

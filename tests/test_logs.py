@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from bot import logs
-from bot.config import LoggingConfig
+from core.config import LoggingConfig
 from providers.base import Outgoing, Recipient
 from providers.console import ConsoleProvider
 

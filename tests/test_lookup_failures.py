@@ -19,13 +19,14 @@ from aiohttp.test_utils import TestServer
 from fakes.solapi import FakeSolapi
 from test_outbox import CONFIG, Sleeps, add_message, add_shop, message, row
 
-from bot.clock import FrozenClock
-from bot.config import OutboxConfig
-from bot.db import Database
+from core.clock import FrozenClock
+from core.config import OutboxConfig
+from core.db import Database
+from core.outbox import OutboxRequest, enqueue
 from providers.base import Outgoing, Recipient
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
-from scheduler.outbox import Dispatcher, enqueue
+from scheduler.outbox import Dispatcher
 
 ROWS = 5
 GIVE_UP = 300.0
@@ -82,14 +83,16 @@ async def sent_but_not_recorded(
         outbox_id = await database.write(
             lambda conn, i=i, m=message_id: enqueue(
                 conn,
-                shop_id=shop,
-                purpose="reply",
-                provider="solapi",
-                recipient={"phone": f"+8210222233{i:02d}"},
-                payload={"text": f"내일 10시에 방문드릴게요 {i}"},
-                idempotency_key=f"crash:{i}",
-                now=now,
-                message_id=m,
+                OutboxRequest(
+                    shop_id=shop,
+                    purpose="reply",
+                    provider="solapi",
+                    recipient={"phone": f"+8210222233{i:02d}"},
+                    payload={"text": f"내일 10시에 방문드릴게요 {i}"},
+                    idempotency_key=f"crash:{i}",
+                    now=now,
+                    message_id=m,
+                ),
             )
         )
         assert outbox_id is not None

@@ -23,12 +23,12 @@ from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from PIL import Image
 from sqlalchemy.engine import Connection
 
-from bot.clock import FrozenClock
-from bot.config import Delivery, OutboxConfig
-from bot.db import Database
-from bot.models import Conversation, Customer, CustomerIdentity, Message, Shop
 from bot.photos import MMS_MAX_BYTES, OutboxPhotos, PhotoStore, attachment, prepare
-from bot.replies import owner_reply
+from core.clock import FrozenClock
+from core.config import Delivery, OutboxConfig
+from core.db import Database
+from core.models import Conversation, Customer, CustomerIdentity, Message, Shop
+from core.replies import owner_reply
 from providers.base import Provider
 from providers.console import ConsoleProvider
 from providers.registry import Providers

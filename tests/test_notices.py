@@ -21,7 +21,7 @@ from console_helpers import add_account, sign_in
 from fakes.solapi import FakeSolapi
 
 from bot import keys
-from bot.models import Conversation, OutboxItem
+from core.models import Conversation, OutboxItem
 from providers.base import Outgoing, PermanentError, Recipient
 from providers.solapi import SolapiProvider
 

@@ -13,10 +13,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.clock import FrozenClock
-from bot.config import OutboxConfig
-from bot.db import Database
-from bot.models import Conversation, Customer, Message, Shop
+from core.clock import FrozenClock
+from core.config import OutboxConfig
+from core.db import Database
+from core.models import Conversation, Customer, Message, Shop
+from core.outbox import AttachedPhoto, OutboxRequest, PhotoUnavailable, cancel, enqueue, requeue
 from providers.base import (
     CannotTell,
     NotYet,
@@ -30,17 +31,7 @@ from providers.base import (
 from providers.console import ConsoleProvider
 from providers.fake import FakeProvider
 from providers.registry import Providers
-from scheduler.outbox import (
-    OUTBOX,
-    AttachedPhoto,
-    Claimed,
-    Dispatcher,
-    PhotoUnavailable,
-    build_outgoing,
-    cancel,
-    enqueue,
-    requeue,
-)
+from scheduler.outbox import OUTBOX, Claimed, Dispatcher, build_outgoing
 
 PHONE = "+821022223333"
 CONFIG = OutboxConfig(
@@ -131,14 +122,16 @@ async def put(
         for i in range(count):
             new = enqueue(
                 conn,
-                shop_id=shop_id,
-                purpose="reply",
-                provider=provider,
-                recipient={"phone": phone, "name": "손님"},
-                payload={"text": f"안녕하세요 {i}", **payload},
-                idempotency_key=f"{key}:{i}",
-                now=now,
-                message_id=message_id,
+                OutboxRequest(
+                    shop_id=shop_id,
+                    purpose="reply",
+                    provider=provider,
+                    recipient={"phone": phone, "name": "손님"},
+                    payload={"text": f"안녕하세요 {i}", **payload},
+                    idempotency_key=f"{key}:{i}",
+                    now=now,
+                    message_id=message_id,
+                ),
             )
             assert new is not None
             ids.append(new)
@@ -218,7 +211,10 @@ async def test_enqueue_is_idempotent(database: Database, clock: FrozenClock, sho
             "idempotency_key": "journey:aftercare:job:123",
             "now": now,
         }
-        return [enqueue(conn, shop_id=shop, **args), enqueue(conn, shop_id=shop, **args)]
+        return [
+            enqueue(conn, OutboxRequest(shop_id=shop, **args)),
+            enqueue(conn, OutboxRequest(shop_id=shop, **args)),
+        ]
 
     first, second = await database.write(twice)
     assert isinstance(first, int)
@@ -244,13 +240,15 @@ async def test_enqueue_refuses_a_payload_without_text(
     def unit(conn: Connection) -> int | None:
         return enqueue(
             conn,
-            shop_id=shop,
-            purpose="reply",
-            provider="fake",
-            recipient={"phone": PHONE},
-            payload={"subject": "제목만"},
-            idempotency_key="x",
-            now=clock.now(),
+            OutboxRequest(
+                shop_id=shop,
+                purpose="reply",
+                provider="fake",
+                recipient={"phone": PHONE},
+                payload={"subject": "제목만"},
+                idempotency_key="x",
+                now=clock.now(),
+            ),
         )
 
     with pytest.raises(ValueError, match="text"):
@@ -270,14 +268,16 @@ async def test_tick_sends_due_rows_and_updates_the_message(
     def later(conn: Connection) -> int | None:
         return enqueue(
             conn,
-            shop_id=shop,
-            purpose="journey:aftercare",
-            provider="fake",
-            recipient={"phone": PHONE},
-            payload={"text": "일주일 뒤"},
-            idempotency_key="later",
-            now=now,
-            not_before=now + timedelta(days=7),
+            OutboxRequest(
+                shop_id=shop,
+                purpose="journey:aftercare",
+                provider="fake",
+                recipient={"phone": PHONE},
+                payload={"text": "일주일 뒤"},
+                idempotency_key="later",
+                now=now,
+                not_before=now + timedelta(days=7),
+            ),
         )
 
     later_id = await database.write(later)

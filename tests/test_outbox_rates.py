@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestServer
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from test_outbox import CONFIG, Sleeps, add_shop, put, row
 
-from bot.clock import FrozenClock
-from bot.config import OutboxConfig
-from bot.db import Database
+from core.clock import FrozenClock
+from core.config import OutboxConfig
+from core.db import Database
 from providers.fake import FakeProvider
 from providers.registry import Providers
 from providers.twilio import TwilioProvider

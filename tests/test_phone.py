@@ -16,7 +16,7 @@ import pytest
 from phonenumbers import PhoneNumber, PhoneNumberFormat, PhoneNumberMatcher
 
 from bot.logs import Redact, TextFormatter
-from bot.phone import PhoneError, to_domestic, to_e164
+from core.phone import PhoneError, to_domestic, to_e164
 from providers.masking import mask_in_text
 from providers.masking import mask_phone as mask
 

@@ -28,9 +28,6 @@ from test_console_auth import add, cookie, login, page_csrf, use_session
 from bot import keys
 from bot import photos as photos_mod
 from bot.app import create_app
-from bot.clock import FrozenClock
-from bot.config import ConfigError, parse
-from bot.models import Conversation, Customer, Photo
 from bot.photos import (
     MMS_MAX_BYTES,
     OutboxPhotos,
@@ -45,7 +42,10 @@ from bot.photos import (
     public_photo_url,
     stored_name_of,
 )
-from scheduler.outbox import PhotoUnavailable
+from core.clock import FrozenClock
+from core.config import ConfigError, parse
+from core.models import Conversation, Customer, Photo
+from core.outbox import PhotoUnavailable
 
 Client = TestClient[web.Request, web.Application]
 LIMITS = {"max_bytes": 15 * 1024 * 1024, "max_pixels": 40_000_000}

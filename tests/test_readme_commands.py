@@ -27,7 +27,7 @@ import pytest
 from conftest import kst
 
 from bot import cli
-from bot.clock import FrozenClock
+from core.clock import FrozenClock
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

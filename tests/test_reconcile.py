@@ -26,14 +26,15 @@ from fakes.solapi import FakeSolapi
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from test_outbox import CONFIG, Sleeps, add_message, add_shop, row
 
-from bot.clock import FrozenClock
-from bot.config import OutboxConfig
-from bot.db import Database
+from core.clock import FrozenClock
+from core.config import OutboxConfig
+from core.db import Database
+from core.outbox import OutboxRequest, enqueue
 from providers.base import Outgoing, Provider, Recipient
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
-from scheduler.outbox import Dispatcher, enqueue
+from scheduler.outbox import Dispatcher
 
 OTHERS = 3000  # other messages of the account in the same minutes
 AT_VENDOR = 160  # rows that reached SOLAPI before the kill
@@ -72,14 +73,16 @@ async def add_rows(
         outbox_id = await database.write(
             lambda conn, i=i, m=message_id: enqueue(
                 conn,
-                shop_id=shop,
-                purpose="reply",
-                provider=provider,
-                recipient={"phone": phone.format(i=i)},
-                payload={"text": text.format(i=i)},
-                idempotency_key=f"{provider}:{i}",
-                now=now,
-                message_id=m,
+                OutboxRequest(
+                    shop_id=shop,
+                    purpose="reply",
+                    provider=provider,
+                    recipient={"phone": phone.format(i=i)},
+                    payload={"text": text.format(i=i)},
+                    idempotency_key=f"{provider}:{i}",
+                    now=now,
+                    message_id=m,
+                ),
             )
         )
         assert outbox_id is not None

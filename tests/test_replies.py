@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from conftest import kst
 from sqlalchemy.engine import Connection
 
-from bot.config import Delivery
-from bot.db import Database
-from bot.models import Conversation, Customer, CustomerIdentity, Message, OutboxItem, Shop
-from bot.replies import (
+from core.config import Delivery
+from core.db import Database
+from core.models import Conversation, Customer, CustomerIdentity, Message, OutboxItem, Shop
+from core.replies import (
     ALIMTALK,
     EVENT_API,
     MAILBOX,

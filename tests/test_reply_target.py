@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from conftest import kst, make_settings, shop_table
 from sqlalchemy.engine import Connection
 
-from bot.db import Database
-from bot.models import Conversation, Customer, OutboxItem, Shop
-from bot.texts import Texts
+from core.db import Database
+from core.models import Conversation, Customer, OutboxItem, Shop
+from core.texts import Texts
 from scheduler.planners.reply_target import warn_owners
 
 START = kst(2026, 11, 23, 10, 0)

@@ -14,14 +14,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.clock import FrozenClock
-from bot.config import OutboxConfig
-from bot.db import Database
-from bot.models import Shop
+from core.clock import FrozenClock
+from core.config import OutboxConfig
+from core.db import Database
+from core.models import Shop
+from core.outbox import OutboxRequest, enqueue
 from providers.fake import FakeProvider
 from providers.registry import Providers
 from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher, enqueue
+from scheduler.outbox import Dispatcher
 
 
 async def eventually(condition: Callable[[], bool], within: float = 1.0) -> None:
@@ -180,13 +181,15 @@ async def test_enqueue_wakes_the_dispatch_tick(database: Database, clock: Frozen
         def notify_owner(conn: Connection) -> int | None:
             return enqueue(
                 conn,
-                shop_id=shop,
-                purpose="owner_notification",
-                provider="fake",
-                recipient={"phone": "+821022223333", "owner": True},
-                payload={"text": "새 문의가 왔어요"},
-                idempotency_key="owner:inquiry:1",
-                now=now,
+                OutboxRequest(
+                    shop_id=shop,
+                    purpose="owner_notification",
+                    provider="fake",
+                    recipient={"phone": "+821022223333", "owner": True},
+                    payload={"text": "새 문의가 왔어요"},
+                    idempotency_key="owner:inquiry:1",
+                    now=now,
+                ),
             )
 
         oid = await database.write(notify_owner)

@@ -16,9 +16,9 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.app import create_app
-from bot.clock import FrozenClock
-from bot.db import Database, upgrade
-from bot.models import Base
+from core.clock import FrozenClock
+from core.db import Database, upgrade
+from core.models import Base
 
 
 def _drift(conn: Connection) -> list[Any]:
@@ -39,7 +39,7 @@ def _sqlite_indexes(conn: Connection) -> set[str]:
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 async def test_the_migrations_build_the_schema_the_models_describe(database: Database) -> None:
     # `database` is migrated to head by the fixture; any difference is a migration missing
-    # from bot/migrations/versions (or a model changed without one).
+    # from core/migrations/versions (or a model changed without one).
     async with database.read() as conn:
         drift = await conn.run_sync(_drift)
         if database.dialect == "sqlite":

@@ -12,15 +12,16 @@ from conftest import Client
 from sqlalchemy.engine import Connection
 
 from bot import keys
-from bot.clock import FrozenClock
-from bot.config import OutboxConfig
-from bot.db import Database
-from bot.models import OutboxItem, Shop
+from core.clock import FrozenClock
+from core.config import OutboxConfig
+from core.db import Database
+from core.models import OutboxItem, Shop
+from core.outbox import OutboxRequest, enqueue
 from providers.base import Outgoing, ProviderError, SendResult
 from providers.fake import FakeProvider
 from providers.registry import Providers
 from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher, enqueue
+from scheduler.outbox import Dispatcher
 
 BATCH = 2
 
@@ -57,13 +58,15 @@ async def queue(database: Database, now: object, count: int, provider: str) -> l
         for i in range(count):
             new = enqueue(
                 conn,
-                shop_id=shop_id,
-                purpose="owner_notification",
-                provider=provider,
-                recipient={"phone": "+821022223333", "owner": True},
-                payload={"text": f"새 문의 {i}"},
-                idempotency_key=f"shutdown:{i}",
-                now=now,
+                OutboxRequest(
+                    shop_id=shop_id,
+                    purpose="owner_notification",
+                    provider=provider,
+                    recipient={"phone": "+821022223333", "owner": True},
+                    payload={"text": f"새 문의 {i}"},
+                    idempotency_key=f"shutdown:{i}",
+                    now=now,
+                ),
             )
             assert new is not None
             ids.append(new)

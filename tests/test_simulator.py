@@ -13,10 +13,10 @@ from conftest import Client, make_settings, shop_table
 from kakao_checks import assert_valid_skill_response
 
 from bot import keys
-from bot.clock import FrozenClock
 from bot.kakao import parse_skill_request
-from bot.models import CustomerIdentity, Message
 from bot.simulator.views import skill_payload
+from core.clock import FrozenClock
+from core.models import CustomerIdentity, Message
 
 USER = "0123456789abcdef0123456789abcdef"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'

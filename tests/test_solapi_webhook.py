@@ -17,7 +17,7 @@ from conftest import Client, shop_table
 from sqlalchemy.engine import Connection
 
 from bot import keys
-from bot.models import (
+from core.models import (
     AuditEntry,
     Consent,
     Conversation,

@@ -1,4 +1,4 @@
-"""SQLite checkpoints happen beside the writer, never inside a COMMIT (bot.checkpoints).
+"""SQLite checkpoints happen beside the writer, never inside a COMMIT (core.checkpoints).
 
 SQLite's automatic checkpoint copies the WAL into the database file inside the COMMIT that
 takes the WAL past 1000 pages, and the whole group commit — every request waiting on it —
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Connection
 
-from bot import checkpoints
-from bot.db import Database, upgrade
+from core import checkpoints
+from core.db import Database, upgrade
 
 ROWS_PER_COMMIT = 20
 BLOB = 8000  # bytes: two or three pages a row

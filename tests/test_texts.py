@@ -10,9 +10,9 @@ import pytest
 from conftest import KST, kst, make_settings, shop_table
 from jinja2 import UndefinedError
 
-from bot.availability import OwnerState, assess
-from bot.config import OpeningHours, ShopConfig
-from bot.texts import (
+from core.availability import OwnerState, assess
+from core.config import OpeningHours, ShopConfig
+from core.texts import (
     Texts,
     hours_summary,
     josa,

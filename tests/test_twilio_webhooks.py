@@ -18,9 +18,9 @@ from fakes.twilio import (
 )
 
 from bot import keys
-from bot.clock import FrozenClock
-from bot.models import Consent, Conversation, CustomerIdentity, Message, OutboxItem
-from bot.replies import owner_reply
+from core.clock import FrozenClock
+from core.models import Consent, Conversation, CustomerIdentity, Message, OutboxItem
+from core.replies import owner_reply
 
 PUBLIC = "http://127.0.0.1:8080"  # server.public_url in the test settings
 CUSTOMER = "+14155550123"

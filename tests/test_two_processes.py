@@ -19,12 +19,12 @@ from sqlalchemy.engine import Connection
 
 from bot import inbound, keys
 from bot.app import create_app
-from bot.clock import FrozenClock
-from bot.db import Database
 from bot.handlers import build_dispatcher
 from bot.inbound import Arrival, Services, digest_of, receive
-from bot.models import Conversation, Customer, CustomerIdentity, Message, Shop
-from bot.texts import Texts
+from core.clock import FrozenClock
+from core.db import Database
+from core.models import Conversation, Customer, CustomerIdentity, Message, Shop
+from core.texts import Texts
 
 PAYLOAD = Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json"
 SECRET = "test-skill-secret"

@@ -25,9 +25,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot import accounts
-from bot.config import ConsoleConfig
-from bot.db import Database
-from bot.models import AuditEntry, ConsoleSession, LoginAttempt, Shop, User
+from core.config import ConsoleConfig
+from core.db import Database
+from core.models import AuditEntry, ConsoleSession, LoginAttempt, Shop, User
 
 SESSION_COOKIE = "dangol_session"
 LOGIN_CSRF_COOKIE = "dangol_login_csrf"

@@ -18,10 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.config import Delivery
 from bot.console.auth import Viewer
 from bot.live import Emit, conversation_event, message_event, owner_status_event
-from bot.models import (
+from bot.photos import link_to_message
+from core.config import Delivery
+from core.models import (
     AuditEntry,
     Conversation,
     Customer,
@@ -30,10 +31,9 @@ from bot.models import (
     OutboxItem,
     SavedReply,
 )
-from bot.photos import link_to_message
-from bot.replies import Sent, owner_reply
-from bot.shops import set_owner_status
-from scheduler.outbox import requeue
+from core.outbox import requeue
+from core.replies import Sent, owner_reply
+from core.shops import set_owner_status
 
 C = Conversation
 NONCE_PREFIX = "console:"

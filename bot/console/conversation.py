@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from bot import keys
-from bot.availability import busy_until
 from bot.console import changes, customers, queries
 from bot.console.auth import Viewer, current
 from bot.console.layout import (
@@ -35,8 +34,9 @@ from bot.console.photos import UPLOAD_ROUTE
 from bot.console.saved_replies import choices
 from bot.console.views import safe_next
 from bot.photos import find_attachment
-from bot.replies import NoPath, ReplyPath, addresses_of, choose_path
-from bot.shops import OWNER_STATUSES
+from core.availability import busy_until
+from core.replies import NoPath, ReplyPath, addresses_of, choose_path
+from core.shops import OWNER_STATUSES
 
 TEXT_MAX = 1000  # a Kakao text bubble holds 1000 characters
 PHOTOS_MAX = 4
@@ -241,7 +241,7 @@ async def reply(request: web.Request) -> web.Response:
         return await _refused(request, "bad_photo", 400, draft=field(form, "text"))
     text, problem = _text(form)
     if problem == "empty" and attachments:
-        # A photo alone is a reply too, sent without words (bot.replies.owner_reply gives a
+        # A photo alone is a reply too, sent without words (core.replies.owner_reply gives a
         # channel that cannot carry a bare picture the least text it needs).
         problem = None
     if problem is not None:

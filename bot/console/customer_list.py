@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.console.auth import Viewer
 from bot.console.queries import clean_tags
-from bot.models import Conversation, Customer, CustomerIdentity
-from bot.phone import to_domestic
+from core.models import Conversation, Customer, CustomerIdentity
+from core.phone import to_domestic
 from providers.masking import mask_phone
 
 PAGE_SIZE = 50

@@ -19,7 +19,7 @@ from bot.console.customer_list import Cursor, Search
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of, wants_json
 from bot.console.middleware import see_other
 from bot.console.views import safe_next
-from bot.phone import to_domestic
+from core.phone import to_domestic
 
 NAME_MAX = 100
 TAGS_MAX = 20

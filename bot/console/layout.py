@@ -15,11 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from bot import keys
-from bot.availability import Availability, OwnerState, assess
-from bot.config import ShopConfig
 from bot.console.auth import Viewer
 from bot.console.queries import Header
 from bot.console.render import render, static_url
+from core.availability import Availability, OwnerState, assess
+from core.config import ShopConfig
 
 MAX_ID = 2**62  # larger ids cannot exist (and would overflow BIGINT)
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -86,9 +86,9 @@ def default_busy_until(at: datetime, tz: tzinfo) -> str:
 
 
 def customer_view(shop: ShopConfig, header: Header, at: datetime) -> Availability:
-    """What the bot tells a customer who writes now (bot/availability.py, the rule the
+    """What the bot tells a customer who writes now (core/availability.py, the rule the
     replies use), so the header never says "대기 중" while customers hear "영업 종료"."""
-    # owner_status holds one of OwnerState's three values (bot.shops.OWNER_STATUSES).
+    # owner_status holds one of OwnerState's three values (core.shops.OWNER_STATUSES).
     owner = OwnerState(header.owner_status, header.busy_until)  # type: ignore[arg-type]
     return assess(shop, owner, at)
 

@@ -23,9 +23,7 @@ import sqlalchemy as sa
 from aiohttp import BodyPartReader, web
 
 from bot import keys
-from bot.config import Settings
 from bot.console.auth import current
-from bot.models import Conversation, Photo
 from bot.photos import (
     CONTENT_TYPE,
     ConversationNotFound,
@@ -37,6 +35,8 @@ from bot.photos import (
     record_photo,
     too_large,
 )
+from core.config import Settings
+from core.models import Conversation, Photo
 
 log = logging.getLogger(__name__)
 

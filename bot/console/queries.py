@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.console.auth import Viewer
 from bot.inbound import attachment_links
-from bot.models import (
+from core.models import (
     Consent,
     Conversation,
     Customer,
@@ -33,7 +33,7 @@ from bot.models import (
     SavedReply,
     Shop,
 )
-from bot.phone import to_domestic
+from core.phone import to_domestic
 from providers.masking import mask_phone
 
 PAGE_SIZE = 50
@@ -441,7 +441,7 @@ class TimelineItem:
     attachments: list[dict[str, Any]]
     at: datetime  # local
     delivered_at: datetime | None
-    # paths that could not deliver it, oldest first: {"path", "reason"} (bot.replies.fall_back)
+    # paths that could not deliver it, oldest first: {"path", "reason"} (core.replies.fall_back)
     fell_back: list[dict[str, str]] = field(default_factory=list)
     # a customer's MMS (bot.customer_photos): photos still being fetched, and why any failed
     photos_coming: int = 0

@@ -25,13 +25,13 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot import keys
-from bot.config import ShopConfig
 from bot.console import changes, queries
 from bot.console.auth import current, require_owner
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of
 from bot.console.middleware import see_other
 from bot.console.queries import CustomerView
-from bot.models import SavedReply
+from core.config import ShopConfig
+from core.models import SavedReply
 
 log = logging.getLogger(__name__)
 

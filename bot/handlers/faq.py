@@ -1,7 +1,7 @@
 """Self-service answers: hours, location and the shop's own FAQ, by quick reply or keyword."""
 
-from bot.config import FaqEntry
 from bot.routing import Context, Incoming, Reply, Router, any_of, extra, keywords
+from core.config import FaqEntry
 
 router = Router("faq")
 

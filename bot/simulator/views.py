@@ -25,11 +25,11 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bot import keys
-from bot.config import ShopConfig
 from bot.live import Closed, TooManySubscribers
-from bot.models import CustomerIdentity, Message
 from bot.photos import is_stored_name, public_path
 from bot.webhooks.kakao import SIMULATOR_HEADER
+from core.config import ShopConfig
+from core.models import CustomerIdentity, Message
 
 STATIC_DIR = Path(__file__).parent / "static"
 USER_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from bot import keys
-from bot.db import describe_failure
 from bot.inbound import Arrival, Outcome, answered_late, receive_batched
+from core.db import describe_failure
 
 log = logging.getLogger(__name__)
 

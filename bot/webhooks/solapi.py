@@ -6,7 +6,7 @@ unknown shop, a shop without the setting and a wrong token all answer the same 4
 
 verify → parse (a malformed body is a 400 with nothing stored, and SOLAPI retries) →
 store and apply, committed together with every other request's reports waiting for the same
-commit (`bot.delivery.apply_reports_batched`) → 200 ``{"ok": true}``.
+commit (`core.delivery.apply_reports_batched`) → 200 ``{"ok": true}``.
 A report about a message we do not know is still stored and still answered 200: SOLAPI
 would otherwise retry it for nothing.
 """
@@ -19,8 +19,8 @@ import secrets
 from aiohttp import web
 
 from bot import keys
-from bot.db import describe_failure
-from bot.delivery import apply_reports_batched
+from core.db import describe_failure
+from core.delivery import apply_reports_batched
 from providers.base import RejectedWebhook
 from providers.solapi_reports import parse_report
 

@@ -36,13 +36,13 @@ from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from bot import keys
-from bot.config import ShopConfig
 from bot.customer_photos import fetch_photos
-from bot.db import describe_failure
-from bot.delivery import move_message, store_event
 from bot.inbound import Arrival, Outcome, with_attachments
-from bot.models import Consent, CustomerIdentity, Message
 from bot.webhooks import NotStored, receive_in_time
+from core.config import ShopConfig
+from core.db import describe_failure
+from core.delivery import move_message, store_event
+from core.models import Consent, CustomerIdentity, Message
 from providers.twilio import (
     InboundSms,
     StatusReport,
@@ -196,7 +196,7 @@ def apply_status(shop_id: int, report: StatusReport, now: datetime) -> Any:
     def unit(conn: Connection) -> tuple[int, str] | None:
         if report.status is not None:
             # Kept even when the message is not known yet: Twilio may report before the
-            # outbox has recorded the send, which then catches up (bot.delivery.catch_up).
+            # outbox has recorded the send, which then catches up (core.delivery.catch_up).
             # A redelivered callback is the same event and changes nothing twice.
             fresh = store_event(
                 conn,

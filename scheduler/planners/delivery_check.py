@@ -4,7 +4,7 @@ A provider with `Capability.DELIVERY_BY_LOOKUP` says "accepted" when it takes a 
 tells the outcome only when asked. For a while after each such send this planner asks
 (`lookup` with the provider's id): delivered → the message is delivered; refused for this
 customer (not a friend of the channel, blocked) → the reply moves down its path chain
-(`bot.replies.fall_back`: AlimTalk or SMS when the phone is known, else the mailbox), so the
+(`core.replies.fall_back`: AlimTalk or SMS when the phone is known, else the mailbox), so the
 owner's words still reach them and the console says what happened. Still pending, or the
 vendor cannot be asked right now → asked again on the next tick, until `WINDOW` has passed.
 """
@@ -20,10 +20,10 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.config import ShopConfig
-from bot.db import Database
-from bot.models import Message, OutboxItem
-from bot.replies import fall_back
+from core.config import ShopConfig
+from core.db import Database
+from core.models import Message, OutboxItem
+from core.replies import fall_back
 from providers.base import Capability, PermanentError, ProviderError, SendRef, SendResult
 from providers.registry import Providers
 

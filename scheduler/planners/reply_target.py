@@ -14,11 +14,11 @@ from math import ceil
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.config import ShopConfig
-from bot.models import Conversation
-from bot.notices import owner_notices
-from bot.texts import Texts
-from scheduler.outbox import enqueue_many
+from core.config import ShopConfig
+from core.models import Conversation
+from core.notices import owner_notices
+from core.outbox import OutboxRequest, enqueue_many
+from core.texts import Texts
 
 WARN_BEFORE = timedelta(minutes=5)
 # Targets missed longer ago than this get no late notice (after downtime, say): the owner
@@ -52,7 +52,7 @@ def warn_owners(
     """A unit: queue the warnings that are due; returns how many rows it offered."""
 
     def unit(conn: Connection) -> int:
-        rows = []
+        rows: list[OutboxRequest] = []
         due = conn.execute(
             _DUE_SOON,
             {"horizon": now + WARN_BEFORE, "since": now - LOOK_BACK, "shop_ids": list(shops)},

@@ -1,4 +1,4 @@
-"""Customer-facing texts: sandboxed Jinja templates under bot/templates/messages/.
+"""Customer-facing texts: sandboxed Jinja templates under core/templates/messages/.
 
 The words live in the templates; this module only supplies the environment and the small
 Korean formatting helpers they use (dates, times, durations, particles). The output is plain
@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import PackageLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from bot.availability import (
+from core.availability import (
     Availability,
     closed_reason,
     is_open_at,
@@ -23,7 +23,7 @@ from bot.availability import (
     open_until,
     upcoming_closures,
 )
-from bot.config import OpeningHours, ShopConfig
+from core.config import OpeningHours, ShopConfig
 
 WEEKDAY_NAMES = ("월", "화", "수", "목", "금", "토", "일")
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
@@ -37,7 +37,7 @@ class Texts:
 
     def __init__(self) -> None:
         env = SandboxedEnvironment(
-            loader=PackageLoader("bot", "templates/messages"),
+            loader=PackageLoader("core", "templates/messages"),
             autoescape=False,  # plain text for KakaoTalk/SMS, never HTML
             trim_blocks=True,
             lstrip_blocks=True,

@@ -2,7 +2,7 @@
 
 Each webhook request's reports are one `ReportBatch`; the SOLAPI webhook submits it as
 `apply_reports_batched(...)`, and the writer hands `apply_many` every batch waiting for the
-same commit (`bot.db.Batched`). For every report, as if they came one after another:
+same commit (`core.db.Batched`). For every report, as if they came one after another:
 
 * it is stored in `delivery_events`; the unique (shop, provider, event id) makes a
   redelivered report a no-op (``ON CONFLICT DO NOTHING``), so it changes nothing twice;
@@ -40,8 +40,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from bot.db import Batched, Unit
-from bot.models import AuditEntry, Consent, DeliveryEvent, Message, OutboxItem
+from core.db import Batched, Unit
+from core.models import AuditEntry, Consent, DeliveryEvent, Message, OutboxItem
 from providers.solapi import SolapiRecipientError
 from providers.solapi_reports import Report, status_advances
 

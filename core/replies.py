@@ -18,9 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.config import Delivery
-from bot.models import Conversation, CustomerIdentity, Message, OutboxItem
-from scheduler.outbox import cancel, enqueue
+from core.config import Delivery
+from core.models import Conversation, CustomerIdentity, Message, OutboxItem
+from core.outbox import OutboxRequest, cancel, enqueue
 
 
 @dataclass(frozen=True)
@@ -151,23 +151,25 @@ def owner_reply(
                 sent_text = PHOTO_ONLY_TEXT
             outbox_id = enqueue(
                 conn,
-                shop_id=shop_id,
-                purpose="reply",
-                provider=provider,
-                recipient={
-                    "phone": to.phone,
-                    "kakao_user_key": to.kakao_key if path.needs == "kakao" else None,
-                    "kakao_key_type": to.kakao_key_type if path.needs == "kakao" else None,
-                },
-                payload={
-                    "text": sent_text,
-                    "path": path.name,
-                    "attachments": attachments or [],
-                    **({"template": delivery.alimtalk_template} if path is ALIMTALK else {}),
-                },
-                idempotency_key=f"reply:{message_id}",
-                now=now,
-                message_id=message_id,
+                OutboxRequest(
+                    shop_id=shop_id,
+                    purpose="reply",
+                    provider=provider,
+                    recipient={
+                        "phone": to.phone,
+                        "kakao_user_key": to.kakao_key if path.needs == "kakao" else None,
+                        "kakao_key_type": to.kakao_key_type if path.needs == "kakao" else None,
+                    },
+                    payload={
+                        "text": sent_text,
+                        "path": path.name,
+                        "attachments": attachments or [],
+                        **({"template": delivery.alimtalk_template} if path is ALIMTALK else {}),
+                    },
+                    idempotency_key=f"reply:{message_id}",
+                    now=now,
+                    message_id=message_id,
+                ),
             )
 
         if conv.channel == "sms" and conv.waiting_since is not None:
@@ -252,19 +254,21 @@ def fall_back(
             )
             enqueue(
                 conn,
-                shop_id=shop_id,
-                purpose="reply",
-                provider=delivery.provider_for(path.provider_key or "") or "",
-                recipient={"phone": to.phone},
-                payload={
-                    "text": m.body,
-                    "path": path.name,
-                    "attachments": payload.get("attachments", []),
-                    **({"template": delivery.alimtalk_template} if path is ALIMTALK else {}),
-                },
-                idempotency_key=f"reply:{m.id}:{path.name}",
-                now=now,
-                message_id=m.id,
+                OutboxRequest(
+                    shop_id=shop_id,
+                    purpose="reply",
+                    provider=delivery.provider_for(path.provider_key or "") or "",
+                    recipient={"phone": to.phone},
+                    payload={
+                        "text": m.body,
+                        "path": path.name,
+                        "attachments": payload.get("attachments", []),
+                        **({"template": delivery.alimtalk_template} if path is ALIMTALK else {}),
+                    },
+                    idempotency_key=f"reply:{m.id}:{path.name}",
+                    now=now,
+                    message_id=m.id,
+                ),
             )
             return path
         conn.execute(

@@ -1,4 +1,4 @@
-"""Alembic environment. dangol calls it with a connection (`bot.db.upgrade`); developers can
+"""Alembic environment. dangol calls it with a connection (`core.db.upgrade`); developers can
 also run `alembic -x url=sqlite+aiosqlite:///var/dev.db revision --autogenerate -m "…"`
 with `script_location` pointing here."""
 
@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.models import Base
+from core.models import Base
 
 config = context.config
 target_metadata = Base.metadata

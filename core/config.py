@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.phone import PhoneError, to_e164
+from core.phone import PhoneError, to_e164
 from providers.masking import mask_in_text
 from providers.registry import default_registry
 
@@ -221,7 +221,7 @@ class OwnerConfig:
     name: str
     phone: str | None  # E.164
     notify_via: tuple[str, ...] = ("console",)
-    # An approved AlimTalk template for owner notices (bot/notices.py lists its variables).
+    # An approved AlimTalk template for owner notices (core/notices.py lists its variables).
     alimtalk_template: str | None = None
 
 

@@ -1,7 +1,7 @@
 """The data: SQLAlchemy 2 typed models. Every tenant row carries `shop_id`.
 
 Storage keeps timezone-aware UTC datetimes only; local time (KST) appears at the edges.
-Changing a model means writing an Alembic migration in `bot/migrations/versions/`.
+Changing a model means writing an Alembic migration in `core/migrations/versions/`.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from bot.config import ShopConfig
+from core.config import ShopConfig
+from core.outbox import OutboxRequest
 from providers.sms_text import UNSHOWN, to_cp949_text
-from scheduler.outbox import outbox_row
 
 EXCERPT = 60  # characters of the customer's words in #{내용}
 
@@ -42,7 +42,7 @@ def owner_notices(
     content: str,
     key: Callable[[str], str],
     now: datetime,
-) -> list[dict[str, Any]]:
+) -> list[OutboxRequest]:
     """`key(provider)` is each row's idempotency key: the same notice is queued once per
     provider, however many processes or messages ask for it."""
     owner = shop.owner
@@ -57,7 +57,7 @@ def owner_notices(
             "내용": one_line[:EXCERPT] + ("…" if len(one_line) > EXCERPT else ""),
         }
     return [
-        outbox_row(
+        OutboxRequest(
             shop_id=shop_id,
             purpose="owner_notification",
             provider=provider,

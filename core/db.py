@@ -48,7 +48,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from bot.checkpoints import Checkpointer, no_autocheckpoint
+from core.checkpoints import Checkpointer, no_autocheckpoint
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 import holidays
 
-from bot.config import ShopConfig
+from core.config import ShopConfig
 
 # Long enough for any real run of closed days (a month-long closure, 설날 + a weekend),
 # short enough that a shop configured as never open fails fast instead of looping.

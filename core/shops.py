@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.config import Settings
-from bot.db import Database
-from bot.models import AuditEntry, Conversation, Shop
+from core.config import Settings
+from core.db import Database
+from core.models import AuditEntry, Conversation, Shop
 
 OWNER_STATUSES = ("available", "on_site", "off")
 MEDIAN_WINDOW = timedelta(days=14)
