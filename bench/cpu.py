@@ -9,10 +9,12 @@ client's own CPU is not counted), and reports each server's user + system time p
 request and their ratio (medians of the rounds). Issue 10's target (dangol ≥
 0.7× the floor's req/s, both CPU-bound) is a ratio of at most 1/0.7 ≈ 1.43 here.
 
-usage: cpu.py [REQUESTS] [--rounds N] [--profile DIR]
+usage: cpu.py [REQUESTS] [--rounds N] [--profile DIR] [--write-results]
   --profile DIR: py-spy records each server during the first round (the thread holding
   the GIL, so mostly the Python CPU time): DIR/dangol.txt and DIR/floor.txt, collapsed
-  stacks for `flamegraph.pl` or speedscope.
+  stacks for `flamegraph.pl` or speedscope; and prints where each server's time goes, per
+  request, by the package of the innermost frame (SQLAlchemy, aiohttp, dangol's modules …).
+  --write-results: puts the figures (and that breakdown) in bench/RESULTS.md's `cpu` section.
 """
 
 from __future__ import annotations
@@ -33,6 +35,29 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # bench/run.py: the same configuration and helpers
+import sections
+
+SAMPLE_RATE = 250  # py-spy samples a second (`-r`)
+# Where a sample's innermost frame lives → the row it counts in (first match wins).
+PLACES = (
+    ("sqlalchemy/", "SQLAlchemy (statement execution, incl. sqlite3's own time holding the GIL)"),
+    ("aiohttp/", "aiohttp (HTTP parsing, routing, responses)"),
+    ("asyncio/", "asyncio (event loop, futures, timers)"),
+    ("concurrent/", "thread pool hand-offs (the database thread)"),
+    ("threading.py", "thread pool hand-offs (the database thread)"),
+    ("json/", "json (request parsing, response encoding)"),
+    ("bot/inbound", "dangol: bot/inbound (identity, decision, rows)"),
+    ("bot/webhooks", "dangol: bot/webhooks (checks, deadlines)"),
+    ("bot/kakao", "dangol: bot/kakao (payload decoding, SkillResponse)"),
+    ("bot/routing", "dangol: routing and handlers"),
+    ("bot/handlers", "dangol: routing and handlers"),
+    ("core/models", "dangol: core/models (column types)"),
+    ("core/texts", "dangol: texts (templates)"),
+    ("jinja2/", "dangol: texts (templates)"),
+    ("bot/", "dangol: other web modules"),
+    ("core/", "dangol: other core modules"),
+    ("floor.py", "the floor's own code (its four statements)"),
+)
 
 CONCURRENCY = 50
 CUSTOMERS = 500  # each writes once in the warm-up, so the floor finds them all
@@ -95,11 +120,36 @@ def measure(
     return spent / len(bodies) * 1e6
 
 
+def breakdown(path: Path, requests: int) -> dict[str, float]:
+    """µs per request holding the GIL, by `PLACES` row, from a py-spy raw (collapsed) file."""
+    spent: dict[str, float] = {}
+    for line in path.read_text("utf-8").splitlines():
+        stack, _, count = line.rpartition(" ")
+        innermost = stack.rsplit(";", 1)[-1]
+        place = next((row for key, row in PLACES if key in innermost), "other")
+        spent[place] = spent.get(place, 0.0) + int(count)
+    scale = 1e6 / SAMPLE_RATE / requests
+    return {place: n * scale for place, n in sorted(spent.items(), key=lambda kv: -kv[1])}
+
+
+def breakdown_table(dangol: dict[str, float], floor: dict[str, float]) -> str:
+    rows = ["| where (innermost frame) | dangol µs | floor µs |", "|---|---|---|"]
+    for place in dict.fromkeys([*dangol, *floor]):
+        d, f = dangol.get(place, 0.0), floor.get(place, 0.0)
+        rows.append(f"| {place} | {d:.0f} | {f:.0f} |".replace("| 0 |", "| — |"))
+    rows.append(
+        f"| **all, holding the GIL** | **{sum(dangol.values()):.0f}** | "
+        f"**{sum(floor.values()):.0f}** |"
+    )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("requests", type=int, nargs="?", default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -152,6 +202,31 @@ def main() -> None:
     print(f"  dangol, SQLite:             {dangol:6.0f} µs")
     print(f"  floor, dangol's rows (SQL): {floor:6.0f} µs")
     print(f"  dangol / floor: {ratio:.2f} (target ≤ {1 / 0.7:.2f})")
+    table = ""
+    if args.profile:
+        table = breakdown_table(
+            breakdown(args.profile / "dangol.txt", args.requests),
+            breakdown(args.profile / "floor.txt", args.requests),
+        )
+        print(table)
+    if args.write_results:
+        body = (
+            "## CPU per request, dangol against its floor (bench/cpu.py)\n\n"
+            f"{args.requests} distinct Kakao skill requests a round, {CONCURRENCY} at a time, "
+            f"{len(rounds)} rounds; the server process's user + system time per request "
+            "(medians). The floor is `bench/floor.py schema` (dangol's four statements in "
+            "plain sqlite3).\n\n"
+            "| server | CPU per request |\n|---|---|\n"
+            f"| dangol, SQLite | {dangol:.0f} µs |\n| floor, dangol's rows (SQL) | {floor:.0f} µs |\n"
+            f"| dangol / floor | {ratio:.2f} (0.7× the floor's req/s needs ≤ {1 / 0.7:.2f}) |\n"
+        )
+        if table:
+            body += (
+                "\nWhere the time goes, first round, sampled by py-spy (`--gil`, 250 Hz) in "
+                "the thread holding the GIL, µs per request by the innermost frame's "
+                "package:\n\n" + table + "\n"
+            )
+        sections.RESULTS.write_text(sections.put(sections.read(), "cpu", body), "utf-8")
 
 
 if __name__ == "__main__":
