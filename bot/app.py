@@ -39,8 +39,8 @@ from core.shops import ReplyStats, sync_shops
 from core.texts import Texts
 from providers.kakao_callback import KakaoCallbackProvider
 from providers.registry import Providers
+from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher
 from scheduler.planners.delivery_check import check_deliveries
 from scheduler.planners.reply_target import warn_owners
 
