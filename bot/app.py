@@ -25,7 +25,7 @@ from bot import customer_photos, keys
 from bot.background import Background
 from bot.console import console_app
 from bot.console import photos as console_photos
-from bot.handlers import build_dispatcher
+from bot.handlers import build_switchboard
 from bot.inbound import Services
 from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.METRICS] = Metrics()
     app[keys.REPLY_STATS] = ReplyStats()
     app[keys.SERVICES] = Services(
-        dispatcher=build_dispatcher(),
+        switchboard=build_switchboard(),
         texts=Texts(),
         median_reply=app[keys.REPLY_STATS].median,
     )
