@@ -25,7 +25,7 @@ from bot import customer_photos, keys
 from bot.background import Background
 from bot.console import console_app
 from bot.console import photos as console_photos
-from bot.handlers import build_dispatcher
+from bot.handlers import build_switchboard
 from bot.inbound import Services
 from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
@@ -39,8 +39,8 @@ from core.shops import ReplyStats, sync_shops
 from core.texts import Texts
 from providers.kakao_callback import KakaoCallbackProvider
 from providers.registry import Providers
+from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher
 from scheduler.planners.delivery_check import check_deliveries
 from scheduler.planners.reply_target import warn_owners
 
@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.METRICS] = Metrics()
     app[keys.REPLY_STATS] = ReplyStats()
     app[keys.SERVICES] = Services(
-        dispatcher=build_dispatcher(),
+        switchboard=build_switchboard(),
         texts=Texts(),
         median_reply=app[keys.REPLY_STATS].median,
     )

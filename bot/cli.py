@@ -51,7 +51,7 @@ from core.phone import to_e164
 from core.shops import OWNER_STATUSES, set_owner_status, sync_shops
 from providers.base import mask_phone
 from providers.registry import Providers
-from scheduler.outbox import Dispatcher
+from scheduler.dispatch import Dispatcher
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "config.example.toml"

@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from bot.kakao import QuickReply
-from bot.routing import Context, Dispatcher, Effects, Incoming, Memo, Reply
+from bot.routing import Context, Effects, Incoming, Memo, Reply, Switchboard
 from core.availability import OwnerState
 from core.config import ShopConfig
 from core.db import Batched, Unit
@@ -110,7 +110,7 @@ class Outcome:
 class Services:
     """What receiving needs besides the connection; built once per app."""
 
-    dispatcher: Dispatcher
+    switchboard: Switchboard
     texts: Texts
     median_reply: Callable[[int], timedelta | None]  # shop id → recent median first response
     memo: Memo = field(default_factory=Memo)
@@ -649,7 +649,7 @@ def decide(m: _Message, owner: OwnerState, services: Services) -> None:
         waiting=t.waiting_since is not None,
         complaint_open=t.complaint,
     )
-    m.reply = services.dispatcher.dispatch(Incoming(a.text, a.channel, a.extra), ctx)
+    m.reply = services.switchboard.answer(Incoming(a.text, a.channel, a.extra), ctx)
     effects = m.effects = ctx.effects
     was_waiting = t.waiting_since is not None
 

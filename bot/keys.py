@@ -14,8 +14,8 @@ from core.config import Settings
 from core.db import Database
 from core.shops import ReplyStats
 from providers.registry import Providers
+from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)

@@ -11,7 +11,7 @@ under SOLAPI's MMS limits.
 static root: they are served only through handlers that check who is asking), and
 `record_photo` is the unit that writes the `photos` row.
 
-`OutboxPhotos` hands a reply's photo to the outbox (scheduler/outbox.py `PhotoResolver`):
+`OutboxPhotos` hands a reply's photo to the outbox (core/outbox.py `PhotoResolver`):
 the MMS-ready copy, made once and kept next to the original, and the photo's absolute URL.
 """
 
@@ -488,7 +488,7 @@ def public_photo_url(public_url: str | None, stored_name: str) -> str | None:
 
 
 class OutboxPhotos:
-    """The outbox's photo resolver (scheduler/outbox.py `PhotoResolver`) for one store.
+    """The outbox's photo resolver (core/outbox.py `PhotoResolver`) for one store.
 
     Wiring: ``Dispatcher(..., photos=OutboxPhotos(PhotoStore(settings.storage.path),
     settings.server.public_url))``.

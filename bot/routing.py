@@ -1,4 +1,4 @@
-"""Routers and the dispatcher: handlers in one ordered list, the first match answers.
+"""Routers and the switchboard: handlers in one ordered list, the first match answers.
 
 Handlers are plain synchronous functions of (message, context) → Reply. They read the
 context, may record *effects* on it (wait for the owner, flag a complaint, record a
@@ -206,7 +206,10 @@ class Router:
         return register
 
 
-class Dispatcher:
+class Switchboard:
+    """Puts each message through to the first handler that matches, in the routers' order;
+    the fallback answers what none does, and what a broken handler could not."""
+
     def __init__(self, routers: Sequence[Router], fallback: Handler) -> None:
         names = [r.name for r in routers]
         if len(set(names)) != len(names):
@@ -214,7 +217,7 @@ class Dispatcher:
         self.routers = tuple(routers)
         self.fallback = fallback
 
-    def dispatch(self, msg: Incoming, ctx: Context) -> Reply:
+    def answer(self, msg: Incoming, ctx: Context) -> Reply:
         for router in self.routers:
             for route in router.routes:
                 if route.matches(msg, ctx):

@@ -2,7 +2,7 @@
 
 Rows are added in the caller's transaction (`enqueue`), withdrawn before they go
 (`cancel`), or given a fresh start by the owner (`requeue`); sending them is the
-scheduler's job (scheduler/outbox.py). The photo types are here because the app supplies
+scheduler's job (scheduler/dispatch/). The photo types are here because the app supplies
 the resolver the dispatcher calls to turn an attachment into something a vendor takes.
 """
 
@@ -60,7 +60,7 @@ class OutboxRequest:
     """A message to send later, checked when made: what `enqueue` and `enqueue_many` take.
 
     `recipient` and `payload` are what the dispatcher hands the provider (see
-    `scheduler/outbox.py build_outgoing`): `payload["text"]` is required; `not_before`
+    `scheduler/dispatch/outgoing.py build_outgoing`): `payload["text"]` is required; `not_before`
     holds the row until then (a day-before reminder); `now` is when it was asked for.
     """
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.config import OutboxConfig
-from scheduler.outbox import Dispatcher
+from scheduler.dispatch import Dispatcher
 
 log = logging.getLogger("dangol.scheduler")
 

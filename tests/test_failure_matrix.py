@@ -29,7 +29,7 @@ from providers.kakao_event import KakaoEventProvider
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
-from scheduler.outbox import Dispatcher
+from scheduler.dispatch import Dispatcher
 
 CUSTOMER = "+821022223333"
 USER_KEY = "7d1c0b7e9a2f4e3d8c6b5a4f3e2d1c0b"  # the Kakao customer's botUserKey

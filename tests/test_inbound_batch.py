@@ -19,7 +19,7 @@ from conftest import kst, make_settings
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from bot.handlers import build_dispatcher
+from bot.handlers import build_switchboard
 from bot.inbound import (
     Arrival,
     Outcome,
@@ -55,7 +55,7 @@ class TheShop:
         self.config = settings.shops[0]
         self.id = shop_id
         self.services = Services(
-            dispatcher=build_dispatcher(), texts=Texts(), median_reply=lambda _shop: None
+            switchboard=build_switchboard(), texts=Texts(), median_reply=lambda _shop: None
         )
 
     def says(self, user: str, text: str, *, at: Any = NOW, plusfriend: str = "") -> Arrival:

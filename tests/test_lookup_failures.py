@@ -26,7 +26,7 @@ from core.outbox import OutboxRequest, enqueue
 from providers.base import Outgoing, Recipient
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
-from scheduler.outbox import Dispatcher
+from scheduler.dispatch import Dispatcher
 
 ROWS = 5
 GIVE_UP = 300.0

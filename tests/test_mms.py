@@ -28,13 +28,14 @@ from core.clock import FrozenClock
 from core.config import Delivery, OutboxConfig
 from core.db import Database
 from core.models import Conversation, Customer, CustomerIdentity, Message, Shop
+from core.outbox import OUTBOX
 from core.replies import owner_reply
 from providers.base import Provider
 from providers.console import ConsoleProvider
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
-from scheduler.outbox import OUTBOX, Dispatcher
+from scheduler.dispatch import Dispatcher
 
 NOW = kst(2026, 11, 23, 10, 0)
 PUBLIC = "https://hanbit.example"

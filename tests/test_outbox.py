@@ -17,7 +17,15 @@ from core.clock import FrozenClock
 from core.config import OutboxConfig
 from core.db import Database
 from core.models import Conversation, Customer, Message, Shop
-from core.outbox import AttachedPhoto, OutboxRequest, PhotoUnavailable, cancel, enqueue, requeue
+from core.outbox import (
+    OUTBOX,
+    AttachedPhoto,
+    OutboxRequest,
+    PhotoUnavailable,
+    cancel,
+    enqueue,
+    requeue,
+)
 from providers.base import (
     CannotTell,
     NotYet,
@@ -31,7 +39,9 @@ from providers.base import (
 from providers.console import ConsoleProvider
 from providers.fake import FakeProvider
 from providers.registry import Providers
-from scheduler.outbox import OUTBOX, Claimed, Dispatcher, build_outgoing
+from scheduler.dispatch import Dispatcher
+from scheduler.dispatch.claims import Claimed
+from scheduler.dispatch.outgoing import build_outgoing
 
 PHONE = "+821022223333"
 CONFIG = OutboxConfig(

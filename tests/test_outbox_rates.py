@@ -26,10 +26,11 @@ from test_outbox import CONFIG, Sleeps, add_shop, put, row
 from core.clock import FrozenClock
 from core.config import OutboxConfig
 from core.db import Database
+from core.outbox import OUTBOX
 from providers.fake import FakeProvider
 from providers.registry import Providers
 from providers.twilio import TwilioProvider
-from scheduler.outbox import OUTBOX, Dispatcher
+from scheduler.dispatch import Dispatcher
 
 CUSTOMER = "+14155550123"
 DEFAULTS = OutboxConfig()  # batch 50, lease 120 s: what a real installation runs with

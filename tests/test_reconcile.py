@@ -34,7 +34,7 @@ from providers.base import Outgoing, Provider, Recipient
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
-from scheduler.outbox import Dispatcher
+from scheduler.dispatch import Dispatcher
 
 OTHERS = 3000  # other messages of the account in the same minutes
 AT_VENDOR = 160  # rows that reached SOLAPI before the kill

@@ -21,8 +21,8 @@ from core.models import Shop
 from core.outbox import OutboxRequest, enqueue
 from providers.fake import FakeProvider
 from providers.registry import Providers
+from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher
 
 
 async def eventually(condition: Callable[[], bool], within: float = 1.0) -> None:

@@ -20,8 +20,8 @@ from core.outbox import OutboxRequest, enqueue
 from providers.base import Outgoing, ProviderError, SendResult
 from providers.fake import FakeProvider
 from providers.registry import Providers
+from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
-from scheduler.outbox import Dispatcher
 
 BATCH = 2
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from bot import inbound, keys
 from bot.app import create_app
-from bot.handlers import build_dispatcher
+from bot.handlers import build_switchboard
 from bot.inbound import Arrival, Services, digest_of, receive
 from core.clock import FrozenClock
 from core.db import Database
@@ -111,7 +111,7 @@ async def test_an_address_stored_after_our_look_up_joins_its_customer(
         return int(conn.execute(row.returning(Shop.id)).scalar_one())
 
     shop_id = await database.write(add_shop)
-    services = Services(build_dispatcher(), Texts(), median_reply=lambda _shop: None)
+    services = Services(build_switchboard(), Texts(), median_reply=lambda _shop: None)
 
     def says(text: str, *identities: tuple[str, str]) -> Arrival:
         digest = digest_of(shop_id, {"text": text})

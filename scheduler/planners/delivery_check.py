@@ -15,14 +15,14 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.config import ShopConfig
 from core.db import Database
-from core.models import Message, OutboxItem
+from core.outbox import MESSAGES, OUTBOX
 from core.replies import fall_back
 from providers.base import Capability, PermanentError, ProviderError, SendRef, SendResult
 from providers.registry import Providers
@@ -31,9 +31,6 @@ log = logging.getLogger("dangol.delivery_check")
 
 WINDOW = timedelta(minutes=30)  # Kakao finishes a talk in seconds; past this, stop asking
 BATCH = 100
-
-OUTBOX = cast(sa.Table, OutboxItem.__table__)
-MESSAGES = cast(sa.Table, Message.__table__)
 
 _TO_ASK = (
     sa.select(
