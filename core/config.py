@@ -92,10 +92,11 @@ class ServerConfig:
     # The Kakao skill must answer within 5 s; we answer well before, whatever the database does.
     skill_budget_ms: int = 1500
     max_body_bytes: int = 256 * 1024
-    # Behind a reverse proxy: rebuild the URL a vendor called (for its webhook signature)
-    # from X-Forwarded-Proto / X-Forwarded-Host instead of public_url. Only when the proxy
-    # sets them itself: otherwise anyone could choose the URL that is checked.
-    trust_forwarded: bool = False
+    # Behind a reverse proxy that sets X-Forwarded-Proto/-Host/-For: believe its right-most
+    # values for the scheme, host and client address (bot.forwarded) — for Twilio's
+    # signature URL, the console's origin check, HTTPS and login throttling. Never without
+    # such a proxy: clients could choose them.
+    trust_proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,6 @@ class ConsoleConfig:
     session_absolute_days: int = 30
     # "auto": Secure cookies when the request came over HTTPS; true/false force it.
     secure_cookies: Literal["auto"] | bool = "auto"
-    # Behind a reverse proxy: believe its X-Forwarded-Proto / X-Forwarded-For.
-    trust_proxy: bool = False
     # Failed logins counted over this window; past either limit, logins are refused.
     login_window_minutes: int = 15
     login_failures_per_account: int = 5
@@ -574,8 +573,9 @@ def parse(data: Mapping[str, Any], source: str, base_dir: Path | None = None) ->
         simulator=s.flag("simulator", False),
         skill_budget_ms=s.integer("skill_budget_ms", 1500, minimum=50),
         max_body_bytes=s.integer("max_body_bytes", 256 * 1024, minimum=1024),
-        trust_forwarded=s.flag("trust_forwarded", False),
+        trust_proxy=s.flag("trust_proxy", False),
     )
+    _moved(s, "trust_forwarded", "[server] trust_proxy")
     if server.skill_budget_ms > 4000:
         s.problem("skill_budget_ms", "must stay below Kakao's 5 s limit (at most 4000)")
     s.finish()
@@ -679,11 +679,11 @@ def _console(c: _Table) -> ConsoleConfig:
         session_idle_minutes=c.integer("session_idle_minutes", 12 * 60, minimum=1),
         session_absolute_days=c.integer("session_absolute_days", 30, minimum=1),
         secure_cookies=secure,
-        trust_proxy=c.flag("trust_proxy", False),
         login_window_minutes=c.integer("login_window_minutes", 15, minimum=1),
         login_failures_per_account=c.integer("login_failures_per_account", 5, minimum=1),
         login_failures_per_ip=c.integer("login_failures_per_ip", 20, minimum=1),
     )
+    _moved(c, "trust_proxy", "[server] trust_proxy")
     if (
         c.ok("session_idle_minutes", "session_absolute_days")
         and console.session_idle_minutes > console.session_absolute_days * 24 * 60
@@ -712,6 +712,13 @@ def _storage(st: _Table, base_dir: Path | None) -> StorageConfig:
         )
     st.finish()
     return storage
+
+
+def _moved(t: _Table, name: str, new_key: str) -> None:
+    """A key of an earlier release that another one replaced: named, not silently ignored."""
+    if name in t.data:
+        t.seen.add(name)
+        t.problem(name, f"replaced by {new_key} (one setting for everything behind the proxy)")
 
 
 def _resolve_sqlite_path(url: str, base_dir: Path | None) -> str:

@@ -269,6 +269,17 @@ without_slug = {k: v for k, v in shop_table().items() if k != "slug"}
             {"shops": [shop_table(kakao={"bot_id": "b"})]},
             "shops[0].kakao.skill_secret_env: is required but missing",
         ),
+        (
+            # the two proxy settings of earlier releases became one (issue 12)
+            {"server": {"trust_forwarded": True}},
+            "server.trust_forwarded: replaced by [server] trust_proxy (one setting for "
+            "everything behind the proxy)",
+        ),
+        (
+            {"console": {"trust_proxy": False}},
+            "console.trust_proxy: replaced by [server] trust_proxy (one setting for "
+            "everything behind the proxy)",
+        ),
     ],
 )
 def test_one_mistake_is_one_line(change: dict[str, Any], expected: str) -> None:
