@@ -169,6 +169,8 @@ def _file_keys(table: type) -> dict[str, Any]:
     hints = typing.get_type_hints(table, include_extras=True)
     found: dict[str, Any] = {}
     for f in dataclasses.fields(table):
+        if not f.metadata.get("in_file", True):
+            continue
         hint = hints[f.name]
         metadata = typing.get_args(hint)[1:] if typing.get_origin(hint) is Annotated else ()
         aliases = [m.validation_alias for m in metadata if hasattr(m, "validation_alias")]

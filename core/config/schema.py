@@ -224,7 +224,8 @@ class Settings:
     # Unknown keys are mistakes: a typo must not silently fall back to a default.
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
 
-    source: str = ""  # the file's name, set by `parse` (not a key of the file)
+    # The file's name, set by `parse`: not a key of the file.
+    source: str = field(default="", metadata={"in_file": False})
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
