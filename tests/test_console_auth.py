@@ -475,6 +475,13 @@ async def test_behind_the_proxy_a_client_cannot_add_an_origin(
     )
     assert resp.status == 303
 
+    # Without a trusted proxy the header is nobody's word: not even one value counts.
+    direct = await make_client()  # the same database: kim is there
+    form = {"username": "kim", "password": PASSWORD, "csrf": await login_csrf(direct)}
+    claimed = {"X-Forwarded-Host": "evil.example", "Origin": "https://evil.example"}
+    resp = await direct.post("/console/login", data=form, headers=claimed, allow_redirects=False)
+    assert resp.status == 403
+
 
 # --------------------------------------------------------------------------- throttling
 
