@@ -8,8 +8,8 @@ headers are ignored: a client can send them too.
 
 Of each header only the right-most value counts — the one our proxy appended or set. Values
 to its left came with the client's request and could be anything. aiohttp-remotes'
-`XForwardedRelaxed` was not used: it takes X-Forwarded-Host whole (a "client, proxy" list
-becomes the host) and refuses a request whose proxy sent a header as a second line.
+`XForwardedRelaxed` was not used: its source takes X-Forwarded-Host whole (a "client,
+proxy" list becomes the host) and answers 400 when a proxy adds a header as a second line.
 """
 
 from __future__ import annotations
