@@ -25,6 +25,7 @@ from bot import customer_photos, keys
 from bot.background import Background
 from bot.console import console_app
 from bot.console import photos as console_photos
+from bot.forwarded import from_trusted_proxy
 from bot.handlers import build_switchboard
 from bot.inbound import Services
 from bot.live import LiveHub
@@ -52,7 +53,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[_measure],
+        # The proxy's view first, so every handler and sub-app reads the same request.
+        middlewares=[from_trusted_proxy, _measure] if settings.server.trust_proxy else [_measure],
     )
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()

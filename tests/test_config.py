@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from conftest import settings_dict, shop_table
 
-from core.config import ConfigError, load, parse
+from core.config import (
+    ConfigError,
+    ConsoleConfig,
+    Delivery,
+    LoggingConfig,
+    OutboxConfig,
+    load,
+    parse,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
@@ -269,9 +277,50 @@ without_slug = {k: v for k, v in shop_table().items() if k != "slug"}
             {"shops": [shop_table(kakao={"bot_id": "b"})]},
             "shops[0].kakao.skill_secret_env: is required but missing",
         ),
+        (
+            # the two proxy settings of earlier releases became one (issue 12)
+            {"server": {"trust_forwarded": True}},
+            "server.trust_forwarded: replaced by [server] trust_proxy (one setting for "
+            "everything behind the proxy)",
+        ),
+        (
+            {"console": {"trust_proxy": False}},
+            "console.trust_proxy: replaced by [server] trust_proxy (one setting for "
+            "everything behind the proxy)",
+        ),
     ],
 )
 def test_one_mistake_is_one_line(change: dict[str, Any], expected: str) -> None:
     data = settings_dict()
     data.update(change)
     assert error_of(data).splitlines() == [f"shop.toml: {expected}"]
+
+
+def test_a_misspelt_day_is_one_line_with_its_hint() -> None:
+    hours = {k: v for k, v in shop_table()["hours"].items() if k != "mon"}
+    data = settings_dict(shops=[shop_table(hours={**hours, "mno": "09:00-18:00"})])
+    assert error_of(data).splitlines() == [
+        "shop.toml: shops[0].hours.mno: unknown key (did you mean 'mon'?)"
+    ]
+
+
+def test_a_shared_slug_is_named_with_the_mistakes_inside_the_shops() -> None:
+    data = settings_dict(shops=[shop_table(name=""), shop_table(reply_target_minutes=0)])
+    assert error_of(data).splitlines() == [
+        "shop.toml: shops: every shop needs its own slug",
+        "shop.toml: shops[0].name: must not be empty",
+        "shop.toml: shops[1].reply_target_minutes: must be at least 1, got 0",
+    ]
+
+
+def test_an_unwritten_section_is_its_types_defaults() -> None:
+    """Each default is written once, on the type: reading an empty section gives it."""
+    settings = parse(settings_dict(), "shop.toml")
+    assert settings.outbox == OutboxConfig()
+    assert settings.console == ConsoleConfig()
+    assert settings.logging == LoggingConfig()
+    shop = settings.shops[0]
+    assert (shop.reply_target_minutes, shop.sms_ack_delay_seconds) == (30, 90)
+    assert shop.closed_on_public_holidays is True
+    assert shop.delivery == Delivery()
+    assert settings.source == "shop.toml"

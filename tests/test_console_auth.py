@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 from conftest import make_settings, shop_table
+from multidict import CIMultiDict
 from yarl import URL
 
 from bot import accounts, keys
@@ -175,23 +176,29 @@ async def test_the_database_keeps_only_the_hash_of_the_session_token(client: Cli
     assert row.expires_at == row.created_at + timedelta(days=30)
 
 
+PROXY = {"trust_proxy": True}
+
+
 @pytest.mark.parametrize(
-    ("console", "headers", "secure"),
+    ("server", "console", "headers", "secure"),
     [
-        ({}, {"X-Forwarded-Proto": "https"}, False),  # a client's claim is not believed
-        ({"trust_proxy": True}, {"X-Forwarded-Proto": "https"}, True),
-        ({"trust_proxy": True}, {"X-Forwarded-Proto": "http"}, False),
-        ({"secure_cookies": True}, {}, True),
-        ({"secure_cookies": False, "trust_proxy": True}, {"X-Forwarded-Proto": "https"}, False),
+        ({}, {}, {"X-Forwarded-Proto": "https"}, False),  # a client's claim is not believed
+        (PROXY, {}, {"X-Forwarded-Proto": "https"}, True),
+        (PROXY, {}, {"X-Forwarded-Proto": "http"}, False),
+        # Issue 12: the client's "https" left of the proxy's own "http" was believed.
+        (PROXY, {}, {"X-Forwarded-Proto": "https, http"}, False),
+        ({}, {"secure_cookies": True}, {}, True),
+        (PROXY, {"secure_cookies": False}, {"X-Forwarded-Proto": "https"}, False),
     ],
 )
 async def test_secure_flag_follows_https_and_config(
     make_client: Callable[..., Awaitable[Client]],
+    server: dict[str, Any],
     console: dict[str, Any],
     headers: dict[str, str],
     secure: bool,
 ) -> None:
-    client = await make_client(console=console)
+    client = await make_client(server=server, console=console)
     await add(client)
     token = await login_csrf(client)
     # The jar will not send a Secure cookie over plain HTTP; a browser at https:// would.
@@ -442,6 +449,40 @@ async def test_a_foreign_origin_is_refused_even_with_the_token(client: Client) -
     assert resp.status == 303
 
 
+async def test_behind_the_proxy_a_client_cannot_add_an_origin(
+    make_client: Callable[..., Awaitable[Client]],
+) -> None:
+    """Issue 12: a client's own X-Forwarded-Host line, ahead of the proxy's, was taken as
+    one of our hosts, so a page at that origin could post to the console."""
+    client = await make_client(server=PROXY)
+    await add(client)
+    form = {"username": "kim", "password": PASSWORD, "csrf": await login_csrf(client)}
+    spoofed = CIMultiDict(
+        [
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Host", "shop.example.com"),
+            ("Origin", "https://evil.example"),
+        ]
+    )
+    resp = await client.post("/console/login", data=form, headers=spoofed, allow_redirects=False)
+    assert resp.status == 403
+    proxied = {"X-Forwarded-Host": "evil.example, shop.example.com"}
+    resp = await client.post(
+        "/console/login",
+        data=form,
+        headers={**proxied, "Origin": "https://shop.example.com"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+
+    # Without a trusted proxy the header is nobody's word: not even one value counts.
+    direct = await make_client()  # the same database: kim is there
+    form = {"username": "kim", "password": PASSWORD, "csrf": await login_csrf(direct)}
+    claimed = {"X-Forwarded-Host": "evil.example", "Origin": "https://evil.example"}
+    resp = await direct.post("/console/login", data=form, headers=claimed, allow_redirects=False)
+    assert resp.status == 403
+
+
 # --------------------------------------------------------------------------- throttling
 
 
@@ -481,11 +522,7 @@ async def test_an_address_is_throttled_across_accounts(
     make_client: Callable[..., Awaitable[Client]], clock: FrozenClock
 ) -> None:
     client = await make_client(
-        console={
-            "login_failures_per_ip": 3,
-            "login_failures_per_account": 10,
-            "trust_proxy": True,
-        }
+        server=PROXY, console={"login_failures_per_ip": 3, "login_failures_per_account": 10}
     )
     await add(client)
     attacker = {"X-Forwarded-For": "203.0.113.7"}
@@ -511,6 +548,27 @@ async def test_forwarded_for_is_ignored_unless_the_proxy_is_trusted(
     assert resp.status == 200  # all three came from 127.0.0.1
     ips = {r.ip for r in await rows(client, sa.select(LoginAttempt.ip))}
     assert ips == {"127.0.0.1"}
+
+
+async def test_behind_the_proxy_a_client_cannot_choose_its_address(
+    make_client: Callable[..., Awaitable[Client]],
+) -> None:
+    """Issue 12: of two X-Forwarded-For lines (HAProxy adds its own line) the first, the
+    client's, was counted — each guess could come from a new address of its choosing."""
+    client = await make_client(
+        server=PROXY, console={"login_failures_per_ip": 2, "login_failures_per_account": 10}
+    )
+    await add(client)
+    proxy_saw = "198.51.100.7"
+    for n, name in enumerate(("lee", "park")):
+        claimed = CIMultiDict(
+            [("X-Forwarded-For", f"203.0.113.{n}"), ("X-Forwarded-For", proxy_saw)]
+        )
+        await login(client, name, "guess", headers=claimed)
+    appended = {"X-Forwarded-For": f"203.0.113.9, {proxy_saw}"}
+    assert (await login(client, headers=appended)).status == 200  # refused: 2 failures
+    ips = {r.ip for r in await rows(client, sa.select(LoginAttempt.ip))}
+    assert ips == {proxy_saw}
 
 
 async def test_every_refusal_looks_the_same(
@@ -801,7 +859,6 @@ def test_console_settings_have_defaults_and_named_errors() -> None:
     cfg = make_settings().console
     assert (cfg.session_idle_minutes, cfg.session_absolute_days) == (720, 30)
     assert cfg.secure_cookies == "auto"
-    assert cfg.trust_proxy is False
     assert (cfg.login_failures_per_account, cfg.login_failures_per_ip) == (5, 20)
 
     with pytest.raises(ConfigError, match=r'console\.secure_cookies: expected "auto", true'):

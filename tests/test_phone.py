@@ -246,3 +246,35 @@ def test_the_forms_the_old_maskers_missed() -> None:
     assert mask_in_text("+82 10 5555 6666로") == "010-****-6666로"
     assert mask_in_text("０１０－５５５５－６６６６") == "010-****-6666"
     assert mask_in_text("at 2026-11-22 10:15") == "at 2026-11-22 10:15"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # a time with its UTC offset right before a number: the offset stays, the number goes
+        (
+            "2026-11-22T10:15:00+09:00 010-1234-5678로 보냄",
+            "2026-11-22T10:15:00+09:00 010-****-5678로 보냄",
+        ),
+        (
+            "2026-11-22T10:15:00-08:00 from +1 415-555-0123",
+            "2026-11-22T10:15:00-08:00 from +141****0123",
+        ),
+        ("at 10:15+0900 +82-10-1234-5678", "at 10:15+0900 010-****-5678"),
+        ("UTC+14:00 +14155550123", "UTC+14:00 +141****0123"),
+        ("+44 20 7946 0958 (UTC+00:00)", "+442*****0958 (UTC+00:00)"),
+        # full width: a date, a time and an offset are no number; a number is one
+        (
+            "２０２６－１１－２２ １０：１５ ＋０９：００",
+            "２０２６－１１－２２ １０：１５ ＋０９：００",
+        ),
+        ("＋８２ １０ １２３４ ５６７８", "010-****-5678"),
+    ],
+)
+def test_times_offsets_and_numbers_side_by_side(text: str, masked: str) -> None:
+    assert mask_in_text(text) == masked
+
+
+def test_one_number_in_full_width_is_masked_as_typed() -> None:
+    assert mask("０１０－１２３４－５６７８") == "010-****-5678"
+    assert mask("＋１ ４１５ ５５５ ０１２３") == "+141****0123"

@@ -175,7 +175,7 @@ async def test_unknown_shop_or_no_twilio_is_404(make_client: MakeClient) -> None
 
 
 async def test_forwarded_url_is_used_only_when_trusted(make_client: MakeClient) -> None:
-    client = await twilio_client(make_client, trust_forwarded=True)
+    client = await twilio_client(make_client, trust_proxy=True)
     form = inbound_sms_form("안녕하세요")
     path = "/hooks/twilio/hanbit/sms"
     proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example.com"}
@@ -185,6 +185,24 @@ async def test_forwarded_url_is_used_only_when_trusted(make_client: MakeClient) 
     untrusting = await twilio_client(make_client)
     other = inbound_sms_form("안녕하세요")
     assert (await post_signed(untrusting, path, other, url=url, headers=proxied)).status == 403
+
+
+async def test_behind_the_proxy_only_its_own_hop_is_the_signed_url(make_client: MakeClient) -> None:
+    """Issue 12: the left-most X-Forwarded-Proto/-Host was believed — the client's own,
+    since a proxy appends its value to what the client sent."""
+    client = await twilio_client(make_client, trust_proxy=True)
+    path = "/hooks/twilio/hanbit/sms"
+    proxied = {
+        "X-Forwarded-Proto": "http, https",
+        "X-Forwarded-Host": "attacker.example, shop.example.com",
+    }
+    for chosen_by_client in ("http://attacker.example", "https://attacker.example"):
+        form = inbound_sms_form("안녕하세요")
+        resp = await post_signed(client, path, form, url=chosen_by_client + path, headers=proxied)
+        assert resp.status == 403
+    form = inbound_sms_form("안녕하세요")
+    url = "https://shop.example.com" + path
+    assert (await post_signed(client, path, form, url=url, headers=proxied)).status == 200
 
 
 async def test_stop_withdraws_consent_without_a_second_text(make_client: MakeClient) -> None:

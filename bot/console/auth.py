@@ -99,19 +99,13 @@ def tokens_match(given: str | None, expected: str | None) -> bool:
 # --------------------------------------------------------------------------- requests
 
 
-def client_ip(request: web.Request, cfg: ConsoleConfig) -> str:
+def client_ip(request: web.Request) -> str:
     """The address login throttling counts against.
 
-    Behind a trusted proxy it is the right-most X-Forwarded-For entry — the one our proxy
-    added; anything left of it came from the client and could be anything. An IPv6 client
-    counts as its /64, since one household or phone usually holds a whole /64.
+    Behind a trusted proxy it is the address the proxy saw (`bot.forwarded`). An IPv6
+    client counts as its /64, since one household or phone usually holds a whole /64.
     """
     raw = request.remote or ""
-    if cfg.trust_proxy:
-        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",")]
-        forwarded = [p for p in forwarded if p]
-        if forwarded:
-            raw = forwarded[-1]
     try:
         address = ipaddress.ip_address(raw)
     except ValueError:
@@ -123,19 +117,10 @@ def client_ip(request: web.Request, cfg: ConsoleConfig) -> str:
     return str(address)
 
 
-def is_https(request: web.Request, cfg: ConsoleConfig) -> bool:
-    if request.secure:
-        return True
-    if cfg.trust_proxy:
-        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        return proto == "https"
-    return False
-
-
 def secure_cookies(request: web.Request, cfg: ConsoleConfig) -> bool:
     if isinstance(cfg.secure_cookies, bool):
         return cfg.secure_cookies
-    return is_https(request, cfg)
+    return request.secure  # behind a trusted proxy: the proxy's scheme (bot.forwarded)
 
 
 # SameSite=Lax for the session: a link to the console tapped in KakaoTalk, an SMS or a

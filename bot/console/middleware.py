@@ -151,10 +151,9 @@ def _same_origin(request: web.Request) -> bool:
             return False
         theirs = (url.host.lower(), url.port)
         settings = request.config_dict[keys.SETTINGS]
-        # The Host header read with the Origin's scheme, so default ports compare equal.
+        # The Host header (behind a trusted proxy, the proxy's: `bot.forwarded`) read with
+        # the Origin's scheme, so default ports compare equal.
         hosts = [request.host, URL(settings.server.public_url).raw_authority]
-        if settings.console.trust_proxy and "X-Forwarded-Host" in request.headers:
-            hosts.append(request.headers["X-Forwarded-Host"].split(",")[-1].strip())
         for host in hosts:
             ours = URL.build(scheme=url.scheme, authority=host)
             if ours.host is not None and (ours.host.lower(), ours.port) == theirs:

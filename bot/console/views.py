@@ -91,7 +91,7 @@ async def login_submit(request: web.Request) -> web.Response:
     username = accounts.normalize_username(_field(form, "username"))[: auth.USERNAME_MAX]
     password = _field(form, "password")
     next_url = safe_next(_field(form, "next"))
-    ip = auth.client_ip(request, cfg)
+    ip = auth.client_ip(request)
 
     attempt = await database.write(auth.begin_attempt(username, ip, clock.now(), cfg))
     if attempt is None:

@@ -5,7 +5,7 @@
 
 Both check `X-Twilio-Signature` with the auth token of the provider named by the shop's
 `[shops.delivery] sms`, over the URL Twilio called: `server.public_url` + path and query,
-or — only with `[server] trust_forwarded = true` — rebuilt from X-Forwarded-Proto/Host.
+or — only with `[server] trust_proxy = true` — the URL the proxy received (`bot.forwarded`).
 A request that fails the check is refused (403) and nothing is stored.
 
 An inbound text becomes a conversation exactly like a Kakao message (`receive_batched`).
@@ -64,14 +64,11 @@ def _twiml(status: int = 200) -> web.Response:
 
 
 def called_url(request: web.Request) -> str:
-    """The absolute URL Twilio called, as it signed it."""
+    """The absolute URL Twilio called, as it signed it: behind a trusted proxy the one the
+    proxy received (`bot.forwarded`), else `public_url` — a client picks its Host header."""
     server = request.app[keys.SETTINGS].server
-    if server.trust_forwarded:
-        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-        host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-        proto = proto or request.scheme
-        host = host or request.headers.get("Host", request.host)
-        return f"{proto}://{host}{request.raw_path}"
+    if server.trust_proxy:
+        return f"{request.scheme}://{request.host}{request.raw_path}"
     return server.public_url + request.raw_path
 
 
