@@ -185,6 +185,89 @@ class Capability(enum.Flag):
     DELIVERY_BY_LOOKUP = enum.auto()  # ...and only when asked: the outbox polls `lookup`
 
 
+# --------------------------------------------------------------------------- delivery
+
+
+class DeliveryStatus(enum.StrEnum):
+    """How far a message we sent has got, in the one order every report is held to:
+
+        queued, held (still with us)  <  accepted (the vendor took it)
+        <  sent (handed on to the carrier or Kakao)  <  delivered = failed
+
+    A status only moves forward and the first final one wins: a late "accepted" never
+    replaces "delivered", and "delivered" never replaces "failed" (nor the other way).
+    """
+
+    QUEUED = "queued"
+    HELD = "held"  # in the Kakao mailbox, for the customer to fetch
+    ACCEPTED = "accepted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    @property
+    def final(self) -> bool:
+        return self.rank == _RANKS[DeliveryStatus.DELIVERED]
+
+    @property
+    def of_message(self) -> DeliveryStatus:
+        """What a message records: it has no "accepted" — taken by the vendor is "sent"."""
+        return DeliveryStatus.SENT if self is DeliveryStatus.ACCEPTED else self
+
+
+_RANKS: dict[str, int] = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.HELD: 0,
+    DeliveryStatus.ACCEPTED: 1,
+    DeliveryStatus.SENT: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.FAILED: 3,
+}
+# Statuses after which a message has left us / has an outcome: the outbox's guards.
+LEFT_US = frozenset(s.value for s in DeliveryStatus if s.rank >= 1)
+FINAL = frozenset(s.value for s in DeliveryStatus if s.final)
+
+
+def status_advances(current: str | None, new: str) -> bool:
+    """Should a report of `new` replace `current`? Only when it is strictly later in the
+    order. A status outside the order (a cancelled message) comes before all of it."""
+    if new not in _RANKS:
+        return False
+    was = -1 if current is None else _RANKS.get(current, 0)
+    return _RANKS[new] > was
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What a vendor reported about one message we sent, in our words.
+
+    Each adapter maps its vendor's reports (a SOLAPI webhook item, a Twilio status
+    callback) into these; `core.delivery` applies them, whichever vendor sent them.
+    """
+
+    event_id: str  # unique per provider: a report delivered twice is applied once
+    message_id: str  # the vendor's id of the message
+    status: DeliveryStatus
+    ref: str | None = None  # our outbox id, when the vendor echoes it back
+    code: str | None = None  # the vendor's status or error code
+    detail: str = ""  # the vendor's words, kept with the event
+    reason: str = ""  # for people: why it failed (becomes the message's error)
+    opted_out: bool = False  # failed because the number opted out: withdraws consent
+    path: str | None = None  # how it travelled, when the vendor says (its own SMS fallback)
+    to: str | None = None  # the recipient (E.164): finds the customer of a message not found
+    reported_at: datetime | None = None
+
+    def __repr__(self) -> str:  # no numbers in logs
+        return (
+            f"DeliveryReport(event_id={self.event_id!r}, message_id={self.message_id!r}, "
+            f"status={self.status.value!r}, code={self.code!r}, opted_out={self.opted_out})"
+        )
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -236,6 +319,11 @@ class CannotTell(ProviderError):
 
 class PermanentError(ProviderError):
     """Sending again will not help: bad number, template mismatch, opted out."""
+
+
+class OptedOut(PermanentError):
+    """The number opted out (SOLAPI 080 수신거부, Twilio STOP): never sent again, and the
+    refusal withdraws the customer's marketing consent as a report of it would."""
 
 
 class RejectedWebhook(ProviderError):

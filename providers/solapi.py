@@ -76,6 +76,7 @@ from providers.base import (
     Capability,
     LookupAnswer,
     NotYet,
+    OptedOut,
     Option,
     Outgoing,
     PermanentError,
@@ -170,13 +171,15 @@ _LABELS: dict[str, str] = {
 
 
 class SolapiRecipientError(PermanentError):
-    """The number cannot or must not receive (blocked, opted out, spam-flagged).
+    """The number cannot or must not receive (blocked, opted out, spam-flagged)."""
 
-    `opt_out` is True for 1061/2061 (080 수신거부): the wiring records an opt-out."""
+    @property
+    def opt_out(self) -> bool:
+        return isinstance(self, OptedOut)
 
-    def __init__(self, reason: str, *, code: str | None = None, opt_out: bool = False) -> None:
-        super().__init__(reason, code=code)
-        self.opt_out = opt_out
+
+class SolapiOptedOut(SolapiRecipientError, OptedOut):
+    """1061/2061: the number opted out by 080 수신거부 — recorded as an opt-out."""
 
 
 class SolapiAccountError(PermanentError):
@@ -199,7 +202,7 @@ def classify_status(code: str, message: str = "", *, now: datetime | None = None
         wait = seconds_outside_hours(now, BRAND_MESSAGE_HOURS)
         return NotYet(reason, retry_after=SKEWED_WINDOW_RETRY if wait is None else wait, code=code)
     if code in OPT_OUT:
-        return SolapiRecipientError(reason, code=code, opt_out=True)
+        return SolapiOptedOut(reason, code=code)
     if code in RECIPIENT:
         return SolapiRecipientError(reason, code=code)
     if code in ACCOUNT:

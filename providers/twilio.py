@@ -4,7 +4,7 @@ One POST per message to `/2010-04-01/Accounts/{sid}/Messages.json` (form-encoded
 Basic auth). Every answer is mapped here, once:
 
     201 + Message JSON                → SendResult("accepted", sid, path "sms" | "mms")
-    400 code 21610                    → PermanentError("수신거부한 번호예요", code "21610")
+    400 code 21610                    → OptedOut("수신거부한 번호예요", code "21610")
     other 4xx (21211 bad number, …)   → PermanentError(code = Twilio's error code)
     401 / 403                         → PermanentError (credentials), code "auth"
     429                               → RateLimited(retry_after = Retry-After)
@@ -51,6 +51,9 @@ import aiohttp
 from providers.base import (
     CannotTell,
     Capability,
+    DeliveryReport,
+    DeliveryStatus,
+    OptedOut,
     Option,
     Outgoing,
     PermanentError,
@@ -456,7 +459,8 @@ def error_for(status: int, headers: Mapping[str, str], text: str) -> ProviderErr
     if status >= 500:
         return UnknownOutcome(f"Twilio 서버 오류 HTTP {status}", code=str(status))
     if 400 <= status < 500:
-        return PermanentError(
+        refused = OptedOut if code == OPT_OUT_CODE else PermanentError
+        return refused(
             reason_for(code, message or f"Twilio가 거절했어요 (HTTP {status})"),
             code=code or str(status),
         )
@@ -526,71 +530,51 @@ def _result_from_resource(ref: str, data: Mapping[str, Any]) -> SendResult | Non
 
 # --------------------------------------------------------------------------- status callbacks
 
-OurStatus = Literal["sent", "delivered", "failed"]
-
-_STATUS_MAP: dict[str, OurStatus] = {
-    "queued": "sent",
-    "accepted": "sent",
-    "scheduled": "sent",
-    "sending": "sent",
-    "sent": "sent",
-    "partially_delivered": "sent",
-    "delivered": "delivered",
-    "read": "delivered",
-    "failed": "failed",
-    "undelivered": "failed",
-    "canceled": "failed",
+# Twilio's MessageStatus in our words. "queued"/"accepted" mean Twilio has the message:
+# sent, as far as we are concerned (Twilio sends no callback for its first status anyway).
+_STATUS_MAP: dict[str, DeliveryStatus] = {
+    "queued": DeliveryStatus.SENT,
+    "accepted": DeliveryStatus.SENT,
+    "scheduled": DeliveryStatus.SENT,
+    "sending": DeliveryStatus.SENT,
+    "sent": DeliveryStatus.SENT,
+    "partially_delivered": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "read": DeliveryStatus.DELIVERED,
+    "failed": DeliveryStatus.FAILED,
+    "undelivered": DeliveryStatus.FAILED,
+    "canceled": DeliveryStatus.FAILED,
 }
-# Only forward: queued < sent < (delivered | failed). Final states are never overwritten,
-# the same rule the outbox applies to messages.
-_RANK = {"queued": 0, "held": 0, "sent": 1, "delivered": 2, "failed": 2}
 
 
-def map_status(twilio_status: str) -> OurStatus | None:
+def map_status(twilio_status: str) -> DeliveryStatus | None:
     """Twilio's MessageStatus in our words; None for statuses that are not about a send."""
     return _STATUS_MAP.get(twilio_status.strip().lower())
 
 
-def status_advances(current: str | None, new: str) -> bool:
-    """Should a report of `new` replace `current`? (A late "sent" never undoes "delivered".)"""
-    if current is None:
-        return new in _RANK
-    if current not in _RANK or new not in _RANK:
-        return False
-    return _RANK[new] > _RANK[current]
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    message_sid: str
-    twilio_status: str
-    status: OurStatus | None  # None: not a delivery status (receiving/received)
-    error_code: str | None = None
-    reason: str = ""  # for people, when failed
-    to: str | None = None
-
-    @property
-    def opted_out(self) -> bool:
-        return self.error_code == OPT_OUT_CODE
-
-
-def parse_status(form: Mapping[str, str]) -> StatusReport:
-    """A status-callback form → StatusReport. Raises ValueError when it is not one."""
+def parse_status(form: Mapping[str, str]) -> DeliveryReport | None:
+    """A status-callback form → the report it makes; None when it is not about a send
+    (receiving/received). Raises ValueError when the form is not a status callback."""
     sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
     twilio_status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip().lower()
     if not sid or not twilio_status:
         raise ValueError("not a Twilio status callback (MessageSid/MessageStatus missing)")
-    code = (form.get("ErrorCode") or "").strip() or None
     ours = map_status(twilio_status)
+    if ours is None:
+        return None
+    code = (form.get("ErrorCode") or "").strip() or None
     reason = ""
-    if ours == "failed":
+    if ours is DeliveryStatus.FAILED:
         reason = reason_for(code, f"Twilio: {twilio_status}")
-    return StatusReport(
-        message_sid=sid,
-        twilio_status=twilio_status,
+    return DeliveryReport(
+        # One event per status of a message: a redelivered callback is the same event.
+        event_id=f"{sid}:{twilio_status}",
+        message_id=sid,
         status=ours,
-        error_code=code,
+        code=code,
+        detail=reason,
         reason=reason,
+        opted_out=code == OPT_OUT_CODE,
         to=form.get("To") or None,
     )
 

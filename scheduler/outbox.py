@@ -66,6 +66,7 @@ from core.config import OutboxConfig
 from core.db import Database
 from core.delivery import catch_up
 from core.models import Message, OutboxItem, UTCDateTime
+from core.opt_outs import record_refusal
 from core.outbox import WATCHED, PhotoResolver, PhotoUnavailable
 from providers.base import (
     CannotTell,
@@ -304,6 +305,7 @@ class _Change:
     params: dict[str, Any]
     message_statement: Any = None
     message_params: dict[str, Any] | None = None
+    error: ProviderError | None = None  # why a dead row died
 
 
 def _apply(changes: Sequence[_Change]) -> Callable[[Connection], list[_Change]]:
@@ -317,6 +319,15 @@ def _apply(changes: Sequence[_Change]) -> Callable[[Connection], list[_Change]]:
             if change.message_statement is None or item.message_id is None:
                 continue
             conn.execute(change.message_statement, change.message_params)
+            if change.error is not None:  # the vendor refused: an opt-out is recorded
+                record_refusal(
+                    conn,
+                    item.shop_id,
+                    item.provider,
+                    item.message_id,
+                    change.error,
+                    change.params["p_now"],
+                )
             ref = change.params.get("p_ref")
             if change.kind == "sent" and ref:  # the vendor may have reported already
                 catch_up(conn, item.shop_id, item.provider, ref, item.message_id)
@@ -898,7 +909,7 @@ class Dispatcher:
         text = error.describe()
         params = self._owned(item, was, now) | {"p_error": text}
         message = {"p_mid": item.message_id, "p_provider": item.provider, "p_error": text}
-        return _Change(item, "dead", _RECORD_DEAD, params, _MESSAGE_FAILED, message)
+        return _Change(item, "dead", _RECORD_DEAD, params, _MESSAGE_FAILED, message, error)
 
     def _resend(self, item: Claimed, now: datetime) -> _Change:
         """An unknown outcome the provider cannot find after the lease: send it again."""
