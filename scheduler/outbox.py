@@ -69,6 +69,8 @@ from core.models import Message, OutboxItem, UTCDateTime
 from core.opt_outs import record_refusal
 from core.outbox import WATCHED, PhotoResolver, PhotoUnavailable
 from providers.base import (
+    FINAL,
+    LEFT_US,
     CannotTell,
     Capability,
     NotYet,
@@ -278,7 +280,7 @@ _P_MID = sa.bindparam("p_mid", type_=sa.Integer())
 # Message statuses only move forward: a delivery report may have got there first.
 _MESSAGE_SENT = (
     sa.update(MESSAGES)
-    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(("delivered", "failed")))
+    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(sorted(FINAL)))
     .values(
         status=sa.bindparam("p_status", type_=sa.String()),
         path=sa.bindparam("p_path", type_=sa.String()),
@@ -290,7 +292,7 @@ _MESSAGE_SENT = (
 )
 _MESSAGE_FAILED = (
     sa.update(MESSAGES)
-    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(("sent", "delivered", "failed")))
+    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(sorted(LEFT_US)))
     .values(status="failed", provider=sa.bindparam("p_provider", type_=sa.String()), error=_P_ERROR)
 )
 
