@@ -517,6 +517,11 @@ class Provider(abc.ABC):
     # per message should say 1, so a cut-off call costs one message, never a whole batch.
     max_batch: ClassVar[int] = 100
     options_spec: ClassVar[Mapping[str, Option]] = {}
+    # A picture the vendor takes as a file we upload (a JPEG), as Apprise keeps attachment
+    # limits on the plugin: bytes and (width, height) at most. None: it takes no files (it
+    # fetches a URL itself) or states no limit.
+    image_max_bytes: ClassVar[int | None] = None
+    image_max_size: ClassVar[tuple[int, int] | None] = None
 
     def __init__(
         self, options: Mapping[str, Any], session: aiohttp.ClientSession | None = None

@@ -42,7 +42,7 @@ from core.models import (
     Shop,
 )
 from providers.base import DeliveryReport as Report
-from providers.solapi_reports import parse_report
+from providers.solapi import parse_report
 
 NOW = kst(2026, 11, 23, 10, 0)
 CUSTOMERS = 3

@@ -18,8 +18,9 @@ from sqlalchemy.engine import Connection
 from core.db import Database
 from core.delivery import apply_reports
 from core.models import Conversation, Customer, Message, Shop
-from providers import solapi_reports, twilio
+from providers import twilio
 from providers.base import DeliveryReport, DeliveryStatus, status_advances
+from providers.solapi import reports as solapi_reports
 
 NOW = kst(2026, 11, 23, 10, 0)
 

@@ -48,9 +48,9 @@ from providers.solapi import (
     auth_header,
     classify_status,
     jpeg_size,
+    parse_report,
     path_for_type,
 )
-from providers.solapi_reports import parse_report
 
 PAYLOADS = Path(__file__).parent / "payloads" / "solapi"
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from providers.base import DeliveryReport, DeliveryStatus, OptedOut, RejectedWebhook
-from providers.solapi import _custom_ref, classify_status, path_for_type
+from providers.solapi.codes import classify_status
+from providers.solapi.wire import custom_ref, path_for_type
 
 
 def status_for_code(code: str) -> DeliveryStatus:
@@ -62,7 +63,7 @@ def parse_report(body: bytes) -> list[DeliveryReport]:
                 event_id=str(event),
                 message_id=str(payload["messageId"]),
                 status=status,
-                ref=_custom_ref(payload),
+                ref=custom_ref(payload),
                 code=code or None,
                 detail=message,
                 reason=error.describe() if error else "",
