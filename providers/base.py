@@ -4,52 +4,45 @@ A provider turns `Outgoing` messages into vendor calls and maps every vendor ans
 either a `SendResult` or one of the errors below — once, inside the adapter, so the outbox
 never has to know that a "200 OK" from a vendor can still mean "invalid recipient".
 
-This package never imports `bot/`: adapters depend on the stdlib, aiohttp and tenacity only.
+This package never imports ours (import-linter holds it): adapters depend on the stdlib,
+aiohttp and Pillow only. Options are checked by `providers.options`, rates kept by
+`providers.rates`; both are re-exported here.
+
+One job, kept whole though it is over 400 lines: the contract every adapter, the outbox and
+`core.delivery` share (what is sent, what comes back, what is reported, what can go wrong,
+what a provider is) reads in one place.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import difflib
-import email.utils
 import enum
-import os
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import aiohttp
 
-# The one phone masker (re-exported: adapters and the outbox import it from here).
+# Re-exported: adapters and the outbox import these from here. The one phone masker,
+# options (`providers.options`) and rate limits (`providers.rates`).
 from providers.masking import mask_in_text as mask_in_text
 from providers.masking import mask_phone as mask_phone
+from providers.options import Option as Option
+from providers.options import ProviderConfigError as ProviderConfigError
+from providers.options import is_secret_option as is_secret_option
+from providers.options import masked_options as masked_options
+from providers.options import validate_options as validate_options
+from providers.rates import TokenBucket as TokenBucket
+from providers.rates import parse_retry_after as parse_retry_after
 
 # --------------------------------------------------------------------------- masking
-
-_SECRET_WORDS = ("secret", "token", "key", "password")
 
 
 def mask_key(value: str) -> str:
     """Kakao user keys are personal data too: keep four characters."""
     return value[:4] + "…" if len(value) > 4 else "****"
-
-
-def is_secret_option(key: str) -> bool:
-    k = key.lower()
-    return any(word in k for word in _SECRET_WORDS)
-
-
-def masked_options(
-    options: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    """A copy of `options` safe to print: secret-looking values become '********'."""
-    return {
-        k: "********" if (k in secret_keys or is_secret_option(k)) else v
-        for k, v in options.items()
-    }
 
 
 # --------------------------------------------------------------------------- value types
@@ -271,10 +264,6 @@ class DeliveryReport:
 # --------------------------------------------------------------------------- errors
 
 
-class ProviderConfigError(ValueError):
-    """A provider's options are wrong; the message names the key."""
-
-
 class ProviderError(Exception):
     """A send (or a webhook) failed. `reason` is for people, `code` is the vendor's."""
 
@@ -341,165 +330,6 @@ LookupAnswer = SendResult | ProviderError | None
 
 # Lookups one `lookup_many` runs at once by default: a vendor is asked, not flooded.
 LOOKUPS_AT_ONCE = 8
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class Option:
-    """One key a provider accepts in its `[providers.<name>]` table.
-
-    A `secret` option may instead be given as `<key>_env`, naming the environment variable
-    that holds it — the config file never has to contain the secret itself.
-    """
-
-    kind: type | tuple[type, ...] = str
-    required: bool = False
-    default: Any = None
-    secret: bool = False
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    help: str = ""
-
-
-def validate_options(
-    provider: str,
-    spec: Mapping[str, Option],
-    options: Mapping[str, Any],
-    environ: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Check `options` against `spec`; return them complete (defaults filled, env resolved).
-
-    Every wrong option is named, one line each in the ProviderConfigError, so check-config
-    shows them all at once.
-    """
-    env = os.environ if environ is None else environ
-    problems: list[str] = []
-
-    def error(key: str, problem: str) -> None:
-        problems.append(f"providers.{provider}.{key}: {problem}")
-
-    out: dict[str, Any] = {}
-    given = dict(options)
-    misspelt: set[str] = set()  # "did you mean" keys: their "is required" would repeat it
-    for key in given:
-        base = key.removesuffix("_env")
-        if key in spec or (key != base and base in spec and spec[base].secret):
-            continue
-        hint = difflib.get_close_matches(key, sorted(spec), n=1)
-        tip = f" (did you mean {hint[0]!r}?)" if hint else ""
-        misspelt.update(hint)
-        error(key, f"unknown option{tip}")
-
-    for key, opt in spec.items():
-        env_key = f"{key}_env"
-        if opt.secret and env_key in given:
-            if key in given:
-                error(key, f"give either {key} or {env_key}, not both")
-                continue
-            var = given[env_key]
-            if not isinstance(var, str) or not var:
-                error(env_key, "expected the name of an environment variable")
-            elif not env.get(var):
-                error(env_key, f"environment variable {var} is not set")
-            else:
-                out[key] = env[var]
-            continue
-        if key not in given:
-            if opt.required and key not in misspelt:
-                error(key, "is required but missing")
-            out[key] = opt.default
-            continue
-        value = given[key]
-        kinds = opt.kind if isinstance(opt.kind, tuple) else (opt.kind,)
-        if float in kinds and int not in kinds:
-            kinds = (*kinds, int)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            shown = "********" if opt.secret or is_secret_option(key) else repr(value)
-            error(key, f"expected {names}, got {shown}")
-        elif opt.choices is not None and value not in opt.choices:
-            error(key, f"must be one of {', '.join(map(repr, opt.choices))}")
-        elif opt.minimum is not None and isinstance(value, int | float) and value < opt.minimum:
-            error(key, f"must be at least {opt.minimum}")
-        out[key] = value
-    if problems:
-        raise ProviderConfigError("\n".join(problems))
-    return out
-
-
-# --------------------------------------------------------------------------- rate limits
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); 1 s if absent."""
-    if not value:
-        return 1.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 1.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-class TokenBucket:
-    """An async token bucket: `rate` tokens per second, bursts up to `capacity`.
-
-    Waiters are served in order (a lock is held while sleeping), and a request for more
-    tokens than the bucket holds is granted by going into debt, so it waits but never hangs.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        capacity: float | None = None,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.capacity = capacity if capacity is not None else max(1.0, rate)
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._tokens = self.capacity
-        self._last = monotonic()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self._monotonic()
-        elapsed = max(0.0, now - self._last)
-        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
-        self._last = now
-
-    async def acquire(self, tokens: float = 1.0) -> float:
-        """Take `tokens`, waiting as long as needed; returns the seconds waited."""
-        async with self._lock:
-            self._refill()
-            self._tokens -= tokens
-            if self._tokens >= 0:
-                return 0.0
-            wait = -self._tokens / self.rate
-            await self._sleep(wait)
-            self._refill()
-            return wait
-
-    async def ready(self, tokens: float = 1.0) -> None:
-        """Wait until `tokens` could be taken at once (at most the capacity); take none."""
-        async with self._lock:
-            self._refill()
-            missing = min(tokens, self.capacity) - self._tokens
-            if missing > 0:
-                await self._sleep(missing / self.rate)
-                self._refill()
 
 
 # --------------------------------------------------------------------------- the base class
