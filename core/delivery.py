@@ -31,6 +31,10 @@ of any number of reports with a fixed number of statements — one INSERT of the
 SELECTs for the messages, one executemany per kind of write — and makes the decisions in
 Python, in arrival order, carrying each message's state from one report to the next: two
 reports for one message in a batch apply in order, the later status winning.
+
+One job, kept whole though it is over 400 lines: the batch's statements, its finder and its
+decisions are one algorithm, read top-down; `catch_up` applies the same rule to reports that
+arrived before the send was recorded. Opt-outs are recorded by `core.opt_outs`.
 """
 
 from __future__ import annotations
