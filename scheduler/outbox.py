@@ -321,7 +321,7 @@ def _apply(changes: Sequence[_Change]) -> Callable[[Connection], list[_Change]]:
             if change.message_statement is None or item.message_id is None:
                 continue
             conn.execute(change.message_statement, change.message_params)
-            if change.error is not None:  # the vendor refused: an opt-out is recorded
+            if change.error is not None:  # refused as opted out? then that is recorded
                 record_refusal(
                     conn,
                     item.shop_id,
