@@ -42,14 +42,15 @@ from sqlalchemy.engine import Connection
 from core.db import Database
 from core.models import Conversation, Photo
 from core.outbox import AttachedPhoto, PhotoUnavailable
+from providers.solapi import SolapiProvider
 
 CONTENT_TYPE = "image/jpeg"
 # Stored copies fit in this box: plenty for a phone screen, a fraction of a camera's bytes.
 STORE_MAX_SIDE = 2048
 STORE_QUALITY = 85
-# SOLAPI MMS (PROTOCOLS §2): jpg, ≤ 200 KB, ≤ 1500×1440. "KB" read the strict way.
-MMS_MAX_BYTES = 200_000
-MMS_MAX_SIZE = (1500, 1440)
+# The MMS copy fits the provider that takes pictures as uploaded files — SOLAPI: its facts.
+MMS_MAX_BYTES = SolapiProvider.image_max_bytes
+MMS_MAX_SIZE = SolapiProvider.image_max_size
 MMS_QUALITIES = (85, 75, 65, 55, 45, 35)
 MMS_SHRINK = 0.8
 # Decoders we let near an upload; HEIF/AVIF only where a plugin for them is installed.
@@ -226,7 +227,8 @@ def _encode(image: Image.Image, quality: int) -> bytes:
 
 
 def for_mms(jpeg: bytes) -> bytes:
-    """A copy of one of our stored JPEGs within SOLAPI's MMS limits (≤ 1500×1440, ≤ 200 KB).
+    """A copy of one of our stored JPEGs within SOLAPI's MMS limits (`SolapiProvider`'s
+    `image_max_size` and `image_max_bytes`: 1500×1440, 200 KB).
 
     Lowers the quality step by step first, then shrinks the picture and tries again.
     """

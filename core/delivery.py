@@ -1,21 +1,26 @@
 """Delivery reports from providers, applied to our messages a whole group commit at a time.
 
-Each webhook request's reports are one `ReportBatch`; the SOLAPI webhook submits it as
-`apply_reports_batched(...)`, and the writer hands `apply_many` every batch waiting for the
-same commit (`core.db.Batched`). For every report, as if they came one after another:
+Every vendor's reports arrive here as `providers.base.DeliveryReport`s, mapped by its
+adapter. Each webhook request's reports are one `ReportBatch`; the SOLAPI and Twilio
+webhooks submit it as `apply_reports_batched(...)`, and the writer hands `apply_many`
+every batch waiting for the same commit (`core.db.Batched`). For every report, as if they
+came one after another:
 
 * it is stored in `delivery_events`; the unique (shop, provider, event id) makes a
   redelivered report a no-op (``ON CONFLICT DO NOTHING``), so it changes nothing twice;
 * it finds the message it is about: by the provider's message id within the shop, else by
   our outbox id the provider echoed back (SOLAPI ``customFields.ourId``);
-* it moves the message's status forward only (`providers.solapi_reports.status_advances`):
-  a late "accepted" never replaces "delivered" or "failed", and the first final status wins;
+* it moves the message's status forward only (`providers.base.status_advances`, the one
+  order of `DeliveryStatus`): a late "accepted" never replaces "delivered" or "failed",
+  and the first final status wins;
 * it settles an outbox row that never learnt the vendor took the message (its answer was
   lost: `unknown`; or a retry is scheduled): it is `sent`, so it is never sent twice;
 * it notes SOLAPI's own fallback (an AlimTalk that went as SMS): the message's path becomes
   the text's and `payload.fell_back` says so, for the console;
-* on failure it keeps the vendor's reason in `Message.error`; on an 080 opt-out (SOLAPI
-  1061/2061) it records the customer's marketing consent as withdrawn, with an audit entry.
+* on failure it keeps the vendor's reason in `Message.error`; on an opt-out (SOLAPI
+  1061/2061, Twilio 21610) it records the customer's marketing consent as withdrawn, with
+  an audit entry (`core.opt_outs`) — the customer found by the message, else by the
+  number the report names.
 
 A report about a message we do not know is stored and otherwise ignored: the provider
 gets its 200 either way, or it would retry forever.
@@ -26,6 +31,10 @@ of any number of reports with a fixed number of statements — one INSERT of the
 SELECTs for the messages, one executemany per kind of write — and makes the decisions in
 Python, in arrival order, carrying each message's state from one report to the next: two
 reports for one message in a batch apply in order, the later status winning.
+
+One job, kept whole though it is over 400 lines: the batch's statements, its finder and its
+decisions are one algorithm, read top-down; `catch_up` applies the same rule to reports that
+arrived before the send was recorded. Opt-outs are recorded by `core.opt_outs`.
 """
 
 from __future__ import annotations
@@ -41,18 +50,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.db import Batched, Unit
-from core.models import AuditEntry, Consent, DeliveryEvent, Message, OutboxItem
-from providers.solapi import SolapiRecipientError
-from providers.solapi_reports import Report, status_advances
+from core.models import CustomerIdentity, DeliveryEvent, Message, OutboxItem
+from core.opt_outs import OptOut, record_opt_outs
+from providers.base import DeliveryReport, DeliveryStatus, status_advances
 
 EVENTS = cast(sa.Table, DeliveryEvent.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
 OUTBOX = cast(sa.Table, OutboxItem.__table__)
-CONSENTS = cast(sa.Table, Consent.__table__)
-AUDIT = cast(sa.Table, AuditEntry.__table__)
-
-# A report's status → the message's: "accepted" and "sent" both mean it left us.
-MESSAGE_STATUS = {"accepted": "sent", "sent": "sent", "delivered": "delivered", "failed": "failed"}
+IDENTITIES = cast(sa.Table, CustomerIdentity.__table__)
 
 # A report of a text for a message sent as AlimTalk or a brand message: SOLAPI fell back.
 KAKAO_PATHS = frozenset({"alimtalk", "brand_message"})
@@ -67,12 +72,12 @@ class ReportBatch:
 
     shop_id: int
     provider: str
-    reports: Sequence[Report]
+    reports: Sequence[DeliveryReport]
     now: datetime
 
 
 def apply_reports_batched(
-    shop_id: int, provider: str, reports: Sequence[Report], now: datetime
+    shop_id: int, provider: str, reports: Sequence[DeliveryReport], now: datetime
 ) -> Batched[ReportBatch, Changed]:
     """For `Database.write`: applied together with its group commit's other reports;
     returns the messages whose status changed."""
@@ -80,7 +85,7 @@ def apply_reports_batched(
 
 
 def apply_reports(
-    shop_id: int, provider: str, reports: Sequence[Report], now: datetime
+    shop_id: int, provider: str, reports: Sequence[DeliveryReport], now: datetime
 ) -> Unit[Changed]:
     """The same work as a plain unit (tools and tests)."""
     batch = ReportBatch(shop_id, provider, reports, now)
@@ -155,13 +160,11 @@ SETTLE_OUTBOX = (
         last_error=None,
     )
 )
-LATEST_CONSENTS = (
-    sa.select(CONSENTS.c.shop_id, CONSENTS.c.customer_id, CONSENTS.c.granted)
-    .where(
-        CONSENTS.c.customer_id.in_(sa.bindparam("customer_ids", expanding=True)),
-        CONSENTS.c.scope == "marketing",
-    )
-    .order_by(CONSENTS.c.created_at, CONSENTS.c.id)  # the last one read is the latest
+# The customers of opted-out numbers whose message was not found (shop, phone).
+BY_PHONE = sa.select(IDENTITIES.c.shop_id, IDENTITIES.c.value, IDENTITIES.c.customer_id).where(
+    IDENTITIES.c.shop_id.in_(sa.bindparam("shop_ids", expanding=True)),
+    IDENTITIES.c.kind == "phone",
+    IDENTITIES.c.value.in_(sa.bindparam("phones", expanding=True)),
 )
 STATUSES = sa.select(MESSAGES.c.id, MESSAGES.c.status).where(
     MESSAGES.c.id.in_(sa.bindparam("ids", expanding=True))
@@ -189,7 +192,7 @@ class _Report:
     batch: int  # index of its ReportBatch
     shop_id: int
     provider: str
-    report: Report
+    report: DeliveryReport
     now: datetime
     moved_to: str | None = None  # the message status it moved, if it did
     message: _Message | None = None
@@ -233,16 +236,11 @@ def apply_many(conn: Connection, batches: list[ReportBatch]) -> list[Changed]:
     fresh = _store_events(conn, arrived)
     _settle_outbox(conn, fresh)
     find = _Finder(conn, fresh)
-    opt_outs: list[_Report] = []
     for item in fresh:
         item.message = find(item)
-        if item.message is None:
-            continue
-        error = item.report.error
-        if isinstance(error, SolapiRecipientError) and error.opt_out:
-            opt_outs.append(item)
-        _advance(item, item.message, find)
-    _record_opt_outs(conn, opt_outs)
+        if item.message is not None:
+            _advance(item, item.message, find)
+    record_opt_outs(conn, _opt_outs(conn, fresh))
     moved = _record_moves(conn, [m for m in find.messages.values() if m.values])
     changed: list[Changed] = [[] for _ in batches]
     for item in fresh:
@@ -264,9 +262,9 @@ def _store_events(conn: Connection, arrived: list[_Report]) -> list[_Report]:
             "provider": item.provider,
             "event_id": item.report.event_id,
             "provider_message_id": item.report.message_id,
-            "status": item.report.status,
-            "code": item.report.status_code or None,
-            "detail": item.report.status_message or None,
+            "status": item.report.status.value,
+            "code": item.report.code or None,
+            "detail": item.report.detail or None,
             "received_at": item.now,
         }
         for item in first.values()
@@ -347,7 +345,7 @@ class _Finder:
 def _advance(item: _Report, message: _Message, find: _Finder) -> None:
     """Move `message` to the report's status, if that is forward."""
     report = item.report
-    status = MESSAGE_STATUS[report.status]
+    status = report.status.of_message.value
     if not status_advances(message.status, status):
         return
     also: dict[str, Any] = {}
@@ -362,8 +360,7 @@ def _advance(item: _Report, message: _Message, find: _Finder) -> None:
         also["provider_message_id"] = report.message_id  # learnt from the report
         message.provider_message_id = report.message_id
         find.learnt(message, report.message_id)
-    error = report.error
-    reason = error.describe() if error else report.status_message or report.status
+    reason = report.reason or report.detail or report.status.value
     message.values |= _status_values(status, report.reported_at or item.now, reason) | also
     message.status = status
     item.moved_to = status
@@ -388,60 +385,35 @@ def _record_moves(conn: Connection, messages: list[_Message]) -> set[int]:
     return {m.id for m in messages if now.get(m.id) == m.status}
 
 
-def _record_opt_outs(conn: Connection, opt_outs: list[_Report]) -> None:
-    """Marketing consent withdrawn, with an audit entry — unless the latest word on it is
-    already a withdrawal: one record is enough."""
-    if not opt_outs:
-        return
-    customers = sorted({item.message.customer_id for item in opt_outs if item.message})
-    latest = {
-        (row.shop_id, row.customer_id): row.granted
-        for row in conn.execute(LATEST_CONSENTS, {"customer_ids": customers})
+def _opt_outs(conn: Connection, fresh: list[_Report]) -> list[OptOut]:
+    """The opt-outs the reports tell of, in order: the customer of the message, else (the
+    message is not ours, or not recorded yet) the customer with the number reported."""
+    unfound = {
+        (item.shop_id, item.report.to)
+        for item in fresh
+        if item.report.opted_out and item.message is None and item.report.to
     }
-    consents, audit = [], []
-    for item in opt_outs:
-        assert item.message is not None
-        key = (item.shop_id, item.message.customer_id)
-        if latest.get(key) is False:
+    by_phone: dict[tuple[int, str], int] = {}
+    if unfound:
+        params = {
+            "shop_ids": sorted({s for s, _ in unfound}),
+            "phones": sorted({p for _, p in unfound if p}),
+        }
+        by_phone = {(r.shop_id, r.value): r.customer_id for r in conn.execute(BY_PHONE, params)}
+    out = []
+    for item in fresh:
+        if not item.report.opted_out:
             continue
-        latest[key] = False
-        code = item.report.status_code
-        consents.append(
-            {
-                "shop_id": item.shop_id,
-                "customer_id": item.message.customer_id,
-                "scope": "marketing",
-                "granted": False,
-                "source": f"provider:{item.provider}:{code}"[:40],
-                "created_at": item.now,
-            }
-        )
-        audit.append(
-            {
-                "shop_id": item.shop_id,
-                "actor": f"provider:{item.provider}"[:60],
-                "action": "consent_withdrawn",
-                "subject": f"customer:{item.message.customer_id}",
-                "detail": {"scope": "marketing", "code": code},
-                "created_at": item.now,
-            }
-        )
-    if consents:
-        conn.execute(sa.insert(CONSENTS), consents)
-        conn.execute(sa.insert(AUDIT), audit)
+        if item.message is not None:
+            customer: int | None = item.message.customer_id
+        else:
+            customer = by_phone.get((item.shop_id, item.report.to or ""))
+        if customer is not None:
+            out.append(OptOut(item.shop_id, customer, item.provider, item.report.code, item.now))
+    return out
 
 
 # --------------------------------------------------------------------------- one at a time
-
-
-def store_event(conn: Connection, row: dict[str, Any]) -> bool:
-    """Store one event; False if it was stored before (a redelivery)."""
-    stmt: Any
-    if conn.dialect.name == "postgresql":
-        stmt = postgresql.insert(EVENTS).values(row).on_conflict_do_nothing()
-    else:
-        stmt = sqlite.insert(EVENTS).values(row).on_conflict_do_nothing()
-    return bool(conn.execute(stmt).rowcount)
 
 
 def catch_up(
@@ -464,7 +436,7 @@ def catch_up(
     ).scalar_one()
     best, reason, at = current, None, None
     for event in events:  # the earliest report of the furthest status wins
-        ours = MESSAGE_STATUS.get(event.status)
+        ours = _of_message(event.status)
         if ours is not None and status_advances(best, ours):
             best, reason, at = ours, event.detail, event.received_at
     if at is None or not move_message(conn, message_id, current, best, at=at, reason=reason):
@@ -491,6 +463,14 @@ def move_message(
         .values(**_status_values(status, at, reason), **also)
     )
     return bool(updated.rowcount)
+
+
+def _of_message(event_status: str) -> str | None:
+    """A stored report's status as the message records it."""
+    try:
+        return DeliveryStatus(event_status).of_message.value
+    except ValueError:
+        return None
 
 
 def _status_values(status: str, at: datetime, reason: str | None) -> dict[str, Any]:

@@ -4,52 +4,45 @@ A provider turns `Outgoing` messages into vendor calls and maps every vendor ans
 either a `SendResult` or one of the errors below — once, inside the adapter, so the outbox
 never has to know that a "200 OK" from a vendor can still mean "invalid recipient".
 
-This package never imports `bot/`: adapters depend on the stdlib, aiohttp and tenacity only.
+This package never imports ours (import-linter holds it): adapters depend on the stdlib,
+aiohttp and Pillow only. Options are checked by `providers.options`, rates kept by
+`providers.rates`; both are re-exported here.
+
+One job, kept whole though it is over 400 lines: the contract every adapter, the outbox and
+`core.delivery` share (what is sent, what comes back, what is reported, what can go wrong,
+what a provider is) reads in one place.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import difflib
-import email.utils
 import enum
-import os
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import aiohttp
 
-# The one phone masker (re-exported: adapters and the outbox import it from here).
+# Re-exported: adapters and the outbox import these from here. The one phone masker,
+# options (`providers.options`) and rate limits (`providers.rates`).
 from providers.masking import mask_in_text as mask_in_text
 from providers.masking import mask_phone as mask_phone
+from providers.options import Option as Option
+from providers.options import ProviderConfigError as ProviderConfigError
+from providers.options import is_secret_option as is_secret_option
+from providers.options import masked_options as masked_options
+from providers.options import validate_options as validate_options
+from providers.rates import TokenBucket as TokenBucket
+from providers.rates import parse_retry_after as parse_retry_after
 
 # --------------------------------------------------------------------------- masking
-
-_SECRET_WORDS = ("secret", "token", "key", "password")
 
 
 def mask_key(value: str) -> str:
     """Kakao user keys are personal data too: keep four characters."""
     return value[:4] + "…" if len(value) > 4 else "****"
-
-
-def is_secret_option(key: str) -> bool:
-    k = key.lower()
-    return any(word in k for word in _SECRET_WORDS)
-
-
-def masked_options(
-    options: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    """A copy of `options` safe to print: secret-looking values become '********'."""
-    return {
-        k: "********" if (k in secret_keys or is_secret_option(k)) else v
-        for k, v in options.items()
-    }
 
 
 # --------------------------------------------------------------------------- value types
@@ -185,11 +178,90 @@ class Capability(enum.Flag):
     DELIVERY_BY_LOOKUP = enum.auto()  # ...and only when asked: the outbox polls `lookup`
 
 
+# --------------------------------------------------------------------------- delivery
+
+
+class DeliveryStatus(enum.StrEnum):
+    """How far a message we sent has got, in the one order every report is held to:
+
+        queued, held (still with us)  <  accepted (the vendor took it)
+        <  sent (handed on to the carrier or Kakao)  <  delivered = failed
+
+    A status only moves forward and the first final one wins: a late "accepted" never
+    replaces "delivered", and "delivered" never replaces "failed" (nor the other way).
+    """
+
+    QUEUED = "queued"
+    HELD = "held"  # in the Kakao mailbox, for the customer to fetch
+    ACCEPTED = "accepted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    @property
+    def final(self) -> bool:
+        return self.rank == _RANKS[DeliveryStatus.DELIVERED]
+
+    @property
+    def of_message(self) -> DeliveryStatus:
+        """What a message records: it has no "accepted" — taken by the vendor is "sent"."""
+        return DeliveryStatus.SENT if self is DeliveryStatus.ACCEPTED else self
+
+
+_RANKS: dict[str, int] = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.HELD: 0,
+    DeliveryStatus.ACCEPTED: 1,
+    DeliveryStatus.SENT: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.FAILED: 3,
+}
+# Statuses after which a message has left us / has an outcome: the outbox's guards.
+LEFT_US = frozenset(s.value for s in DeliveryStatus if s.rank >= 1)
+FINAL = frozenset(s.value for s in DeliveryStatus if s.final)
+
+
+def status_advances(current: str | None, new: str) -> bool:
+    """Should a report of `new` replace `current`? Only when it is strictly later in the
+    order. A status outside the order (a cancelled message) comes before all of it."""
+    if new not in _RANKS:
+        return False
+    was = -1 if current is None else _RANKS.get(current, 0)
+    return _RANKS[new] > was
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What a vendor reported about one message we sent, in our words.
+
+    Each adapter maps its vendor's reports (a SOLAPI webhook item, a Twilio status
+    callback) into these; `core.delivery` applies them, whichever vendor sent them.
+    """
+
+    event_id: str  # unique per provider: a report delivered twice is applied once
+    message_id: str  # the vendor's id of the message
+    status: DeliveryStatus
+    ref: str | None = None  # our outbox id, when the vendor echoes it back
+    code: str | None = None  # the vendor's status or error code
+    detail: str = ""  # the vendor's words, kept with the event
+    reason: str = ""  # for people: why it failed (becomes the message's error)
+    opted_out: bool = False  # failed because the number opted out: withdraws consent
+    path: str | None = None  # how it travelled, when the vendor says (its own SMS fallback)
+    to: str | None = None  # the recipient (E.164): finds the customer of a message not found
+    reported_at: datetime | None = None
+
+    def __repr__(self) -> str:  # no numbers in logs
+        return (
+            f"DeliveryReport(event_id={self.event_id!r}, message_id={self.message_id!r}, "
+            f"status={self.status.value!r}, code={self.code!r}, opted_out={self.opted_out})"
+        )
+
+
 # --------------------------------------------------------------------------- errors
-
-
-class ProviderConfigError(ValueError):
-    """A provider's options are wrong; the message names the key."""
 
 
 class ProviderError(Exception):
@@ -238,6 +310,11 @@ class PermanentError(ProviderError):
     """Sending again will not help: bad number, template mismatch, opted out."""
 
 
+class OptedOut(PermanentError):
+    """The number opted out (SOLAPI 080 수신거부, Twilio STOP): never sent again, and the
+    refusal withdraws the customer's marketing consent as a report of it would."""
+
+
 class RejectedWebhook(ProviderError):
     """A webhook call that failed verification (signature, secret, token)."""
 
@@ -255,165 +332,6 @@ LookupAnswer = SendResult | ProviderError | None
 LOOKUPS_AT_ONCE = 8
 
 
-# --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class Option:
-    """One key a provider accepts in its `[providers.<name>]` table.
-
-    A `secret` option may instead be given as `<key>_env`, naming the environment variable
-    that holds it — the config file never has to contain the secret itself.
-    """
-
-    kind: type | tuple[type, ...] = str
-    required: bool = False
-    default: Any = None
-    secret: bool = False
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    help: str = ""
-
-
-def validate_options(
-    provider: str,
-    spec: Mapping[str, Option],
-    options: Mapping[str, Any],
-    environ: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Check `options` against `spec`; return them complete (defaults filled, env resolved).
-
-    Every wrong option is named, one line each in the ProviderConfigError, so check-config
-    shows them all at once.
-    """
-    env = os.environ if environ is None else environ
-    problems: list[str] = []
-
-    def error(key: str, problem: str) -> None:
-        problems.append(f"providers.{provider}.{key}: {problem}")
-
-    out: dict[str, Any] = {}
-    given = dict(options)
-    misspelt: set[str] = set()  # "did you mean" keys: their "is required" would repeat it
-    for key in given:
-        base = key.removesuffix("_env")
-        if key in spec or (key != base and base in spec and spec[base].secret):
-            continue
-        hint = difflib.get_close_matches(key, sorted(spec), n=1)
-        tip = f" (did you mean {hint[0]!r}?)" if hint else ""
-        misspelt.update(hint)
-        error(key, f"unknown option{tip}")
-
-    for key, opt in spec.items():
-        env_key = f"{key}_env"
-        if opt.secret and env_key in given:
-            if key in given:
-                error(key, f"give either {key} or {env_key}, not both")
-                continue
-            var = given[env_key]
-            if not isinstance(var, str) or not var:
-                error(env_key, "expected the name of an environment variable")
-            elif not env.get(var):
-                error(env_key, f"environment variable {var} is not set")
-            else:
-                out[key] = env[var]
-            continue
-        if key not in given:
-            if opt.required and key not in misspelt:
-                error(key, "is required but missing")
-            out[key] = opt.default
-            continue
-        value = given[key]
-        kinds = opt.kind if isinstance(opt.kind, tuple) else (opt.kind,)
-        if float in kinds and int not in kinds:
-            kinds = (*kinds, int)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            shown = "********" if opt.secret or is_secret_option(key) else repr(value)
-            error(key, f"expected {names}, got {shown}")
-        elif opt.choices is not None and value not in opt.choices:
-            error(key, f"must be one of {', '.join(map(repr, opt.choices))}")
-        elif opt.minimum is not None and isinstance(value, int | float) and value < opt.minimum:
-            error(key, f"must be at least {opt.minimum}")
-        out[key] = value
-    if problems:
-        raise ProviderConfigError("\n".join(problems))
-    return out
-
-
-# --------------------------------------------------------------------------- rate limits
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); 1 s if absent."""
-    if not value:
-        return 1.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 1.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-class TokenBucket:
-    """An async token bucket: `rate` tokens per second, bursts up to `capacity`.
-
-    Waiters are served in order (a lock is held while sleeping), and a request for more
-    tokens than the bucket holds is granted by going into debt, so it waits but never hangs.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        capacity: float | None = None,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.capacity = capacity if capacity is not None else max(1.0, rate)
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._tokens = self.capacity
-        self._last = monotonic()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self._monotonic()
-        elapsed = max(0.0, now - self._last)
-        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
-        self._last = now
-
-    async def acquire(self, tokens: float = 1.0) -> float:
-        """Take `tokens`, waiting as long as needed; returns the seconds waited."""
-        async with self._lock:
-            self._refill()
-            self._tokens -= tokens
-            if self._tokens >= 0:
-                return 0.0
-            wait = -self._tokens / self.rate
-            await self._sleep(wait)
-            self._refill()
-            return wait
-
-    async def ready(self, tokens: float = 1.0) -> None:
-        """Wait until `tokens` could be taken at once (at most the capacity); take none."""
-        async with self._lock:
-            self._refill()
-            missing = min(tokens, self.capacity) - self._tokens
-            if missing > 0:
-                await self._sleep(missing / self.rate)
-                self._refill()
-
-
 # --------------------------------------------------------------------------- the base class
 
 
@@ -429,6 +347,11 @@ class Provider(abc.ABC):
     # per message should say 1, so a cut-off call costs one message, never a whole batch.
     max_batch: ClassVar[int] = 100
     options_spec: ClassVar[Mapping[str, Option]] = {}
+    # A picture the vendor takes as a file we upload (a JPEG), as Apprise keeps attachment
+    # limits on the plugin: bytes and (width, height) at most. None: it takes no files (it
+    # fetches a URL itself) or states no limit.
+    image_max_bytes: ClassVar[int | None] = None
+    image_max_size: ClassVar[tuple[int, int] | None] = None
 
     def __init__(
         self, options: Mapping[str, Any], session: aiohttp.ClientSession | None = None

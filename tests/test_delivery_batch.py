@@ -41,7 +41,8 @@ from core.models import (
     OutboxItem,
     Shop,
 )
-from providers.solapi_reports import Report, parse_report
+from providers.base import DeliveryReport as Report
+from providers.solapi import parse_report
 
 NOW = kst(2026, 11, 23, 10, 0)
 CUSTOMERS = 3

@@ -874,3 +874,20 @@ async def test_the_attachment_is_found_only_in_its_own_conversation(client: Clie
     use_session(client, None)
     assert found is not None
     assert (await client.get(found["url"])).status == 200
+
+
+def test_mms_limits_are_the_providers_facts() -> None:
+    """Issue 12 item 5: the limits are written once, on the provider that uploads files."""
+    from bot import photos
+    from providers.solapi import SolapiProvider
+    from providers.twilio import TwilioProvider
+
+    assert (SolapiProvider.image_max_bytes, SolapiProvider.image_max_size) == (
+        200_000,
+        (1500, 1440),
+    )
+    assert (
+        SolapiProvider.image_max_bytes,
+        SolapiProvider.image_max_size,
+    ) == (photos.MMS_MAX_BYTES, photos.MMS_MAX_SIZE)
+    assert TwilioProvider.image_max_bytes is None  # Twilio fetches the picture by its URL

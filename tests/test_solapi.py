@@ -34,6 +34,7 @@ from providers.base import (
     TransientError,
     UnknownOutcome,
     parse_retry_after,
+    status_advances,
 )
 from providers.korean_ads import KST
 from providers.sms_text import UnsendableText, cp949_len, cut_bytes, size_mms_text, size_text
@@ -41,14 +42,15 @@ from providers.solapi import (
     SEND_PATH,
     STORAGE_PATH,
     SolapiAccountError,
+    SolapiOptedOut,
     SolapiProvider,
     SolapiRecipientError,
     auth_header,
     classify_status,
     jpeg_size,
+    parse_report,
     path_for_type,
 )
-from providers.solapi_reports import parse_report, status_advances
 
 PAYLOADS = Path(__file__).parent / "payloads" / "solapi"
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
@@ -463,8 +465,8 @@ async def test_partial_failure_from_the_fake(env: Env) -> None:
 @pytest.mark.parametrize(
     ("code", "kind", "opt_out"),
     [
-        ("1061", SolapiRecipientError, True),
-        ("2061", SolapiRecipientError, True),
+        ("1061", SolapiOptedOut, True),
+        ("2061", SolapiOptedOut, True),
         ("3059", SolapiRecipientError, False),
         ("1030", SolapiAccountError, False),
         ("1029", PermanentError, False),
@@ -582,7 +584,7 @@ def test_parse_fixture_report() -> None:
     assert report.status == "delivered"
     assert report.path == "alimtalk"
     assert report.reported_at == datetime(2026, 11, 22, 1, 15, 5, tzinfo=UTC)
-    assert report.error is None
+    assert (report.reason, report.opted_out) == ("", False)
 
 
 def test_parse_failed_and_group_reports() -> None:
@@ -592,8 +594,9 @@ def test_parse_failed_and_group_reports() -> None:
         {"eventDataId": "E2", "retryCount": 0, "data": {"groupId": "G1", "count": {}}},
     ]  # fmt: skip
     (report,) = parse_report(json.dumps(body).encode())
-    assert (report.status, report.path, report.retry_count) == ("failed", "sms", 1)
-    assert isinstance(report.error, SolapiRecipientError)
+    assert (report.status, report.path, report.code) == ("failed", "sms", "3059")
+    assert "변작 발신번호" in report.reason
+    assert not report.opted_out
     for bad in (b"not json", b'{"eventDataId": "E"}', b"[1, 2]"):
         with pytest.raises(RejectedWebhook) as info:
             parse_report(bad)

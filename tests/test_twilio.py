@@ -26,6 +26,8 @@ from twilio.request_validator import RequestValidator
 
 from providers.base import (
     CannotTell,
+    DeliveryReport,
+    OptedOut,
     Outgoing,
     PermanentError,
     ProviderConfigError,
@@ -35,6 +37,7 @@ from providers.base import (
     SendResult,
     TransientError,
     UnknownOutcome,
+    status_advances,
 )
 from providers.registry import default_registry
 from providers.twilio import (
@@ -42,7 +45,6 @@ from providers.twilio import (
     TwilioProvider,
     parse_inbound,
     parse_status,
-    status_advances,
 )
 from providers.twilio_signature import (
     body_sha256,
@@ -287,7 +289,7 @@ async def test_not_e164_or_no_phone_is_permanent(make: Make, fake: FakeTwilio) -
 @pytest.mark.parametrize(
     ("setup", "error", "code"),
     [
-        (lambda f: f.opted_out.add(TO), PermanentError, "21610"),
+        (lambda f: f.opted_out.add(TO), OptedOut, "21610"),  # a PermanentError
         (lambda f: f.invalid.add(TO), PermanentError, "21211"),
         (lambda f: f.fail_next("429", retry_after=7), RateLimited, "20429"),
         (lambda f: f.fail_next("500"), UnknownOutcome, "500"),
@@ -450,29 +452,37 @@ def test_options_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- status callbacks
 
 
+def _parsed(form: dict[str, str]) -> DeliveryReport:
+    report = parse_status(form)
+    assert report is not None
+    return report
+
+
 def test_parse_status_maps_twilio_statuses() -> None:
     sid = "SM" + "a" * 32
-    assert parse_status(status_callback_form(sid, "sent")).status == "sent"
-    assert parse_status(status_callback_form(sid, "queued")).status == "sent"
-    delivered = parse_status(status_callback_form(sid, "delivered"))
-    assert (delivered.message_sid, delivered.status, delivered.error_code) == (
+    assert _parsed(status_callback_form(sid, "sent")).status == "sent"
+    assert _parsed(status_callback_form(sid, "queued")).status == "sent"
+    delivered = _parsed(status_callback_form(sid, "delivered"))
+    assert (delivered.message_id, delivered.status, delivered.code) == (
         sid,
         "delivered",
         None,
     )
-    failed = parse_status(status_callback_form(sid, "undelivered", error_code="30007"))
+    assert delivered.event_id == f"{sid}:delivered"
+    failed = _parsed(status_callback_form(sid, "undelivered", error_code="30007"))
     assert failed.status == "failed"
-    assert failed.error_code == "30007"
+    assert failed.code == "30007"
     assert "스팸" in failed.reason
-    opted = parse_status(status_callback_form(sid, "failed", error_code="21610"))
+    assert not failed.opted_out
+    opted = _parsed(status_callback_form(sid, "failed", error_code="21610"))
     assert opted.opted_out
     assert opted.reason == "수신거부한 번호예요"
-    assert parse_status({"MessageSid": sid, "MessageStatus": "received"}).status is None
+    assert parse_status({"MessageSid": sid, "MessageStatus": "received"}) is None
     with pytest.raises(ValueError, match="status callback"):
         parse_status({"Body": "hi"})
 
 
-def test_status_only_moves_forward() -> None:
+def test_status_only_moves_forward() -> None:  # the one order (providers.base)
     assert status_advances(None, "sent")
     assert status_advances("queued", "sent")
     assert status_advances("sent", "delivered")

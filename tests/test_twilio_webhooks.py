@@ -19,7 +19,7 @@ from fakes.twilio import (
 
 from bot import keys
 from core.clock import FrozenClock
-from core.models import Consent, Conversation, CustomerIdentity, Message, OutboxItem
+from core.models import AuditEntry, Consent, Conversation, CustomerIdentity, Message, OutboxItem
 from core.replies import owner_reply
 
 PUBLIC = "http://127.0.0.1:8080"  # server.public_url in the test settings
@@ -276,7 +276,9 @@ async def test_error_21610_records_an_opt_out_once(make_client: MakeClient) -> N
     for _ in range(2):
         assert await _status(client, sid, "undelivered", to=CUSTOMER, error_code="21610") == 204
     (consent,) = await rows(client, Consent)
-    assert (consent.granted, consent.source) == (False, "twilio:21610")
+    assert (consent.granted, consent.source) == (False, "provider:twilio:21610")
+    (audit,) = await rows(client, AuditEntry)  # as for SOLAPI's 080 opt-out
+    assert (audit.action, audit.subject) == ("consent_withdrawn", f"customer:{consent.customer_id}")
     (after,) = [m for m in await rows(client, Message) if m.direction == "out"]
     assert after.status == "failed"
     assert after.error

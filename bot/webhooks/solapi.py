@@ -22,7 +22,7 @@ from bot import keys
 from core.db import describe_failure
 from core.delivery import apply_reports_batched
 from providers.base import RejectedWebhook
-from providers.solapi_reports import parse_report
+from providers.solapi import parse_report
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,8 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
 
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.customer_photos import fetch_photos
@@ -41,22 +37,14 @@ from bot.inbound import Arrival, Outcome, with_attachments
 from bot.webhooks import NotStored, receive_in_time
 from core.config import ShopConfig
 from core.db import describe_failure
-from core.delivery import move_message, store_event
-from core.models import Consent, CustomerIdentity, Message
-from providers.twilio import (
-    InboundSms,
-    StatusReport,
-    TwilioProvider,
-    parse_inbound,
-    parse_status,
-    status_advances,
-)
+from core.delivery import apply_reports_batched
+from providers.twilio import InboundSms, TwilioProvider, parse_inbound, parse_status
 from providers.twilio_signature import SIGNATURE_HEADER, is_valid
 
 log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-OPT_OUT_ERROR_SOURCE = "twilio:21610"
+PROVIDER = "twilio"
 
 
 def _twiml(status: int = 200) -> web.Response:
@@ -161,6 +149,9 @@ def _extra(sms: InboundSms, form: dict[str, str]) -> dict[str, str]:
 
 
 async def status_callback(request: web.Request) -> web.Response:
+    """One report, applied where every vendor's are (`core.delivery`): forward only,
+    21610 recorded as an opt-out. Kept even when the message is not known yet: Twilio may
+    report before the outbox has recorded the send, which then catches up."""
     checked = await _verified(request)
     if isinstance(checked, web.Response):
         return checked
@@ -170,90 +161,18 @@ async def status_callback(request: web.Request) -> web.Response:
     except ValueError as exc:
         log.warning("twilio status: %s", exc, extra={"shop": shop.slug})
         return web.Response(status=400, text="not a status callback\n")
+    if report is None:  # receiving/received: not about a message we sent
+        return web.Response(status=204)
     app = request.app
     shop_id = app[keys.SHOP_IDS][shop.slug]
+    work = apply_reports_batched(shop_id, PROVIDER, [report], app[keys.CLOCK].now())
     try:
-        changed = await app[keys.DATABASE].write(
-            apply_status(shop_id, report, app[keys.CLOCK].now())
-        )
+        changed = await app[keys.DATABASE].write(work)
     except Exception as exc:
         log.error(
             "twilio status: report not stored: %s", describe_failure(exc), extra={"shop": shop.slug}
         )
         return web.Response(status=503, text="not stored\n")
-    if changed is not None:
-        app[keys.LIVE].message_status(shop_id, changed[0], changed[1])
+    for message_id, status in changed:
+        app[keys.LIVE].message_status(shop_id, message_id, status)
     return web.Response(status=204)
-
-
-def apply_status(shop_id: int, report: StatusReport, now: datetime) -> Any:
-    """A unit: move the message's status forward (never back); record 21610 as an opt-out.
-    Returns (message id, new status) when the message changed, else None."""
-
-    def unit(conn: Connection) -> tuple[int, str] | None:
-        if report.status is not None:
-            # Kept even when the message is not known yet: Twilio may report before the
-            # outbox has recorded the send, which then catches up (core.delivery.catch_up).
-            # A redelivered callback is the same event and changes nothing twice.
-            fresh = store_event(
-                conn,
-                {
-                    "shop_id": shop_id,
-                    "provider": "twilio",
-                    "event_id": f"{report.message_sid}:{report.twilio_status}",
-                    "provider_message_id": report.message_sid,
-                    "status": report.status,
-                    "code": report.error_code,
-                    "detail": report.reason or None,
-                    "received_at": now,
-                },
-            )
-            if not fresh:
-                return None
-        row = conn.execute(
-            sa.select(Message.id, Message.status, Message.customer_id).where(
-                Message.shop_id == shop_id, Message.provider_message_id == report.message_sid
-            )
-        ).first()
-        customer_id = row.customer_id if row is not None else None
-        if customer_id is None and report.to:
-            customer_id = conn.execute(
-                sa.select(CustomerIdentity.customer_id).where(
-                    CustomerIdentity.shop_id == shop_id,
-                    CustomerIdentity.kind == "phone",
-                    CustomerIdentity.value == report.to,
-                )
-            ).scalar_one_or_none()
-        if report.opted_out and customer_id is not None:
-            _record_opt_out(conn, shop_id, customer_id, now)
-        if row is None or report.status is None:
-            return None
-        if not status_advances(row.status, report.status):
-            return None
-        if not move_message(conn, row.id, row.status, report.status, at=now, reason=report.reason):
-            return None
-        return row.id, report.status
-
-    return unit
-
-
-def _record_opt_out(conn: Connection, shop_id: int, customer_id: int, now: datetime) -> None:
-    """Marketing consent withdrawn — unless the latest word on it is already a withdrawal."""
-    latest = conn.execute(
-        sa.select(Consent.granted)
-        .where(Consent.customer_id == customer_id, Consent.scope == "marketing")
-        .order_by(Consent.created_at.desc(), Consent.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    if latest is False:
-        return
-    conn.execute(
-        sa.insert(Consent).values(
-            shop_id=shop_id,
-            customer_id=customer_id,
-            scope="marketing",
-            granted=False,
-            source=OPT_OUT_ERROR_SOURCE,
-            created_at=now,
-        )
-    )

@@ -23,8 +23,11 @@ from core.config import OutboxConfig
 from core.db import Database
 from core.delivery import catch_up
 from core.models import UTCDateTime
+from core.opt_outs import record_refusal
 from core.outbox import MESSAGES, OUTBOX
 from providers.base import (
+    FINAL,
+    LEFT_US,
     NotYet,
     PermanentError,
     ProviderError,
@@ -100,7 +103,7 @@ _P_MID = sa.bindparam("p_mid", type_=sa.Integer())
 # Message statuses only move forward: a delivery report may have got there first.
 _MESSAGE_SENT = (
     sa.update(MESSAGES)
-    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(("delivered", "failed")))
+    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(sorted(FINAL)))
     .values(
         status=sa.bindparam("p_status", type_=sa.String()),
         path=sa.bindparam("p_path", type_=sa.String()),
@@ -112,7 +115,7 @@ _MESSAGE_SENT = (
 )
 _MESSAGE_FAILED = (
     sa.update(MESSAGES)
-    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(("sent", "delivered", "failed")))
+    .where(MESSAGES.c.id == _P_MID, MESSAGES.c.status.not_in(sorted(LEFT_US)))
     .values(status="failed", provider=sa.bindparam("p_provider", type_=sa.String()), error=_P_ERROR)
 )
 
@@ -127,6 +130,7 @@ class Change:
     params: dict[str, Any]
     message_statement: Any = None
     message_params: dict[str, Any] | None = None
+    error: ProviderError | None = None  # why a dead row died
 
 
 def _apply(changes: Sequence[Change]) -> Callable[[Connection], list[Change]]:
@@ -140,6 +144,15 @@ def _apply(changes: Sequence[Change]) -> Callable[[Connection], list[Change]]:
             if change.message_statement is None or item.message_id is None:
                 continue
             conn.execute(change.message_statement, change.message_params)
+            if change.error is not None:  # refused as opted out? then that is recorded
+                record_refusal(
+                    conn,
+                    item.shop_id,
+                    item.provider,
+                    item.message_id,
+                    change.error,
+                    change.params["p_now"],
+                )
             ref = change.params.get("p_ref")
             if change.kind == "sent" and ref:  # the vendor may have reported already
                 catch_up(conn, item.shop_id, item.provider, ref, item.message_id)
@@ -243,7 +256,7 @@ class Ledger:
         text = error.describe()
         params = self._owned(item, was, now) | {"p_error": text}
         message = {"p_mid": item.message_id, "p_provider": item.provider, "p_error": text}
-        return Change(item, "dead", _RECORD_DEAD, params, _MESSAGE_FAILED, message)
+        return Change(item, "dead", _RECORD_DEAD, params, _MESSAGE_FAILED, message, error)
 
     def resend(self, item: Claimed, now: datetime) -> Change:
         """An unknown outcome the provider cannot find after the lease: send it again."""

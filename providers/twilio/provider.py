@@ -1,47 +1,16 @@
-"""Twilio Programmable Messaging (PROTOCOLS.md §5): SMS/MMS to non-Korean numbers.
-
-One POST per message to `/2010-04-01/Accounts/{sid}/Messages.json` (form-encoded, HTTP
-Basic auth). Every answer is mapped here, once:
-
-    201 + Message JSON                → SendResult("accepted", sid, path "sms" | "mms")
-    400 code 21610                    → PermanentError("수신거부한 번호예요", code "21610")
-    other 4xx (21211 bad number, …)   → PermanentError(code = Twilio's error code)
-    401 / 403                         → PermanentError (credentials), code "auth"
-    429                               → RateLimited(retry_after = Retry-After)
-    5xx, timeout / reset after the request left, unreadable 201
-                                      → UnknownOutcome (reconcile with lookup first)
-    connection refused / connect timeout (nothing left)
-                                      → TransientError
-
-`lookup` — Twilio has no search by a client reference, so:
-  * with the Message SID (the outbox stores it once a send succeeded): GET Messages/{sid}.json;
-  * without it (the answer to the create call was lost, or the sender was killed): list
-    `Messages.json?To=…[&From=…]` (newest 50) and take the earliest outbound message with
-    exactly our body created since just before our attempt and not already claimed by
-    another ref. Recipient, body and attempt time come from this process's memory of the
-    attempt, else from the `SendRef` the outbox builds from its row — so any process can
-    reconcile a send another one made. Without them: `CannotTell`, and the owner decides
-    (the console's 다시 보내기), never a silent second copy. (Twilio's `DateSent` filter is
-    not used: a message still queued has no date_sent and would be missed.)
-
-Only a listing that was read in full and holds no such message answers None ("not sent",
-so the outbox may send it again). A failed or unreadable answer raises, and so does a page
-too full to reach back to the attempt: the outbox asks again later.
-
-The parsing helpers for the webhooks (`parse_status`, `parse_inbound`) live here too; the
-signature check is in `providers.twilio_signature`.
-"""
+"""`TwilioProvider`: one POST per message, `lookup` by SID or by listing, and a customer's
+MMS attachments fetched with the account's credentials. (The mapping of every answer is
+`providers.twilio.errors`; what Twilio posts to us is `providers.twilio.callbacks`.)"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
@@ -57,58 +26,30 @@ from providers.base import (
     Provider,
     ProviderConfigError,
     ProviderError,
-    RateLimited,
     SendRef,
     SendResult,
     TokenBucket,
     TransientError,
     UnknownOutcome,
-    mask_in_text,
     mask_phone,
-    parse_retry_after,
+)
+from providers.twilio.callbacks import MAX_MEDIA, map_status
+from providers.twilio.errors import (
+    error_for,
+    json_object,
+    media_error,
+    media_too_large,
 )
 
 log = logging.getLogger("dangol.providers.twilio")
 
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
-MAX_MEDIA = 10
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 ABSOLUTE_URL = re.compile(r"^https?://[^/\s?#]+(?:[/?#]\S*)?$")
 _SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
 LOOKUP_PAGE_SIZE = 50
 LOOKUP_CLOCK_SKEW = timedelta(minutes=2)
-
-OPT_OUT_CODE = "21610"
-
-# Twilio error codes we explain in Korean (the console shows these); others keep Twilio's text.
-ERROR_REASONS: dict[str, str] = {
-    "21610": "수신거부한 번호예요",
-    "21211": "잘못된 전화번호예요",
-    "21214": "잘못된 전화번호예요",
-    "21408": "이 국가로 보내는 권한이 Twilio 계정에 없어요",
-    "21606": "발신번호가 SMS를 보낼 수 없는 번호예요",
-    "21612": "이 발신번호로는 이 수신번호에 보낼 수 없어요",
-    "21614": "휴대전화 번호가 아니에요",
-    "21617": "본문이 너무 길어요 (1600자 초과)",
-    "21660": "발신번호가 이 Twilio 계정의 번호가 아니에요",
-    "30003": "수신 단말에 연결할 수 없어요",
-    "30004": "수신이 차단된 번호예요",
-    "30005": "없는 번호예요",
-    "30006": "유선 전화이거나 통신사에 연결할 수 없어요",
-    "30007": "통신사 스팸 필터에 걸렸어요",
-    "30008": "알 수 없는 전달 오류예요",
-    "30034": "미등록 발신번호예요 (A2P 10DLC)",
-}
-
-
-def reason_for(code: str | None, fallback: str = "") -> str:
-    if code and code in ERROR_REASONS:
-        return ERROR_REASONS[code]
-    return mask_in_text(fallback) if fallback else (f"Twilio 오류 {code}" if code else "")
-
-
-# --------------------------------------------------------------------------- the adapter
 
 
 @dataclass
@@ -317,7 +258,7 @@ class TwilioProvider(Provider):
         self, msg: Outgoing, status: int, headers: Mapping[str, str], text: str, path: str
     ) -> SendResult | ProviderError:
         if status in (200, 201):
-            data = _json_object(text)
+            data = json_object(text)
             sid = data.get("sid") if data else None
             if not isinstance(sid, str) or not sid:
                 return UnknownOutcome("Twilio가 알아볼 수 없는 응답을 보냈어요", code="bad-json")
@@ -345,16 +286,16 @@ class TwilioProvider(Provider):
         try:
             async with self.http().get(url, headers=auth, timeout=self._timeout()) as resp:
                 if resp.status != 200:
-                    raise _media_error(resp.status, dict(resp.headers))
+                    raise media_error(resp.status, dict(resp.headers))
                 if (resp.content_length or 0) > max_bytes:
-                    raise _media_too_large(max_bytes)
+                    raise media_too_large(max_bytes)
                 data = await resp.content.read(max_bytes + 1)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(
                 f"Twilio에서 첨부를 받지 못했어요 ({type(exc).__name__})", code="media-fetch"
             ) from exc
         if len(data) > max_bytes:
-            raise _media_too_large(max_bytes)
+            raise media_too_large(max_bytes)
         return data
 
     # -- lookup
@@ -386,7 +327,7 @@ class TwilioProvider(Provider):
             raise CannotTell("twilio no longer has the message it accepted")
         if status != 200:
             raise error_for(status, headers, text)
-        found = _result_from_resource(ref, _json_object(text) or {})
+        found = _result_from_resource(ref, json_object(text) or {})
         if found is None:
             raise UnknownOutcome("Twilio가 알아볼 수 없는 응답을 보냈어요", code="bad-json")
         return found
@@ -398,7 +339,7 @@ class TwilioProvider(Provider):
         status, headers, text = await self._request("GET", self.messages_url, params=params)
         if status != 200:
             raise error_for(status, headers, text)
-        data = _json_object(text)
+        data = json_object(text)
         messages = data.get("messages") if data else None
         if not isinstance(messages, list):
             raise UnknownOutcome("Twilio가 알아볼 수 없는 목록을 보냈어요", code="bad-json")
@@ -435,65 +376,6 @@ class TwilioProvider(Provider):
         return result
 
 
-def error_for(status: int, headers: Mapping[str, str], text: str) -> ProviderError:
-    """Map a non-success Twilio answer to the error family."""
-    data = _json_object(text) or {}
-    raw_code = data.get("code")
-    code = str(raw_code) if raw_code not in (None, "") else None
-    message = str(data.get("message") or "")
-    if status == 429:
-        return RateLimited(
-            reason_for(code, "Twilio 요청 한도 초과"),
-            retry_after=_retry_after(headers),
-            code=code or "429",
-        )
-    if status in (401, 403):
-        return PermanentError(
-            "Twilio 인증 실패: account_sid / auth_token을 확인하세요"
-            + (f" ({mask_in_text(message)})" if message else ""),
-            code="auth",
-        )
-    if status >= 500:
-        return UnknownOutcome(f"Twilio 서버 오류 HTTP {status}", code=str(status))
-    if 400 <= status < 500:
-        return PermanentError(
-            reason_for(code, message or f"Twilio가 거절했어요 (HTTP {status})"),
-            code=code or str(status),
-        )
-    return UnknownOutcome(f"Twilio의 예상 밖 응답 HTTP {status}", code=str(status))
-
-
-def _media_error(status: int, headers: Mapping[str, str]) -> ProviderError:
-    if status == 404:
-        return PermanentError("Twilio에 첨부가 없어요 (지워졌어요)", code="404")
-    if status in (401, 403):
-        return PermanentError(
-            "Twilio 인증 실패: account_sid / auth_token을 확인하세요", code="auth"
-        )
-    if status == 429:
-        return RateLimited("Twilio 요청 한도 초과", retry_after=_retry_after(headers), code="429")
-    if status >= 500:
-        return TransientError(f"Twilio 서버 오류 HTTP {status}", code=str(status))
-    return PermanentError(f"Twilio가 첨부를 주지 않았어요 (HTTP {status})", code=str(status))
-
-
-def _media_too_large(max_bytes: int) -> PermanentError:
-    return PermanentError(f"첨부가 너무 커요 ({max_bytes // 1_000_000} MB 초과)", code="too-large")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    return parse_retry_after(value, datetime.now(UTC))
-
-
-def _json_object(text: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _parse_date(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
@@ -521,152 +403,4 @@ def _result_from_resource(ref: str, data: Mapping[str, Any]) -> SendResult | Non
         status="delivered" if ours == "delivered" else "accepted",
         path=path,
         detail=detail,
-    )
-
-
-# --------------------------------------------------------------------------- status callbacks
-
-OurStatus = Literal["sent", "delivered", "failed"]
-
-_STATUS_MAP: dict[str, OurStatus] = {
-    "queued": "sent",
-    "accepted": "sent",
-    "scheduled": "sent",
-    "sending": "sent",
-    "sent": "sent",
-    "partially_delivered": "sent",
-    "delivered": "delivered",
-    "read": "delivered",
-    "failed": "failed",
-    "undelivered": "failed",
-    "canceled": "failed",
-}
-# Only forward: queued < sent < (delivered | failed). Final states are never overwritten,
-# the same rule the outbox applies to messages.
-_RANK = {"queued": 0, "held": 0, "sent": 1, "delivered": 2, "failed": 2}
-
-
-def map_status(twilio_status: str) -> OurStatus | None:
-    """Twilio's MessageStatus in our words; None for statuses that are not about a send."""
-    return _STATUS_MAP.get(twilio_status.strip().lower())
-
-
-def status_advances(current: str | None, new: str) -> bool:
-    """Should a report of `new` replace `current`? (A late "sent" never undoes "delivered".)"""
-    if current is None:
-        return new in _RANK
-    if current not in _RANK or new not in _RANK:
-        return False
-    return _RANK[new] > _RANK[current]
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    message_sid: str
-    twilio_status: str
-    status: OurStatus | None  # None: not a delivery status (receiving/received)
-    error_code: str | None = None
-    reason: str = ""  # for people, when failed
-    to: str | None = None
-
-    @property
-    def opted_out(self) -> bool:
-        return self.error_code == OPT_OUT_CODE
-
-
-def parse_status(form: Mapping[str, str]) -> StatusReport:
-    """A status-callback form → StatusReport. Raises ValueError when it is not one."""
-    sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
-    twilio_status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip().lower()
-    if not sid or not twilio_status:
-        raise ValueError("not a Twilio status callback (MessageSid/MessageStatus missing)")
-    code = (form.get("ErrorCode") or "").strip() or None
-    ours = map_status(twilio_status)
-    reason = ""
-    if ours == "failed":
-        reason = reason_for(code, f"Twilio: {twilio_status}")
-    return StatusReport(
-        message_sid=sid,
-        twilio_status=twilio_status,
-        status=ours,
-        error_code=code,
-        reason=reason,
-        to=form.get("To") or None,
-    )
-
-
-# --------------------------------------------------------------------------- inbound SMS
-
-OPT_OUT_WORDS = frozenset(
-    {"STOP", "UNSUBSCRIBE", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT", "CANCEL"}
-)
-OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
-HELP_WORDS = frozenset({"HELP", "INFO"})
-
-
-def opt_out_keyword(body: str) -> Literal["stop", "start"] | None:
-    """Twilio's default keywords: the whole message, any case, surrounding blanks/punctuation."""
-    word = re.sub(r"[\s.!]+", "", body).upper()
-    if word in OPT_OUT_WORDS:
-        return "stop"
-    if word in OPT_IN_WORDS:
-        return "start"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class InboundSms:
-    message_sid: str
-    from_e164: str
-    to_e164: str
-    body: str
-    media: list[tuple[str, str]] = field(default_factory=list)  # (url, content type)
-    opt_out: Literal["stop", "start"] | None = None
-    account_sid: str = ""
-    messaging_service_sid: str | None = None
-
-    def __repr__(self) -> str:  # no bodies or numbers in logs
-        return (
-            f"InboundSms(sid={self.message_sid!r}, from={mask_phone(self.from_e164)}, "
-            f"body=<{len(self.body)} chars>, media={len(self.media)}, opt_out={self.opt_out!r})"
-        )
-
-
-def parse_inbound(form: Mapping[str, str]) -> InboundSms:
-    """An inbound-message webhook form → InboundSms. Raises ValueError when it is not one.
-
-    Media URLs need HTTP Basic auth (account SID / auth token) to download.
-    """
-    sid = (form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid") or "").strip()
-    sender = (form.get("From") or "").strip()
-    to = (form.get("To") or "").strip()
-    if not sid or not sender or not to:
-        raise ValueError("not a Twilio inbound message (MessageSid/From/To missing)")
-    body = form.get("Body") or ""
-    try:
-        count = min(int(form.get("NumMedia") or "0"), MAX_MEDIA)
-    except ValueError:
-        count = 0
-    media = [
-        (form[f"MediaUrl{i}"], form.get(f"MediaContentType{i}") or "")
-        for i in range(count)
-        if form.get(f"MediaUrl{i}")
-    ]
-    opt: Literal["stop", "start"] | None
-    opt_type = (form.get("OptOutType") or "").strip().upper()
-    if opt_type in ("STOP", "STOPALL") or opt_type in OPT_OUT_WORDS:
-        opt = "stop"
-    elif opt_type in ("START", *OPT_IN_WORDS):
-        opt = "start"
-    else:
-        opt = opt_out_keyword(body)
-    return InboundSms(
-        message_sid=sid,
-        from_e164=sender,
-        to_e164=to,
-        body=body,
-        media=media,
-        opt_out=opt,
-        account_sid=form.get("AccountSid") or "",
-        messaging_service_sid=form.get("MessagingServiceSid") or None,
     )
