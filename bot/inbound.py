@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from bot.kakao import QuickReply
+from bot.live import announce, message_event
 from bot.routing import Context, Dispatcher, Effects, Incoming, Memo, Reply
 from core.availability import OwnerState
 from core.config import ShopConfig
@@ -102,7 +103,6 @@ class Outcome:
     reply: Reply
     mailbox: tuple[str, ...]  # owner replies handed over in this answer
     duplicate: bool = False
-    notified_owner: bool = False
     mailbox_ids: tuple[int, ...] = ()  # their message rows
 
 
@@ -422,7 +422,26 @@ def receive_many(conn: Connection, arrivals: list[Arrival], services: Services) 
     apply_effects(conn, new, services.texts)
     hand_over_mailbox(conn, new)
     store_replies(conn, new)
+    announce_arrivals(new)
     return _outcomes(conn, messages)
+
+
+def announce_arrivals(new: list[_Message]) -> None:
+    """The shop's consoles hear of each new message once it is committed (a resend is not
+    news). Whether the webhook waited for the commit or answered before it, no matter."""
+    for m in new:
+        assert m.id is not None
+        announce(
+            m.arrival.shop_id,
+            message_event(
+                m.conversation_id,
+                m.id,
+                direction="in",
+                sender="customer",
+                customer_id=m.customer_id,
+                preview=m.arrival.text,
+            ),
+        )
 
 
 def _look_up(
@@ -881,7 +900,6 @@ def _outcome(m: _Message, replies: dict[int, Reply]) -> Outcome:
         m.id,
         m.reply,
         m.mailbox,
-        notified_owner=m.notify is not None,
         mailbox_ids=m.mailbox_ids,
     )
 

@@ -13,6 +13,11 @@ deadlocks upgrading a read lock) and all other connections are read-only; its st
 run on the event loop, BEGIN and COMMIT in a thread of its own. On PostgreSQL the writer
 runs the same units through asyncpg via `run_sync`.
 
+A unit may register what must follow its commit — wake the outbox's dispatcher, tell the
+owner's consoles — with `after_commit(signal)`. The writer hands the signals of a committed
+transaction to the listeners of their type (`Database.listen`, wired by the app), once per
+commit; a unit that rolls back, or whose group commit fails, registers nothing that runs.
+
 When the database itself fails — the disk is full, an I/O error, a lost connection that
 does not come back — the writer fails the batch at once (only a locked file and a dropped
 connection are retried), rolls back, and records it in `Writer.health`: `/healthz` answers
@@ -28,6 +33,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +60,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 X = TypeVar("X")
+S = TypeVar("S")
 Unit = Callable[[Connection], T]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -172,6 +179,54 @@ def _upgrade_on(conn: Connection, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, revision)
+
+
+# --------------------------------------------------------------------------- after commit
+
+# The signals registered by the units of the transaction under way. The writer sets a fresh
+# list for each attempt: its units run inside that attempt (on the event loop, or in
+# SQLAlchemy's greenlet, which shares the task's context), so nothing else can append to it.
+_registered: ContextVar[list[object] | None] = ContextVar("dangol_after_commit", default=None)
+
+
+def after_commit(signal: object) -> None:
+    """Inside a unit: once its transaction commits, hand `signal` to the listeners of its
+    type (`Database.listen`). Nothing follows a rollback, nor a unit run outside the writer
+    (a test or a tool running a unit on a connection of its own: no commit to follow)."""
+    registered = _registered.get()
+    if registered is not None:
+        registered.append(signal)
+
+
+Listener = Callable[[list[Any]], None]
+
+
+class CommitListeners:
+    """Who hears what a commit carried: each listener is called once per commit with that
+    commit's signals of its type, in the order the units registered them. Listeners run on
+    the event loop and must not block; one that raises is logged and does not stop the rest."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[type, list[Listener]] = {}
+
+    def listen(self, kind: type[S], listener: Callable[[list[S]], None]) -> Callable[[], None]:
+        """Call `listener` after each commit that registered signals of type `kind`.
+        Returns what stops it."""
+        self._by_type.setdefault(kind, []).append(listener)
+        return lambda: self._by_type[kind].remove(listener)
+
+    def committed(self, signals: list[object]) -> None:
+        if not signals:
+            return
+        by_type: dict[type, list[object]] = {}
+        for signal in signals:
+            by_type.setdefault(type(signal), []).append(signal)
+        for kind, group in by_type.items():
+            for listener in tuple(self._by_type.get(kind, ())):
+                try:
+                    listener(group)
+                except Exception:
+                    log.exception("after commit: a listener of %s failed", kind.__name__)
 
 
 # --------------------------------------------------------------------------- the writer
@@ -336,6 +391,7 @@ class Writer:
         self.batches = 0
         self.units = 0
         self.health = WriterHealth()
+        self.listeners = CommitListeners()
 
     @property
     def depth(self) -> int:
@@ -383,7 +439,7 @@ class Writer:
 
     async def _commit(self, batch: list[_Job]) -> None:
         try:
-            results = await self._with_retry(_steps(batch))
+            results, signals = await self._with_retry(_steps(batch))
         except Exception as exc:
             if len(batch) == 1 or _is_database_fault(exc):
                 # The database failed, not a unit: each alone would fail the same way.
@@ -394,19 +450,22 @@ class Writer:
             log.warning("group commit of %d units failed; running them one by one", len(batch))
             for job in batch:
                 try:
-                    ((result,),) = await self._with_retry(_steps([job]))
+                    ((result,),), signals = await self._with_retry(_steps([job]))
                 except Exception as exc:
                     self._settle(job, exc=exc)
                 else:
+                    self.listeners.committed(signals)
                     self._settle(job, result=result)
             return
         self.batches += 1
         self.units += len(batch)
+        # Before the callers hear: once `write` returns, what follows its commit has happened.
+        self.listeners.committed(signals)
         flat = [result for step in results for result in step]
         for job, result in zip(batch, flat, strict=True):
             self._settle(job, result=result)
 
-    async def _with_retry(self, units: list[Unit[Any]]) -> list[Any]:
+    async def _with_retry(self, units: list[Unit[Any]]) -> tuple[list[Any], list[object]]:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_transient),
             wait=wait_exponential(multiplier=0.05, max=2.0),
@@ -419,19 +478,24 @@ class Writer:
                 return await self._attempt(units)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, units: list[Unit[Any]]) -> list[Any]:
-        """One transaction, with what it teaches about the database's health."""
+    async def _attempt(self, units: list[Unit[Any]]) -> tuple[list[Any], list[object]]:
+        """One transaction, with what it teaches about the database's health; returns the
+        units' results and the signals they registered for after the commit."""
         checking = not self.health.ok
+        signals: list[object] = []
+        registering = _registered.set(signals)
         try:
             results: list[Any] = await self._execute([*units, self._wrote] if checking else units)
         except Exception as exc:
             if _is_database_fault(exc):
                 self._failed(exc)
             raise
+        finally:
+            _registered.reset(registering)
         if checking and results.pop():
             log.warning("database writes again (failing since %s)", self.health.failing_since)
             self.health.failing_since = None
-        return results
+        return results, signals
 
     def _failed(self, exc: BaseException) -> None:
         self.health.failed_commits += 1
@@ -523,6 +587,11 @@ class Database:
 
     async def write(self, work: Work[T]) -> T:
         return await self.writer.run(work)
+
+    def listen(self, kind: type[S], listener: Callable[[list[S]], None]) -> Callable[[], None]:
+        """After each commit whose units registered signals of type `kind` (`after_commit`),
+        call `listener` with them. Returns what stops it."""
+        return self.writer.listeners.listen(kind, listener)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
