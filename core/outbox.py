@@ -20,8 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from core.db import after_commit
 from core.models import Message, OutboxItem
+from core.writer import after_commit
 
 OUTBOX = cast(sa.Table, OutboxItem.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
