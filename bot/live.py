@@ -28,6 +28,9 @@ backoff, meanwhile delivers what it publishes locally (other processes miss thos
 afterwards tells every subscriber to `resync` (refetch), since NOTIFYs sent while it was
 away are gone.
 
+One module of ~420 lines, on purpose: the events, the subscriptions and the PostgreSQL
+transport share the hub's state (its subscribers and its outgoing queue).
+
 Subscriptions are bounded: a console that stops reading (a stalled phone connection) gets
 its backlog replaced by a single `resync` rather than growing memory without limit.
 """
@@ -68,7 +71,7 @@ RESYNC: Event = {"type": "resync"}
 # --------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per Kakao message, and that costs 3×
 class LiveEvent:
     """An event for a shop's consoles, registered to follow a unit's commit."""
 
