@@ -36,6 +36,7 @@ from bot.webhooks import twilio as twilio_hooks
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db import Database, SchemaOutOfDate, check_schema
+from core.outbox import RowsAdded
 from core.shops import ReplyStats, sync_shops
 from core.texts import Texts
 from providers.kakao_callback import KakaoCallbackProvider
@@ -188,6 +189,8 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         photos=photos,
     )
     app[keys.OUTBOX] = outbox
+    # Whatever commits new outbox rows (`core.outbox.enqueue` registers it) wakes dispatch.
+    stop_waking = database.listen(RowsAdded, lambda _: outbox.on_enqueued())
     outbox.on_message_status = app[keys.LIVE].message_status
 
     async def refresh_reply_stats() -> None:
@@ -197,8 +200,7 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
     async def warn_before_reply_target() -> None:
         shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
         texts = app[keys.SERVICES].texts
-        if await database.write(warn_owners(shops, texts, app[keys.CLOCK].now())):
-            outbox.on_enqueued()
+        await database.write(warn_owners(shops, texts, app[keys.CLOCK].now()))
 
     async def ask_about_deliveries() -> None:
         shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
@@ -207,8 +209,6 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         )
         for shop_id, message_id, status in changed:
             app[keys.LIVE].message_status(shop_id, message_id, status)
-        if any(status == "queued" for _, _, status in changed):
-            outbox.on_enqueued()
 
     await refresh_reply_stats()
     ticks = Ticks.for_app(
@@ -225,6 +225,7 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
     app[keys.TICKS] = ticks
     yield
     await ticks.shutdown()
+    stop_waking()
 
 
 # --------------------------------------------------------------------------- small routes

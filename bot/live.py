@@ -8,15 +8,15 @@ nothing a shop's console could not read anyway (a short preview of a new message
 
 How events travel:
 
+- A unit that changes what a console shows calls `announce(shop_id, event)`: the event
+  follows its commit (`core.db.after_commit`), and the hub, listening to the database's
+  commits, publishes it. A unit that rolls back announces nothing. `LiveHub.publish` is for
+  code that learns of a change only once it is committed (the outbox's results).
 - **SQLite** is one process (one writer owns the file), so the hub fans events out to its
-  local subscribers right after the unit that caused them has committed.
+  local subscribers.
 - **PostgreSQL** may run any number of `dangol serve` processes. Each process's hub holds
-  one dedicated asyncpg connection that LISTENs on the channel `dangol_events`. Console
-  units (`LiveHub.write`) publish with `SELECT pg_notify('dangol_events', …)` *inside their
-  own transaction*, so PostgreSQL delivers the event exactly when the change commits and
-  never when it rolls back. Code that only learns of its change once it is committed (the
-  Kakao webhook's batched unit, the outbox's results) calls `LiveHub.publish`, which sends
-  the NOTIFY on the hub's connection. Either way every process — the publisher included —
+  one dedicated asyncpg connection that LISTENs on the channel `dangol_events`, and sends
+  what is published as NOTIFYs on it (batched); every process — the publisher included —
   relays what it hears to its own subscribers: one path, no special case for "local".
   Payloads carry a namespace (the configured schema), so two installs sharing one
   database never see each other's events.
@@ -24,8 +24,12 @@ How events travel:
 Polling was the alternative (every console asking "anything new?" every second or two):
 simpler, but a query per open console per second, and still a second late. LISTEN/NOTIFY
 costs one idle connection per process. If that connection drops, the hub reconnects with
-backoff, meanwhile delivers what it publishes locally, and afterwards tells every
-subscriber to `resync` (refetch), since NOTIFYs sent while it was away are gone.
+backoff, meanwhile delivers what it publishes locally (other processes miss those), and
+afterwards tells every subscriber to `resync` (refetch), since NOTIFYs sent while it was
+away are gone.
+
+One module of ~420 lines, on purpose: the events, the subscriptions and the PostgreSQL
+transport share the hub's state (its subscribers and its outgoing queue).
 
 Subscriptions are bounded: a console that stops reading (a stalled phone connection) gets
 its backlog replaced by a single `resync` rather than growing memory without limit.
@@ -38,17 +42,16 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from core.db import Database
+from core.db import Database, after_commit
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Event = dict[str, Any]
 
 CHANNEL = "dangol_events"
@@ -64,10 +67,21 @@ SEND_BATCH = 100
 
 RESYNC: Event = {"type": "resync"}
 
-_NOTIFY = sa.select(sa.func.pg_notify(CHANNEL, sa.bindparam("payload", type_=sa.Text())))
-
 
 # --------------------------------------------------------------------------- events
+
+
+@dataclass(slots=True)  # not frozen: one is made per Kakao message, and that costs 3×
+class LiveEvent:
+    """An event for a shop's consoles, registered to follow a unit's commit."""
+
+    shop_id: int
+    event: Event
+
+
+def announce(shop_id: int, event: Event) -> None:
+    """Inside a unit: the shop's consoles hear `event` once (and only if) the unit commits."""
+    after_commit(LiveEvent(shop_id, event))
 
 
 def message_event(
@@ -116,11 +130,6 @@ def _payload(namespace: str, shop_id: int, event: Event) -> str:
     if len(text.encode()) > PAYLOAD_MAX and "preview" in event:
         return _payload(namespace, shop_id, {k: v for k, v in event.items() if k != "preview"})
     return text
-
-
-def notify_in(conn: Connection, namespace: str, shop_id: int, event: Event) -> None:
-    """Inside a unit on PostgreSQL: NOTIFY every process's hub when this transaction commits."""
-    conn.execute(_NOTIFY, {"payload": _payload(namespace, shop_id, event)})
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -201,40 +210,8 @@ class Subscription:
 # --------------------------------------------------------------------------- the hub
 
 
-class _Emit:
-    """What a unit run through `LiveHub.write` calls to publish: `emit(shop_id, event)`."""
-
-    def __init__(self, conn: Connection, namespace: str) -> None:
-        self._conn = conn
-        self._namespace = namespace
-        self.postgres = conn.dialect.name == "postgresql"
-        self.events: list[tuple[int, Event]] = []
-
-    def __call__(self, shop_id: int, event: Event) -> None:
-        self.events.append((shop_id, event))
-        if self.postgres:
-            notify_in(self._conn, self._namespace, shop_id, event)
-
-
-Emit = Callable[[int, Event], None]
-
-
-@runtime_checkable
-class Stored(Protocol):
-    """What the inbound path reports about a stored message (`bot.inbound.Outcome`)."""
-
-    @property
-    def customer_id(self) -> int: ...
-    @property
-    def conversation_id(self) -> int: ...
-    @property
-    def message_id(self) -> int: ...
-    @property
-    def duplicate(self) -> bool: ...
-
-
 class LiveHub:
-    """Subscribe per shop; publish after commit (or inside a unit with `write`)."""
+    """Subscribe per shop; hears what units `announce` once they commit, and `publish`."""
 
     def __init__(
         self,
@@ -258,11 +235,15 @@ class LiveHub:
         self._conn: asyncpg.Connection | None = None
         self._listening = asyncio.Event()
         self._closed = False
+        self._stop_hearing: Callable[[], None] | None = None
 
     # -- lifecycle
 
     async def start(self) -> None:
-        """On PostgreSQL, start listening (in the background; it retries until it can)."""
+        """Hear what committed units announce; on PostgreSQL, start listening (in the
+        background; it retries until it can)."""
+        if self._stop_hearing is None:
+            self._stop_hearing = self.database.listen(LiveEvent, self._committed)
         if self.postgres and self._task is None:
             self._task = asyncio.create_task(self._run(), name="dangol-live-listener")
             self._task.add_done_callback(_log_failure)
@@ -284,6 +265,9 @@ class LiveHub:
 
     async def close(self) -> None:
         self._closed = True
+        if self._stop_hearing is not None:
+            self._stop_hearing()
+            self._stop_hearing = None
         self.end_streams()
         if self._task is not None:
             self._task.cancel()
@@ -341,65 +325,11 @@ class LiveHub:
         else:
             self._fan_out(shop_id, event)
 
-    async def write(self, unit: Callable[[Connection, Emit], T]) -> T:
-        """Run `unit(conn, emit)` as a database unit; its `emit(shop_id, event)` calls are
-        delivered when (and only if) it commits: on PostgreSQL as NOTIFYs in its own
-        transaction, on SQLite by local fan-out once the write has returned."""
-        runs: list[_Emit] = []
-
-        def wrapped(conn: Connection) -> T:
-            emit = _Emit(conn, self.namespace)
-            runs.append(emit)  # the writer may run a unit again alone; the last run counts
-            return unit(conn, emit)
-
-        result = await self.database.write(wrapped)
-        last = runs[-1]
-        if not last.postgres or not self.listening:
-            # No LISTEN connection (PostgreSQL down a moment): the other processes still
-            # hear the NOTIFY; our own consoles hear it from here.
-            for shop_id, event in last.events:
-                self._fan_out(shop_id, event)
-        return result
+    def _committed(self, announced: list[LiveEvent]) -> None:
+        for item in announced:
+            self.publish(item.shop_id, item.event)
 
     # -- a few events the rest of the app publishes
-
-    def arrived(self, shop_id: int, stored: Stored, text: str) -> None:
-        """A webhook's message is committed: tell the shop's consoles (a resend is not news)."""
-        if not stored.duplicate:
-            self.message_arrived(
-                shop_id, stored.conversation_id, stored.message_id, stored.customer_id, text
-            )
-
-    def arrived_when_committed(
-        self, shop_id: int, committed: asyncio.Future[Any], text: str
-    ) -> None:
-        """The same, for a message whose unit is still on its way to the database (the Kakao
-        webhook answered before its commit): published when the commit succeeds."""
-
-        def done(future: asyncio.Future[Any]) -> None:
-            if future.cancelled() or future.exception() is not None:
-                return
-            stored = future.result()
-            if isinstance(stored, Stored):
-                self.arrived(shop_id, stored, text)
-
-        committed.add_done_callback(done)
-
-    def message_arrived(
-        self, shop_id: int, conversation_id: int, message_id: int, customer_id: int, text: str
-    ) -> None:
-        """A customer's message is stored (call after its unit committed; skip resends)."""
-        self.publish(
-            shop_id,
-            message_event(
-                conversation_id,
-                message_id,
-                direction="in",
-                sender="customer",
-                customer_id=customer_id,
-                preview=text,
-            ),
-        )
 
     def message_status(self, shop_id: int, message_id: int, status: str) -> None:
         """A message's delivery state was recorded, or something else about it (a customer's

@@ -2,8 +2,10 @@
 
 Rows are added in the caller's transaction (`enqueue`), withdrawn before they go
 (`cancel`), or given a fresh start by the owner (`requeue`); sending them is the
-scheduler's job (scheduler/dispatch/). The photo types are here because the app supplies
-the resolver the dispatcher calls to turn an attachment into something a vendor takes.
+scheduler's job (scheduler/dispatch/). Adding or requeueing registers `ROWS_ADDED` to
+follow the commit, which the app wires to waking the dispatcher: no caller has to
+remember. The photo types are here because the app supplies the resolver the dispatcher
+calls to turn an attachment into something a vendor takes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from core.models import Message, OutboxItem
+from core.writer import after_commit
 
 OUTBOX = cast(sa.Table, OutboxItem.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
@@ -30,6 +33,14 @@ IDEMPOTENCY_KEY_MAX = 160
 PURPOSE_MAX = 40
 
 # --------------------------------------------------------------------------- enqueue
+
+
+@dataclass(frozen=True, slots=True)
+class RowsAdded:
+    """After commit: the outbox has rows that may be due now (the dispatcher should look)."""
+
+
+ROWS_ADDED = RowsAdded()
 
 
 def _enqueue_statement(insert: Callable[[sa.Table], Any]) -> Any:
@@ -105,11 +116,14 @@ def enqueue(conn: Connection, request: OutboxRequest) -> int | None:
     """Add a message to send, in the caller's transaction (call it inside a unit).
 
     Returns the new row's id, or None when a row with this idempotency key exists already
-    for the shop (nothing is inserted then). After the unit commits, call
-    `Dispatcher.on_enqueued()` so urgent rows go out before the next tick.
+    for the shop (nothing is inserted then). Once the unit commits the dispatcher is woken
+    (`ROWS_ADDED`), so urgent rows go out before the next tick.
     """
     found = conn.execute(_ENQUEUE[conn.dialect.name], request.row()).first()
-    return None if found is None else int(found[0])
+    if found is None:
+        return None
+    after_commit(ROWS_ADDED)
+    return int(found[0])
 
 
 def enqueue_many(conn: Connection, requests: Iterable[OutboxRequest]) -> None:
@@ -117,6 +131,7 @@ def enqueue_many(conn: Connection, requests: Iterable[OutboxRequest]) -> None:
     rows = [request.row() for request in requests]
     if rows:
         conn.execute(_ENQUEUE_MANY[conn.dialect.name], rows)
+        after_commit(ROWS_ADDED)
 
 
 _CANCEL = (
@@ -160,7 +175,10 @@ _REQUEUE = (
 def requeue(conn: Connection, *, shop_id: int, outbox_id: int, now: datetime) -> bool:
     """Give a dead row a fresh attempt budget (the owner pressed "retry"). True if done."""
     params = {"p_shop": shop_id, "p_id": outbox_id, "p_now": now}
-    return conn.execute(_REQUEUE, params).rowcount == 1
+    if conn.execute(_REQUEUE, params).rowcount != 1:
+        return False
+    after_commit(ROWS_ADDED)
+    return True
 
 
 # --------------------------------------------------------------------------- photos

@@ -33,10 +33,12 @@ from test_solapi_webhook import report
 from test_twilio_webhooks import post_signed, twilio_client
 
 from bot import keys
+from bot.live import LiveEvent, announce
 from core import db as db_module
 from core.clock import FrozenClock
 from core.db import Database, upgrade
 from core.models import DeliveryEvent, Message, Shop
+from core.outbox import OutboxRequest, RowsAdded, enqueue, enqueue_many
 from core.texts import Texts
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -397,3 +399,150 @@ def test_the_not_stored_text_offers_the_phone_only_when_there_is_one() -> None:
     without = Texts().render("not_stored", shop=dataclasses.replace(shop, phone=""))
     assert without == with_phone.splitlines()[0]
     assert NOT_STORED in without
+
+
+# --------------------------------------------------------------------------- what follows a commit
+
+
+class Followed:
+    """What the app wires to the database's commits: the dispatcher woken, consoles told."""
+
+    def __init__(self, database: Database) -> None:
+        self.wakes = 0
+        self.events: list[tuple[int, dict[str, Any]]] = []
+        database.listen(RowsAdded, self._wake)
+        database.listen(LiveEvent, self._publish)
+
+    def _wake(self, _: list[RowsAdded]) -> None:
+        self.wakes += 1
+
+    def _publish(self, events: list[LiveEvent]) -> None:
+        self.events += [(e.shop_id, e.event) for e in events]
+
+
+def _notice_to_owner(slug: str, name: str = "") -> Callable[[Connection], int]:
+    """A shop and an outbox row for it, announced to its consoles: what the Kakao webhook's
+    unit does for a message that needs the owner."""
+
+    def unit(conn: Connection) -> int:
+        shop_id = _add_shop(slug, name)(conn)
+        request = OutboxRequest(
+            shop_id=shop_id,
+            purpose="owner_notice",
+            provider="console",
+            recipient={},
+            payload={"text": "새 문의"},
+            idempotency_key=f"notify:{slug}",
+            now=NOW,
+        )
+        assert enqueue(conn, request) is not None
+        enqueue_many(conn, [dataclasses.replace(request, idempotency_key=f"notify2:{slug}")])
+        announce(shop_id, {"type": "message", "slug": slug})
+        return shop_id
+
+    return unit
+
+
+async def test_a_committed_unit_wakes_the_dispatcher_and_publishes_once(
+    database: Database,
+) -> None:
+    followed = Followed(database)
+    shop_id = await database.write(_notice_to_owner("a"))
+    # Two rows added, one wake: once per commit, and before `write` returns.
+    assert followed.wakes == 1
+    assert followed.events == [(shop_id, {"type": "message", "slug": "a"})]
+
+
+async def test_a_rolled_back_unit_wakes_nothing_and_publishes_nothing(
+    database: Database,
+) -> None:
+    followed = Followed(database)
+
+    def fails_after(conn: Connection) -> None:
+        _notice_to_owner("gone")(conn)
+        raise RuntimeError("rolled back")
+
+    def fails_at_commit(conn: Connection) -> None:  # the statements pass; the COMMIT fails
+        _notice_to_owner("gone2")(conn)
+        _fails_at_commit(database.dialect)(conn)
+
+    with pytest.raises(RuntimeError):
+        await database.write(fails_after)
+    with pytest.raises(sa.exc.IntegrityError):
+        await database.write(fails_at_commit)
+    assert (followed.wakes, followed.events) == (0, [])
+    assert await _slugs(database) == set()
+
+
+async def test_a_unit_run_outside_the_writer_registers_nothing(database: Database) -> None:
+    """A tool or a test running a unit on a connection of its own: no commit to follow."""
+    followed = Followed(database)
+    async with database.engine.connect() as conn:
+        await conn.run_sync(lambda c: announce(1, {"type": "nobody hears"}))
+    assert followed.events == []
+
+
+async def test_a_group_commit_runs_each_units_effects_after_the_shared_commit(
+    database: Database,
+) -> None:
+    followed = Followed(database)
+    seen_at_commit: list[int] = []
+    database.listen(LiveEvent, lambda _: seen_at_commit.append(database.writer.batches))
+    before = database.writer.batches
+    ids = await asyncio.gather(*(database.write(_notice_to_owner(s)) for s in ("a", "b", "c")))
+    assert database.writer.batches == before + 1  # one commit for the three
+    assert followed.wakes == 1
+    assert followed.events == [
+        (shop_id, {"type": "message", "slug": s}) for shop_id, s in zip(ids, "abc", strict=True)
+    ]
+    assert seen_at_commit == [before + 1]  # once, after the commit was counted
+
+    # One bad unit: the others are committed one by one, each followed by its own effects.
+    results = await asyncio.gather(
+        database.write(_notice_to_owner("d")),
+        database.write(_fails_at_commit(database.dialect)),
+        database.write(_notice_to_owner("e")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], sa.exc.IntegrityError)
+    assert [event["slug"] for _, event in followed.events[3:]] == ["d", "e"]
+    assert followed.wakes == 3
+
+
+async def test_a_group_commit_that_fails_runs_no_effects(db_url: tuple[str, str | None]) -> None:
+    database = Database(db_url[0], search_path=db_url[1])
+    await database.start()
+    followed = Followed(database)
+    disk = Disk(database, db_url[1])
+    try:
+        await disk.fill()
+        before = database.writer.units
+        async with asyncio.timeout(BOUND):
+            results = await asyncio.gather(
+                *(database.write(_notice_to_owner(s, NAME)) for s in ("x", "y", "z")),
+                return_exceptions=True,
+            )
+        assert all(isinstance(r, sa.exc.DBAPIError) for r in results), results
+        assert database.writer.units == before
+        assert (followed.wakes, followed.events) == (0, [])
+
+        await disk.free()
+        await database.write(_notice_to_owner("w", NAME))
+        assert followed.wakes == 1
+        assert [event["slug"] for _, event in followed.events] == ["w"]
+    finally:
+        await database.close()
+
+
+async def test_a_listener_that_fails_does_not_fail_the_write_nor_the_others(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_: list[LiveEvent]) -> None:
+        raise RuntimeError("a listener's bug")
+
+    database.listen(LiveEvent, broken)
+    followed = Followed(database)
+    assert await database.write(_notice_to_owner("a")) > 0
+    assert followed.wakes == 1
+    assert len(followed.events) == 1
+    assert "a listener of LiveEvent failed" in caplog.text

@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -34,8 +33,8 @@ from bot.live import (
     LiveHub,
     Subscription,
     TooManySubscribers,
+    announce,
     message_event,
-    notify_in,
 )
 from bot.photos import new_stored_name, public_path
 from core.db import Database
@@ -81,15 +80,19 @@ async def no_event(sub: Subscription) -> None:
 # --------------------------------------------------------------------------- the hub
 
 
-async def test_a_subscriber_receives_what_a_committed_unit_emits(hub: LiveHub) -> None:
+async def test_a_subscriber_receives_what_a_committed_unit_announces(
+    hub: LiveHub, database: Database
+) -> None:
     with hub.subscribe(1) as mine, hub.subscribe(2) as theirs:
 
-        def unit(conn: Connection, emit: Callable[[int, dict[str, Any]], None]) -> str:
+        def unit(conn: Connection) -> str:
             conn.execute(sa.text("SELECT 1"))
-            emit(1, message_event(7, 70, direction="in", sender="customer", preview="물이 새요"))
+            announce(
+                1, message_event(7, 70, direction="in", sender="customer", preview="물이 새요")
+            )
             return "done"
 
-        assert await hub.write(unit) == "done"
+        assert await database.write(unit) == "done"
         event = await mine.next(within=WAIT)
         assert event == {
             "type": "message",
@@ -102,26 +105,40 @@ async def test_a_subscriber_receives_what_a_committed_unit_emits(hub: LiveHub) -
         await no_event(theirs)
 
 
-async def test_a_unit_that_fails_publishes_nothing(hub: LiveHub) -> None:
+async def test_a_unit_that_fails_publishes_nothing(hub: LiveHub, database: Database) -> None:
     with hub.subscribe(1) as sub:
 
-        def failing(conn: Connection, emit: Callable[[int, dict[str, Any]], None]) -> None:
-            emit(1, {"type": "never"})
+        def failing(conn: Connection) -> None:
+            announce(1, {"type": "never"})
             raise RuntimeError("rolled back")
 
         with pytest.raises(RuntimeError):
-            await hub.write(failing)
-        await hub.write(lambda conn, emit: emit(1, {"type": "after"}))
+            await database.write(failing)
+        await database.write(lambda conn: announce(1, {"type": "after"}))
         # Events arrive in commit order, so the first one here shows the other never came.
         assert await sub.next(within=WAIT) == {"type": "after"}
         await no_event(sub)
+
+
+async def test_a_closed_hub_hears_no_more_commits(database: Database) -> None:
+    live = LiveHub(database)
+    await live.start()
+    heard: list[Any] = []
+    live.publish = lambda *event: heard.append(event)  # type: ignore[method-assign]
+    await database.write(lambda conn: announce(1, {"type": "heard"}))
+    await live.close()
+    await database.write(lambda conn: announce(1, {"type": "not heard"}))
+    assert heard == [(1, {"type": "heard"})]
 
 
 async def test_publish_after_commit(hub: LiveHub) -> None:
     with hub.subscribe(3) as sub:
         hub.publish(3, {"type": "conversation", "conversation_id": 1, "change": "read"})
         hub.message_status(3, 55, "delivered")
-        hub.message_arrived(3, 9, 90, 4, "  여러   줄\n메시지 " + "가" * 200)
+        long = "  여러   줄\n메시지 " + "가" * 200
+        hub.publish(
+            3, message_event(9, 90, direction="in", sender="customer", customer_id=4, preview=long)
+        )
         assert (await sub.next(within=WAIT) or {})["change"] == "read"
         assert await sub.next(within=WAIT) == {
             "type": "status",
@@ -133,38 +150,6 @@ async def test_publish_after_commit(hub: LiveHub) -> None:
         assert arrived["customer_id"] == 4
         assert arrived["preview"].startswith("여러 줄 메시지 가")
         assert len(arrived["preview"]) == 80
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    customer_id: int
-    conversation_id: int
-    message_id: int
-    duplicate: bool = False
-
-
-async def test_what_the_webhooks_call_after_storing_a_message(hub: LiveHub) -> None:
-    """`arrived` after the unit committed; `arrived_when_committed` for a unit the Kakao
-    webhook stopped waiting for (it commits later — or fails, and then nothing is said)."""
-    loop = asyncio.get_running_loop()
-    with hub.subscribe(1) as sub:
-        hub.arrived(1, _Outcome(4, 9, 90, duplicate=True), "재전송")  # a resend: not news
-        hub.arrived(1, _Outcome(4, 9, 91), "새 메시지")
-        event = await sub.next(within=WAIT)
-        assert event is not None
-        assert (event["message_id"], event["preview"]) == (91, "새 메시지")
-
-        late: asyncio.Future[Any] = loop.create_future()
-        failed: asyncio.Future[Any] = loop.create_future()
-        hub.arrived_when_committed(1, failed, "실패")
-        hub.arrived_when_committed(1, late, "늦게 저장됨")
-        failed.set_exception(RuntimeError("the database said no"))
-        failed.exception()  # retrieved: no "never retrieved" warning
-        await no_event(sub)
-        late.set_result(_Outcome(4, 9, 92))
-        event = await sub.next(within=WAIT)
-        assert event is not None
-        assert (event["message_id"], event["preview"]) == (92, "늦게 저장됨")
 
 
 async def test_a_slow_reader_gets_one_resync_instead_of_a_backlog(hub: LiveHub) -> None:
@@ -213,38 +198,49 @@ async def test_closing_the_hub_ends_every_subscription(database: Database) -> No
 
 
 @pytest.mark.postgres
-async def test_a_notify_from_another_process_reaches_this_ones_consoles(
+async def test_what_another_process_announces_reaches_this_ones_consoles(
     pg_hub: LiveHub, pg_url: tuple[str, str]
 ) -> None:
-    """Another `dangol serve` is another Database with its own connections: its unit's
-    NOTIFY reaches this process's subscribers when (and only when) it commits."""
+    """Another `dangol serve` is another Database and hub with its own connections: what
+    its units announce reaches this process's subscribers when (and only when) they commit."""
     hub = pg_hub
     assert hub.postgres
     url, schema = pg_url
     other = Database(url, search_path=schema)
     await other.start()
+    theirs = LiveHub(other, namespace=schema or "")
+    # Another install sharing the database (another schema) is not ours to hear.
+    stranger = LiveHub(other, namespace="someone_else")
     try:
+        await theirs.start()
+        await theirs.wait_listening()
         with hub.subscribe(1) as sub:
-            await other.write(lambda conn: notify_in(conn, schema or "", 1, {"type": "a"}))
+            await other.write(lambda conn: announce(1, {"type": "a"}))
+            # (Both hubs hear `other`'s commits; only ours shares our namespace.)
             assert await sub.next(within=WAIT) == {"type": "a"}
 
             def rolled_back(conn: Connection) -> None:
-                notify_in(conn, schema or "", 1, {"type": "never"})
+                announce(1, {"type": "never"})
                 raise RuntimeError("no commit, no notification")
 
             with pytest.raises(RuntimeError):
                 await other.write(rolled_back)
-            # Another install sharing the database (another schema) is not ours to hear.
-            await other.write(lambda conn: notify_in(conn, "someone_else", 1, {"type": "no"}))
+            await stranger.start()
+            await stranger.wait_listening()
+            await theirs.close()
+            await other.write(lambda conn: announce(1, {"type": "no"}))
             raw = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg", "postgresql"))
             try:
                 for junk in ("not json", "[]", '{"ns": "%s"}' % (schema or "")):
                     await raw.execute("SELECT pg_notify('dangol_events', $1)", junk)
+                payload = json.dumps({"ns": schema or "", "shop": 1, "event": {"type": "b"}})
+                await raw.execute("SELECT pg_notify('dangol_events', $1)", payload)
             finally:
                 await raw.close()
-            await other.write(lambda conn: notify_in(conn, schema or "", 1, {"type": "b"}))
             assert await sub.next(within=WAIT) == {"type": "b"}
     finally:
+        await stranger.close()
+        await theirs.close()
         await other.close()
 
 

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 from fakes.solapi import FakeSolapi
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from scheduler.dispatch import Dispatcher
 from sqlalchemy.engine import Connection
 
 from core.clock import FrozenClock
@@ -29,6 +28,7 @@ from providers.base import Provider
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
+from scheduler.dispatch import Dispatcher
 
 CONFIG = OutboxConfig(
     tick_seconds=1.0,

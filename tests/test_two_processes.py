@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from conftest import Client, kst, make_settings
 from sqlalchemy.engine import Connection
 
-from bot import inbound, keys
+from bot import keys
 from bot.app import create_app
 from bot.handlers import build_switchboard
-from bot.inbound import Arrival, Services, digest_of, receive
+from bot.inbound import Arrival, Services, digest_of, receive, receiving
 from core.clock import FrozenClock
 from core.db import Database
 from core.models import Conversation, Customer, CustomerIdentity, Message, Shop
@@ -119,9 +119,9 @@ async def test_an_address_stored_after_our_look_up_joins_its_customer(
 
     first = await database.write(receive(says("안녕하세요", ("kakao_bot_user", "u1")), services))
 
-    real_look_up = inbound._look_up
+    real_look_up = receiving.look_up
     monkeypatch.setattr(
-        inbound, "_look_up", lambda conn, arrivals: ({}, real_look_up(conn, arrivals)[1])
+        receiving, "look_up", lambda conn, arrivals: ({}, real_look_up(conn, arrivals)[1])
     )
     second = await database.write(
         receive(

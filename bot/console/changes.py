@@ -1,8 +1,9 @@
 """What the console changes: one unit per action, each scoped by shop, audit-logged and
 announced to the shop's live consoles when it commits.
 
-Units run through `LiveHub.write` as `unit(conn, emit)`. A conversation or customer of
-another shop is `NotFound` (the view answers 404, the same as an id that does not exist).
+Units run through `Database.write`; what they `announce` reaches the consoles after the
+commit. A conversation or customer of another shop is `NotFound` (the view answers 404,
+the same as an id that does not exist).
 Conversation events the owner causes — resolved, reopened, snoozed — are also written into
 the timeline as system messages (direction "note", sender "system": never sent, never
 counted as unread, left out of the inbox preview).
@@ -10,7 +11,6 @@ counted as unread, left out of the inbox preview).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bot.console.auth import Viewer
-from bot.live import Emit, conversation_event, message_event, owner_status_event
+from bot.live import announce, conversation_event, message_event, owner_status_event
 from bot.photos import link_to_message
 from core.config import Delivery
+from core.db import Unit
 from core.models import (
     AuditEntry,
     Conversation,
@@ -131,15 +132,15 @@ def _system_event(
 # --------------------------------------------------------------------------- conversations
 
 
-def mark_read(viewer: Viewer, conversation_id: int) -> Callable[[Connection, Emit], bool]:
+def mark_read(viewer: Viewer, conversation_id: int) -> Unit[bool]:
     """Unread back to 0 (the page's script posts this when the owner has seen it)."""
 
-    def unit(conn: Connection, emit: Emit) -> bool:
+    def unit(conn: Connection) -> bool:
         conv = _conversation(conn, viewer, conversation_id)
         if not conv.unread_count:
             return False
         conn.execute(sa.update(C).where(C.id == conv.id).values(unread_count=0))
-        emit(viewer.shop_id, conversation_event(conv.id, "read"))
+        announce(viewer.shop_id, conversation_event(conv.id, "read"))
         return True
 
     return unit
@@ -161,11 +162,11 @@ def reply(
     *,
     nonce: str | None = None,
     attachments: list[dict[str, Any]] | None = None,
-) -> Callable[[Connection, Emit], Posted]:
+) -> Unit[Posted]:
     """The owner's reply, by the path `owner_reply` chooses (raises `NoPath` if none), with
     the photos in `attachments` (from `bot.photos.find_attachment`) marked as sent with it."""
 
-    def unit(conn: Connection, emit: Emit) -> Posted:
+    def unit(conn: Connection) -> Posted:
         conv = _conversation(conn, viewer, conversation_id)
         if conv.status == "resolved":
             raise Refused("resolved")
@@ -203,7 +204,7 @@ def reply(
             now,
             {"message_id": sent.message_id, "path": sent.path.name},
         )
-        emit(
+        announce(
             viewer.shop_id,
             message_event(conv.id, sent.message_id, direction="out", sender="owner"),
         )
@@ -212,14 +213,12 @@ def reply(
     return unit
 
 
-def send_again(
-    viewer: Viewer, conversation_id: int, message_id: int, now: datetime
-) -> Callable[[Connection, Emit], bool]:
+def send_again(viewer: Viewer, conversation_id: int, message_id: int, now: datetime) -> Unit[bool]:
     """The owner's "다시 보내기" on a failed message: its outbox row gets a fresh attempt
     budget. Refused unless the message failed (a message that may have arrived — "cannot
     tell" — is failed too: sending it again is the owner's call, made here)."""
 
-    def unit(conn: Connection, emit: Emit) -> bool:
+    def unit(conn: Connection) -> bool:
         conv = _conversation(conn, viewer, conversation_id)
         message = conn.execute(
             sa.select(Message.status).where(
@@ -244,7 +243,9 @@ def send_again(
             sa.update(Message).where(Message.id == message_id).values(status="queued", error=None)
         )
         audit(conn, viewer, "send_again", f"message:{message_id}", now)
-        emit(viewer.shop_id, message_event(conv.id, message_id, direction="out", sender="owner"))
+        announce(
+            viewer.shop_id, message_event(conv.id, message_id, direction="out", sender="owner")
+        )
         return True
 
     return unit
@@ -252,10 +253,10 @@ def send_again(
 
 def add_note(
     viewer: Viewer, conversation_id: int, text: str, now: datetime, *, nonce: str | None = None
-) -> Callable[[Connection, Emit], Posted]:
+) -> Unit[Posted]:
     """An internal note: shown in the console only; never queued, never in the mailbox."""
 
-    def unit(conn: Connection, emit: Emit) -> Posted:
+    def unit(conn: Connection) -> Posted:
         conv = _conversation(conn, viewer, conversation_id)
         earlier = _already_sent(conn, viewer, nonce)
         if earlier is not None:
@@ -280,18 +281,18 @@ def add_note(
             .returning(Message.id)
         ).scalar_one()
         audit(conn, viewer, "note", f"conversation:{conv.id}", now, {"message_id": message_id})
-        emit(viewer.shop_id, message_event(conv.id, message_id, direction="note", sender="owner"))
+        announce(
+            viewer.shop_id, message_event(conv.id, message_id, direction="note", sender="owner")
+        )
         return Posted(message_id, None)
 
     return unit
 
 
-def resolve(
-    viewer: Viewer, conversation_id: int, now: datetime
-) -> Callable[[Connection, Emit], bool]:
+def resolve(viewer: Viewer, conversation_id: int, now: datetime) -> Unit[bool]:
     """Done: nobody is waiting any more. False if it was resolved already."""
 
-    def unit(conn: Connection, emit: Emit) -> bool:
+    def unit(conn: Connection) -> bool:
         conv = _conversation(conn, viewer, conversation_id)
         if conv.status == "resolved":
             return False
@@ -309,19 +310,17 @@ def resolve(
         )
         _system_event(conn, viewer, conv, "resolved", now)
         audit(conn, viewer, "resolve", f"conversation:{conv.id}", now)
-        emit(viewer.shop_id, conversation_event(conv.id, "resolved"))
+        announce(viewer.shop_id, conversation_event(conv.id, "resolved"))
         return True
 
     return unit
 
 
-def reopen(
-    viewer: Viewer, conversation_id: int, now: datetime
-) -> Callable[[Connection, Emit], bool]:
+def reopen(viewer: Viewer, conversation_id: int, now: datetime) -> Unit[bool]:
     """Back to open. Refused while the customer has another open conversation (a customer
     has one open conversation at a time; that one is where to carry on)."""
 
-    def unit(conn: Connection, emit: Emit) -> bool:
+    def unit(conn: Connection) -> bool:
         conv = _conversation(conn, viewer, conversation_id)
         if conv.status != "resolved":
             return False
@@ -338,18 +337,16 @@ def reopen(
         conn.execute(sa.update(C).where(C.id == conv.id).values(status="open", resolved_at=None))
         _system_event(conn, viewer, conv, "reopened", now)
         audit(conn, viewer, "reopen", f"conversation:{conv.id}", now)
-        emit(viewer.shop_id, conversation_event(conv.id, "reopened"))
+        announce(viewer.shop_id, conversation_event(conv.id, "reopened"))
         return True
 
     return unit
 
 
-def snooze(
-    viewer: Viewer, conversation_id: int, until: datetime, now: datetime
-) -> Callable[[Connection, Emit], bool]:
+def snooze(viewer: Viewer, conversation_id: int, until: datetime, now: datetime) -> Unit[bool]:
     """Out of the waiting list until `until` (a new customer message wakes it at once)."""
 
-    def unit(conn: Connection, emit: Emit) -> bool:
+    def unit(conn: Connection) -> bool:
         conv = _conversation(conn, viewer, conversation_id)
         if conv.status == "resolved":
             raise Refused("resolved")
@@ -358,7 +355,7 @@ def snooze(
         )
         _system_event(conn, viewer, conv, "snoozed", now, until=until.isoformat())
         audit(conn, viewer, "snooze", f"conversation:{conv.id}", now, {"until": until.isoformat()})
-        emit(viewer.shop_id, conversation_event(conv.id, "snoozed"))
+        announce(viewer.shop_id, conversation_event(conv.id, "snoozed"))
         return True
 
     return unit
@@ -366,12 +363,12 @@ def snooze(
 
 def owner_status(
     viewer: Viewer, status: str, busy_until: datetime | None, now: datetime
-) -> Callable[[Connection, Emit], None]:
+) -> Unit[None]:
     set_status = set_owner_status(viewer.shop_id, status, busy_until, now, actor=viewer.actor)
 
-    def unit(conn: Connection, emit: Emit) -> None:
+    def unit(conn: Connection) -> None:
         set_status(conn)
-        emit(viewer.shop_id, owner_status_event(status))
+        announce(viewer.shop_id, owner_status_event(status))
 
     return unit
 
@@ -388,10 +385,10 @@ class CustomerEdit:
 
 def update_customer(
     viewer: Viewer, customer_id: int, edit: CustomerEdit, now: datetime
-) -> Callable[[Connection, Emit], bool]:
+) -> Unit[bool]:
     """Save name, tags and notes; the audit entry names the fields that changed."""
 
-    def unit(conn: Connection, emit: Emit) -> bool:
+    def unit(conn: Connection) -> bool:
         row = conn.execute(
             sa.select(Customer.name, Customer.tags, Customer.notes).where(
                 viewer.scope(Customer.shop_id), Customer.id == customer_id
@@ -416,18 +413,16 @@ def update_customer(
             .values(name=edit.name, tags=edit.tags, notes=edit.notes)
         )
         audit(conn, viewer, "customer_updated", f"customer:{customer_id}", now, {"fields": changed})
-        emit(viewer.shop_id, {"type": "customer", "customer_id": customer_id})
+        announce(viewer.shop_id, {"type": "customer", "customer_id": customer_id})
         return True
 
     return unit
 
 
-def reveal_phone(
-    viewer: Viewer, customer_id: int, now: datetime
-) -> Callable[[Connection, Emit], str | None]:
+def reveal_phone(viewer: Viewer, customer_id: int, now: datetime) -> Unit[str | None]:
     """The customer's phone (E.164), read and audit-logged in one transaction."""
 
-    def unit(conn: Connection, emit: Emit) -> str | None:
+    def unit(conn: Connection) -> str | None:
         exists = conn.execute(
             sa.select(Customer.id).where(viewer.scope(Customer.shop_id), Customer.id == customer_id)
         ).scalar()
@@ -455,10 +450,10 @@ def reveal_phone(
 
 def save_reply(
     viewer: Viewer, reply_id: int | None, title: str, body: str, now: datetime
-) -> Callable[[Connection, Emit], int]:
+) -> Unit[int]:
     """Create (`reply_id` None) or change a saved reply; returns its id."""
 
-    def unit(conn: Connection, emit: Emit) -> int:
+    def unit(conn: Connection) -> int:
         if reply_id is None:
             new_id: int = conn.execute(
                 sa.insert(SavedReply)
@@ -486,10 +481,8 @@ def save_reply(
     return unit
 
 
-def delete_reply(
-    viewer: Viewer, reply_id: int, now: datetime
-) -> Callable[[Connection, Emit], None]:
-    def unit(conn: Connection, emit: Emit) -> None:
+def delete_reply(viewer: Viewer, reply_id: int, now: datetime) -> Unit[None]:
+    def unit(conn: Connection) -> None:
         row = conn.execute(
             sa.delete(SavedReply)
             .where(viewer.scope(SavedReply.shop_id), SavedReply.id == reply_id)

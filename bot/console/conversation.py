@@ -223,7 +223,9 @@ def _text(form: Any) -> tuple[str, str | None]:
 async def read(request: web.Request) -> web.Response:
     viewer = current(request)
     try:
-        await request.config_dict[keys.LIVE].write(changes.mark_read(viewer, object_id(request)))
+        await request.config_dict[keys.DATABASE].write(
+            changes.mark_read(viewer, object_id(request))
+        )
     except changes.NotFound:
         raise web.HTTPNotFound from None
     if wants_json(request):
@@ -256,15 +258,13 @@ async def reply(request: web.Request) -> web.Response:
         attachments=attachments,
     )
     try:
-        posted = await request.config_dict[keys.LIVE].write(unit)
+        posted = await request.config_dict[keys.DATABASE].write(unit)
     except changes.NotFound:
         raise web.HTTPNotFound from None
     except changes.Refused as exc:
         return await _refused(request, exc.code, 409, draft=text)
     except NoPath:
         return await _refused(request, "no_path", 409, draft=text)
-    if posted.sent is not None and posted.sent.outbox_id is not None:
-        request.config_dict[keys.OUTBOX].on_enqueued()
     path = posted.sent.path.name if posted.sent else None
     return _done(request, conversation_id, message_id=posted.message_id, path=path)
 
@@ -278,7 +278,7 @@ async def note(request: web.Request) -> web.Response:
         return await _refused(request, problem, 400, draft=text)
     unit = changes.add_note(viewer, conversation_id, text, now(request), nonce=nonce_of(form))
     try:
-        posted = await request.config_dict[keys.LIVE].write(unit)
+        posted = await request.config_dict[keys.DATABASE].write(unit)
     except changes.NotFound:
         raise web.HTTPNotFound from None
     return _done(request, conversation_id, message_id=posted.message_id)
@@ -288,7 +288,7 @@ async def resolve(request: web.Request) -> web.Response:
     viewer = current(request)
     conversation_id = object_id(request)
     try:
-        await request.config_dict[keys.LIVE].write(
+        await request.config_dict[keys.DATABASE].write(
             changes.resolve(viewer, conversation_id, now(request))
         )
     except changes.NotFound:
@@ -301,14 +301,13 @@ async def send_again(request: web.Request) -> web.Response:
     conversation_id = object_id(request)
     message_id = int(request.match_info["mid"])
     try:
-        await request.config_dict[keys.LIVE].write(
+        await request.config_dict[keys.DATABASE].write(
             changes.send_again(viewer, conversation_id, message_id, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
     except changes.Refused as exc:
         return await _refused(request, exc.code, 409)
-    request.config_dict[keys.OUTBOX].on_enqueued()
     return _done(request, conversation_id, message_id=message_id)
 
 
@@ -316,7 +315,7 @@ async def reopen(request: web.Request) -> web.Response:
     viewer = current(request)
     conversation_id = object_id(request)
     try:
-        await request.config_dict[keys.LIVE].write(
+        await request.config_dict[keys.DATABASE].write(
             changes.reopen(viewer, conversation_id, now(request))
         )
     except changes.NotFound:
@@ -354,7 +353,7 @@ async def snooze(request: web.Request) -> web.Response:
     if until is None:
         return await _refused(request, "bad_snooze", 400)
     try:
-        await request.config_dict[keys.LIVE].write(
+        await request.config_dict[keys.DATABASE].write(
             changes.snooze(viewer, conversation_id, until, at)
         )
     except changes.NotFound:
@@ -381,7 +380,7 @@ async def owner_status(request: web.Request) -> web.Response:
             until = busy_until(field(form, "until"), at, shop.timezone)
         except ValueError:
             raise web.HTTPBadRequest(text="until: expected HH:MM") from None
-    await request.config_dict[keys.LIVE].write(changes.owner_status(viewer, status, until, at))
+    await request.config_dict[keys.DATABASE].write(changes.owner_status(viewer, status, until, at))
     if wants_json(request):
         return web.json_response({"ok": True, "status": status})
     return see_other(safe_next(field(form, "next")))

@@ -121,7 +121,7 @@ async def update(request: web.Request) -> web.Response:
             return web.json_response({"ok": False, "problems": form.problems}, status=400)
         return await show(request, status=400, form=form)
     try:
-        await request.config_dict[keys.LIVE].write(
+        await request.config_dict[keys.DATABASE].write(
             changes.update_customer(viewer, customer_id, edit, now(request))
         )
     except changes.NotFound:
@@ -136,7 +136,7 @@ async def update(request: web.Request) -> web.Response:
 async def reveal_phone(request: web.Request) -> web.Response:
     viewer = current(request)
     try:
-        phone = await request.config_dict[keys.LIVE].write(
+        phone = await request.config_dict[keys.DATABASE].write(
             changes.reveal_phone(viewer, object_id(request), now(request))
         )
     except changes.NotFound:

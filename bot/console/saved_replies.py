@@ -236,9 +236,9 @@ async def _save(request: web.Request, reply_id: int | None) -> web.Response:
     code, detail = _validate(title, body)
     if code is not None:
         return await _page(request, Problem(reply_id, code, title, body, detail))
-    hub = request.config_dict[keys.LIVE]
+    unit = changes.save_reply(viewer, reply_id, title, body, now(request))
     try:
-        saved_id = await hub.write(changes.save_reply(viewer, reply_id, title, body, now(request)))
+        saved_id = await request.config_dict[keys.DATABASE].write(unit)
     except changes.NotFound:
         raise web.HTTPNotFound from None
     return see_other(f"{HOME}#r-{saved_id}")
@@ -255,7 +255,7 @@ async def update(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     viewer = require_owner(request)
     try:
-        await request.config_dict[keys.LIVE].write(
+        await request.config_dict[keys.DATABASE].write(
             changes.delete_reply(viewer, object_id(request), now(request))
         )
     except changes.NotFound:

@@ -46,7 +46,6 @@ async def receive_in_time(
             outcome: Outcome = committed.result()
         except Exception as exc:
             raise NotStored(describe_failure(exc)) from exc
-        app[keys.LIVE].arrived(arrival.shop_id, outcome, arrival.text)
         if once_stored is not None:
             once_stored(outcome)
         return outcome
@@ -58,8 +57,8 @@ async def receive_in_time(
         budget,
         extra={"shop": arrival.shop.slug},
     )
-    # Should it commit after all, the consoles show it and its photos are fetched.
-    app[keys.LIVE].arrived_when_committed(arrival.shop_id, committed, arrival.text)
+    # Should it commit after all, its photos are fetched (the consoles hear of it then, as
+    # they hear of every message: `bot.inbound` announces it to follow the commit).
     if once_stored is not None:
         committed.add_done_callback(_when_stored(once_stored))
     if failing:
@@ -113,5 +112,4 @@ async def _settle_late(
 ) -> None:
     outcome = await committed
     unit = answered_late(arrival.shop_id, outcome, app[keys.CLOCK].now(), callback_url=callback_url)
-    if await app[keys.DATABASE].write(unit) is not None:
-        app[keys.OUTBOX].on_enqueued()
+    await app[keys.DATABASE].write(unit)

@@ -128,8 +128,6 @@ async def skill(request: web.Request) -> web.Response:
     if outcome is None:
         metrics.skill_reply("graceful")
         return _answer(200, texts.render("received_later"), quick=default_quick_replies(shop))
-    if outcome.notified_owner:
-        app[keys.OUTBOX].on_enqueued()
     metrics.skill_reply(outcome.reply.handler.split(".")[0] or "unknown")
     owner_replies = tuple(texts.render("mailbox", body=b, shop=shop) for b in outcome.mailbox)
     return _answer(200, *owner_replies, *outcome.reply.texts, quick=outcome.reply.quick_replies)

@@ -110,15 +110,11 @@ async def inbound_sms(request: web.Request) -> web.Response:
         extra=_extra(sms, form),
     )
     try:
-        outcome = await receive_in_time(
-            app, arrival, once_stored=_fetch_photos(app) if sms.media else None
-        )
+        await receive_in_time(app, arrival, once_stored=_fetch_photos(app) if sms.media else None)
     except NotStored as exc:
         # A 5xx, never the empty TwiML: Twilio then knows the message did not arrive.
         log.error("twilio sms: message not stored: %s", exc, extra={"shop": shop.slug})
         return web.Response(status=503, text="not stored\n")
-    if outcome is not None and not outcome.duplicate:  # its SMS answer is in the outbox
-        app[keys.OUTBOX].on_enqueued()
     return _twiml()
 
 

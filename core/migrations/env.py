@@ -1,4 +1,4 @@
-"""Alembic environment. dangol calls it with a connection (`core.db.upgrade`); developers can
+"""Alembic environment. dangol calls it with a connection (`core.schema.upgrade`); developers can
 also run `alembic -x url=sqlite+aiosqlite:///var/dev.db revision --autogenerate -m "…"`
 with `script_location` pointing here."""
 
