@@ -19,7 +19,7 @@ came one after another:
   the text's and `payload.fell_back` says so, for the console;
 * on failure it keeps the vendor's reason in `Message.error`; on an opt-out (SOLAPI
   1061/2061, Twilio 21610) it records the customer's marketing consent as withdrawn, with
-  an audit entry (`core.opt_outs`) — the customer found by the message, else by the
+  an audit entry (`core.consents`) — the customer found by the message, else by the
   number the report names.
 
 A report about a message we do not know is stored and otherwise ignored: the provider
@@ -34,7 +34,7 @@ reports for one message in a batch apply in order, the later status winning.
 
 One job, kept whole though it is over 400 lines: the batch's statements, its finder and its
 decisions are one algorithm, read top-down; `catch_up` applies the same rule to reports that
-arrived before the send was recorded. Opt-outs are recorded by `core.opt_outs`.
+arrived before the send was recorded. Opt-outs are recorded by `core.consents`.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from core.consents import OptOut, record_opt_outs
 from core.db import Batched, Unit
 from core.models import CustomerIdentity, DeliveryEvent, Message, OutboxItem
-from core.opt_outs import OptOut, record_opt_outs
 from providers.base import DeliveryReport, DeliveryStatus, status_advances
 
 EVENTS = cast(sa.Table, DeliveryEvent.__table__)

@@ -19,7 +19,15 @@ from sqlalchemy.engine import Connection
 
 from bot import keys
 from core.clock import FrozenClock
-from core.models import Consent, Conversation, Customer, CustomerIdentity, Message, OutboxItem
+from core.models import (
+    AuditEntry,
+    Consent,
+    Conversation,
+    Customer,
+    CustomerIdentity,
+    Message,
+    OutboxItem,
+)
 from core.shops import set_owner_status
 
 PAYLOADS = Path(__file__).parent / "payloads" / "kakao"
@@ -191,6 +199,11 @@ async def test_opt_out_keyword_records_the_withdrawal(client: Client) -> None:
     assert "수신을 거부" in texts(answer)[0]
     (consent,) = await rows(client, Consent)
     assert (consent.scope, consent.granted) == ("marketing", False)
+    # Recorded by the one consent recorder, as a vendor's opt-out is: with its audit entry.
+    (audit,) = await rows(client, AuditEntry)
+    assert (audit.action, audit.subject) == ("consent_withdrawn", f"customer:{consent.customer_id}")
+    assert audit.actor == "customer"
+    assert audit.detail == {"scope": "marketing", "source": consent.source}
 
 
 async def test_complaint_opens_a_24_hour_deadline_and_tells_the_owner(client: Client) -> None:

@@ -5,15 +5,16 @@ notification through the outbox; an SMS answer is planned (a text costs the cust
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
 from bot.inbound.arrival import Arrival, attachment_links
 from bot.inbound.batch import Received
-from bot.inbound.statements import INSERT_CONSENTS, UPDATE_CONVERSATION
+from bot.inbound.statements import UPDATE_CONVERSATION
 from bot.routing import Context, Incoming
 from core.availability import OwnerState
+from core.consents import ConsentChange, record_consents
 from core.notices import owner_notices
 from core.outbox import OutboxRequest, enqueue_many
 from core.replies import sms_ack_key
@@ -92,25 +93,24 @@ def apply_effects(conn: Connection, new: list[Received], texts: Texts) -> None:
     # One row per message, in order: each UPDATE builds on the one before (unread + 1).
     conn.execute(UPDATE_CONVERSATION, [m.change for m in new])
 
-    consent_rows = [_consent_row(m) for m in new if m.effects.consent is not None]
-    if consent_rows:
-        conn.execute(INSERT_CONSENTS, consent_rows)
+    record_consents(conn, [_consent(m) for m in new if m.effects.consent is not None])
 
     notices = [row for m in new if m.notify for row in _owner_notices(m, texts)]
     enqueue_many(conn, notices)
 
 
-def _consent_row(m: Received) -> dict[str, Any]:
+def _consent(m: Received) -> ConsentChange:
     assert m.effects.consent is not None
     scope, granted, source = m.effects.consent
-    return {
-        "shop_id": m.arrival.shop_id,
-        "customer_id": m.customer_id,
-        "scope": scope,
-        "granted": granted,
-        "source": source,
-        "created_at": m.arrival.received_at,
-    }
+    return ConsentChange(
+        shop_id=m.arrival.shop_id,
+        customer_id=m.customer_id,
+        scope=scope,
+        granted=granted,
+        source=source,
+        actor="customer",
+        at=m.arrival.received_at,
+    )
 
 
 def _owner_notices(m: Received, texts: Texts) -> list[OutboxRequest]:

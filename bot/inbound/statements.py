@@ -69,7 +69,6 @@ INSERT_CUSTOMERS = sa.insert(customers).returning(
 )
 INSERT_CONVERSATIONS = sa.insert(conv).returning(conv.c.id, conv.c.customer_id)
 INSERT_REPLIES = sa.insert(msg_t)
-INSERT_CONSENTS = sa.insert(consents)
 
 
 def _per_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.config import OutboxConfig
+from core.consents import record_refusal
 from core.db import Database
 from core.delivery import catch_up
 from core.models import UTCDateTime
-from core.opt_outs import record_refusal
 from core.outbox import MESSAGES, OUTBOX
 from providers.base import (
     FINAL,
