@@ -185,7 +185,7 @@ async def test_the_timeline_fragment_has_only_newer_messages(owner: Client) -> N
 async def test_a_long_conversation_shows_its_newest_messages_first(
     owner: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.console import queries
+    from bot.console.queries import conversation as queries
 
     monkeypatch.setattr(queries, "TIMELINE_LIMIT", 3)
     at = now_of(owner)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from bot import keys
-from bot.console import changes, customers, queries
+from bot.console import changes, customers
 from bot.console.auth import Viewer, current
 from bot.console.layout import (
     clean_text,
@@ -31,6 +31,10 @@ from bot.console.layout import (
 )
 from bot.console.middleware import see_other
 from bot.console.photos import UPLOAD_ROUTE
+from bot.console.queries.conversation import read_conversation, read_timeline
+from bot.console.queries.customer import read_customer
+from bot.console.queries.header import read_header
+from bot.console.queries.saved_replies import read_saved_replies
 from bot.console.saved_replies import choices
 from bot.console.views import safe_next
 from bot.photos import find_attachment
@@ -66,7 +70,7 @@ async def show(
     tz = shop.timezone
     conversation_id = object_id(request)
     async with request.config_dict[keys.DATABASE].read() as conn:
-        conv = await queries.conversation(
+        conv = await read_conversation(
             conn,
             viewer,
             conversation_id,
@@ -76,13 +80,13 @@ async def show(
         )
         if conv is None:
             raise web.HTTPNotFound
-        customer = await queries.customer(conn, viewer, conv.customer_id, tz)
+        customer = await read_customer(conn, viewer, conv.customer_id, tz)
         assert customer is not None  # a conversation's customer is in the same shop
-        items, older = await queries.timeline(
+        items, older = await read_timeline(
             conn, viewer, conv.id, tz, before=query_id(request, "before")
         )
-        saved = await queries.saved_replies(conn, viewer, tz)
-        header = await queries.header(conn, viewer, at, tz)
+        saved = await read_saved_replies(conn, viewer, tz)
+        header = await read_header(conn, viewer, at, tz)
         addresses = await conn.run_sync(addresses_of, conv.customer_id)
     path: ReplyPath | None
     try:
@@ -142,7 +146,7 @@ async def timeline(request: web.Request) -> web.Response:
     after = query_id(request, "after")
     only = query_id(request, "message")
     async with request.config_dict[keys.DATABASE].read() as conn:
-        conv = await queries.conversation(
+        conv = await read_conversation(
             conn,
             viewer,
             conversation_id,
@@ -152,7 +156,7 @@ async def timeline(request: web.Request) -> web.Response:
         )
         if conv is None:
             raise web.HTTPNotFound
-        items, _ = await queries.timeline(
+        items, _ = await read_timeline(
             conn, viewer, conv.id, tz, after=after if only is None else None, only=only
         )
     try:  # the day of the item the page shows just before these: no repeated day divider

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.console.auth import Viewer
-from bot.console.queries import clean_tags
+from bot.console.queries.customer import clean_tags
 from core.models import Conversation, Customer, CustomerIdentity
 from core.phone import to_domestic
 from providers.masking import mask_phone
