@@ -16,6 +16,8 @@ from aiohttp import web
 from bot import keys
 from bot.console import changes, customers
 from bot.console.auth import Viewer, current
+from bot.console.changes import conversation as conversation_changes
+from bot.console.changes import owner as owner_changes
 from bot.console.layout import (
     clean_text,
     field,
@@ -227,7 +229,9 @@ def _text(form: Any) -> tuple[str, str | None]:
 async def read(request: web.Request) -> web.Response:
     viewer = current(request)
     try:
-        await request.config_dict[keys.LIVE].write(changes.mark_read(viewer, object_id(request)))
+        await request.config_dict[keys.LIVE].write(
+            conversation_changes.mark_read(viewer, object_id(request))
+        )
     except changes.NotFound:
         raise web.HTTPNotFound from None
     if wants_json(request):
@@ -250,7 +254,7 @@ async def reply(request: web.Request) -> web.Response:
         problem = None
     if problem is not None:
         return await _refused(request, problem, 400, draft=text)
-    unit = changes.reply(
+    unit = conversation_changes.reply(
         viewer,
         conversation_id,
         text,
@@ -280,7 +284,9 @@ async def note(request: web.Request) -> web.Response:
     text, problem = _text(form)
     if problem is not None:
         return await _refused(request, problem, 400, draft=text)
-    unit = changes.add_note(viewer, conversation_id, text, now(request), nonce=nonce_of(form))
+    unit = conversation_changes.add_note(
+        viewer, conversation_id, text, now(request), nonce=nonce_of(form)
+    )
     try:
         posted = await request.config_dict[keys.LIVE].write(unit)
     except changes.NotFound:
@@ -293,7 +299,7 @@ async def resolve(request: web.Request) -> web.Response:
     conversation_id = object_id(request)
     try:
         await request.config_dict[keys.LIVE].write(
-            changes.resolve(viewer, conversation_id, now(request))
+            conversation_changes.resolve(viewer, conversation_id, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -306,7 +312,7 @@ async def send_again(request: web.Request) -> web.Response:
     message_id = int(request.match_info["mid"])
     try:
         await request.config_dict[keys.LIVE].write(
-            changes.send_again(viewer, conversation_id, message_id, now(request))
+            conversation_changes.send_again(viewer, conversation_id, message_id, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -321,7 +327,7 @@ async def reopen(request: web.Request) -> web.Response:
     conversation_id = object_id(request)
     try:
         await request.config_dict[keys.LIVE].write(
-            changes.reopen(viewer, conversation_id, now(request))
+            conversation_changes.reopen(viewer, conversation_id, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -359,7 +365,7 @@ async def snooze(request: web.Request) -> web.Response:
         return await _refused(request, "bad_snooze", 400)
     try:
         await request.config_dict[keys.LIVE].write(
-            changes.snooze(viewer, conversation_id, until, at)
+            conversation_changes.snooze(viewer, conversation_id, until, at)
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -385,7 +391,9 @@ async def owner_status(request: web.Request) -> web.Response:
             until = busy_until(field(form, "until"), at, shop.timezone)
         except ValueError:
             raise web.HTTPBadRequest(text="until: expected HH:MM") from None
-    await request.config_dict[keys.LIVE].write(changes.owner_status(viewer, status, until, at))
+    await request.config_dict[keys.LIVE].write(
+        owner_changes.owner_status(viewer, status, until, at)
+    )
     if wants_json(request):
         return web.json_response({"ok": True, "status": status})
     return see_other(safe_next(field(form, "next")))

@@ -14,7 +14,8 @@ from aiohttp import web
 from bot import keys
 from bot.console import changes, customer_list
 from bot.console.auth import current
-from bot.console.changes import CustomerEdit
+from bot.console.changes import customer as customer_changes
+from bot.console.changes.customer import CustomerEdit
 from bot.console.customer_list import Cursor, Search
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of, wants_json
 from bot.console.middleware import see_other
@@ -124,7 +125,7 @@ async def update(request: web.Request) -> web.Response:
         return await show(request, status=400, form=form)
     try:
         await request.config_dict[keys.LIVE].write(
-            changes.update_customer(viewer, customer_id, edit, now(request))
+            customer_changes.update_customer(viewer, customer_id, edit, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -139,7 +140,7 @@ async def reveal_phone(request: web.Request) -> web.Response:
     viewer = current(request)
     try:
         phone = await request.config_dict[keys.LIVE].write(
-            changes.reveal_phone(viewer, object_id(request), now(request))
+            customer_changes.reveal_phone(viewer, object_id(request), now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None

@@ -27,6 +27,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from bot import keys
 from bot.console import changes
 from bot.console.auth import current, require_owner
+from bot.console.changes import saved_replies as saved_reply_changes
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of
 from bot.console.middleware import see_other
 from bot.console.queries.customer import CustomerView
@@ -238,7 +239,9 @@ async def _save(request: web.Request, reply_id: int | None) -> web.Response:
         return await _page(request, Problem(reply_id, code, title, body, detail))
     hub = request.config_dict[keys.LIVE]
     try:
-        saved_id = await hub.write(changes.save_reply(viewer, reply_id, title, body, now(request)))
+        saved_id = await hub.write(
+            saved_reply_changes.save_reply(viewer, reply_id, title, body, now(request))
+        )
     except changes.NotFound:
         raise web.HTTPNotFound from None
     return see_other(f"{HOME}#r-{saved_id}")
@@ -256,7 +259,7 @@ async def delete(request: web.Request) -> web.Response:
     viewer = require_owner(request)
     try:
         await request.config_dict[keys.LIVE].write(
-            changes.delete_reply(viewer, object_id(request), now(request))
+            saved_reply_changes.delete_reply(viewer, object_id(request), now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
