@@ -15,7 +15,6 @@ from aiohttp import web
 
 from bot import keys
 from bot.console import changes, customers
-from bot.console.auth import Viewer, current
 from bot.console.changes import conversation as conversation_changes
 from bot.console.changes import owner as owner_changes
 from bot.console.layout import (
@@ -38,6 +37,7 @@ from bot.console.queries.customer import read_customer
 from bot.console.queries.header import read_header
 from bot.console.queries.saved_replies import read_saved_replies
 from bot.console.saved_replies import choices
+from bot.console.viewer import Viewer, current
 from bot.console.views import safe_next
 from bot.photos import find_attachment
 from core.availability import busy_until

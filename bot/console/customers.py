@@ -13,7 +13,6 @@ from aiohttp import web
 
 from bot import keys
 from bot.console import changes, customer_list
-from bot.console.auth import current
 from bot.console.changes import customer as customer_changes
 from bot.console.changes.customer import CustomerEdit
 from bot.console.customer_list import Cursor, Search
@@ -21,6 +20,7 @@ from bot.console.layout import clean_text, field, now, object_id, page, shop_of,
 from bot.console.middleware import see_other
 from bot.console.queries.customer import read_customer
 from bot.console.queries.header import read_header
+from bot.console.viewer import current
 from bot.console.views import safe_next
 from core.phone import to_domestic
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot import keys
-from bot.console.auth import current
 from bot.console.layout import fragment, now, page, shop_of
 from bot.console.queries.header import Header, read_header
 from bot.console.queries.inbox import Cursor, Inbox, read_inbox
+from bot.console.viewer import current
 
 
 async def _load(request: web.Request) -> tuple[Inbox, Header]:

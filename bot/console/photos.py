@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from aiohttp import BodyPartReader, web
 
 from bot import keys
-from bot.console.auth import current
+from bot.console.viewer import current
 from bot.photos import (
     CONTENT_TYPE,
     ConversationNotFound,

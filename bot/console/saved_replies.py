@@ -26,13 +26,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from bot import keys
 from bot.console import changes
-from bot.console.auth import current, require_owner
 from bot.console.changes import saved_replies as saved_reply_changes
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of
 from bot.console.middleware import see_other
 from bot.console.queries.customer import CustomerView
 from bot.console.queries.header import read_header
 from bot.console.queries.saved_replies import SavedReplyView, read_saved_replies
+from bot.console.viewer import current, require_owner
 from core.config import ShopConfig
 from core.models import SavedReply
 

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.console.auth import Viewer
+from bot.console.viewer import Viewer
 from core.models import AuditEntry
 
 

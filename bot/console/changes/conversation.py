@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.console.auth import Viewer
 from bot.console.changes import NotFound, Refused, audit
+from bot.console.viewer import Viewer
 from bot.live import Emit, conversation_event, message_event
 from bot.photos import link_to_message
 from core.config import Delivery

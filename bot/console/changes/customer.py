@@ -10,8 +10,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.console.auth import Viewer
 from bot.console.changes import NotFound, audit
+from bot.console.viewer import Viewer
 from bot.live import Emit
 from core.models import Customer, CustomerIdentity
 

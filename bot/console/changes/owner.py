@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from bot.console.auth import Viewer
+from bot.console.viewer import Viewer
 from bot.live import Emit, owner_status_event
 from core.shops import set_owner_status
 

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.console.auth import Viewer
 from bot.console.queries import local
 from bot.console.queries.waiting import level_of
+from bot.console.viewer import Viewer
 from bot.inbound import attachment_links
 from core.models import Conversation, Message
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.console.auth import Viewer
+from bot.console.viewer import Viewer
 from core.models import Consent, Conversation, Customer, CustomerIdentity
 from core.phone import to_domestic
 from providers.masking import mask_phone

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.console.auth import Viewer
 from bot.console.queries import local
 from bot.console.queries.waiting import waiting_now
+from bot.console.viewer import Viewer
 from core.models import Conversation, OutboxItem, Shop
 
 C = Conversation

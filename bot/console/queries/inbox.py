@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.console.auth import Viewer
 from bot.console.queries import local
 from bot.console.queries.waiting import level_of, waiting_now
+from bot.console.viewer import Viewer
 from core.models import Conversation, Customer, Message
 
 PAGE_SIZE = 50

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.console.auth import Viewer
+from bot.console.viewer import Viewer
 from core.models import SavedReply
 
 
