@@ -395,7 +395,9 @@ async def test_a_reply_wakes_a_snoozed_conversation(owner: Client) -> None:
 
 
 async def _photo(client: Client, conversation_id: int, shop: str = "hanbit") -> int:
-    from bot.photos import Prepared, new_stored_name, record_photo
+    from bot.photos.cleaning import Prepared
+    from bot.photos.records import record_photo
+    from bot.photos.store import new_stored_name
 
     unit = record_photo(
         shop_id=shop_id(client, shop),

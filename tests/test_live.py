@@ -37,7 +37,8 @@ from bot.live import (
     message_event,
     notify_in,
 )
-from bot.photos import new_stored_name, public_path
+from bot.photos.records import public_path
+from bot.photos.store import new_stored_name
 from core.db import Database
 from core.models import ConsoleSession, Message
 

@@ -39,7 +39,7 @@ from bot.console.queries.saved_replies import read_saved_replies
 from bot.console.saved_replies import choices
 from bot.console.viewer import Viewer, current
 from bot.console.views import safe_next
-from bot.photos import find_attachment
+from bot.photos.records import find_attachment
 from core.availability import busy_until
 from core.replies import NoPath, ReplyPath, addresses_of, choose_path
 from core.shops import OWNER_STATUSES

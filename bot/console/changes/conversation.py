@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from bot.console.changes import NotFound, Refused, audit
 from bot.console.viewer import Viewer
 from bot.live import Emit, conversation_event, message_event
-from bot.photos import link_to_message
+from bot.photos.records import link_to_message
 from core.config import Delivery
 from core.models import Conversation, Message, OutboxItem
 from core.outbox import requeue
@@ -117,7 +117,8 @@ def reply(
     attachments: list[dict[str, Any]] | None = None,
 ) -> Callable[[Connection, Emit], Posted]:
     """The owner's reply, by the path `owner_reply` chooses (raises `NoPath` if none), with
-    the photos in `attachments` (from `bot.photos.find_attachment`) marked as sent with it."""
+    the photos in `attachments` (from `bot.photos.records.find_attachment`) marked as sent
+    with it."""
 
     def unit(conn: Connection, emit: Emit) -> Posted:
         conv = _conversation(conn, viewer, conversation_id)
