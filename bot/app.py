@@ -30,7 +30,8 @@ from bot.handlers import build_switchboard
 from bot.inbound import Services
 from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
-from bot.photos import OutboxPhotos, PhotoStore
+from bot.photos.outbox import OutboxPhotos
+from bot.photos.store import PhotoStore
 from bot.webhooks import kakao, solapi
 from bot.webhooks import twilio as twilio_hooks
 from core.clock import Clock, SystemClock

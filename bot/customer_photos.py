@@ -2,12 +2,13 @@
 
 Twilio hands over an inbound MMS as links (`MediaUrl0…`, behind the account's credentials;
 PROTOCOLS §5.1). The webhook stores them with the message, in its payload's `extra`
-(`bot.inbound.with_attachments`), so nothing is lost if we stop. `fetch_photos` then downloads each
-image, cleans it exactly like an owner's upload (`bot.photos.prepare`: decoded, location and
-other metadata dropped, re-encoded), stores it, and records the result on the message in
-one unit: a `photos` row per picture, `payload.attachments` (the shape owner photos have, so
-the console shows both alike) and `payload.media`, one outcome per link, `{"photo_id": …}` or
-`{"error": "<reason>"}`. A message with `media` is done: a second run stores nothing twice.
+(`bot.inbound.with_attachments`), so nothing is lost if we stop. `fetch_photos` then
+downloads each image, cleans it exactly like an owner's upload
+(`bot.photos.cleaning.prepare`: decoded, location and other metadata dropped, re-encoded),
+stores it, and records the result on the message in one unit: a `photos` row per picture,
+`payload.attachments` (the shape owner photos have, so the console shows both alike) and
+`payload.media`, one outcome per link, `{"photo_id": …}` or `{"error": "<reason>"}`. A
+message with `media` is done: a second run stores nothing twice.
 
 It runs once the webhook's message is committed, and at start-up for the messages of the
 last days that a stop interrupted. Network trouble and Twilio's 5xx are tried five times
@@ -31,7 +32,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from bot import keys
 from bot.inbound import attachment_links
-from bot.photos import PhotoRejected, PhotoStore, Prepared, attachment, prepare, record_photo
+from bot.photos.cleaning import PhotoRejected, Prepared, prepare
+from bot.photos.records import attachment, record_photo
+from bot.photos.store import PhotoStore
 from core.models import Message
 from providers.base import Provider, ProviderError, TransientError
 from providers.twilio import TwilioProvider

@@ -14,7 +14,7 @@ A notice must always be sendable, whatever the customer typed. The plain text go
 and each channel makes it fit: SOLAPI's SMS, which cannot carry an emoji, puts □ in its place
 for the owner (providers/sms_text.py) where it would refuse a customer's message. ``#{내용}``
 is made to fit here, as AlimTalk falls back to an SMS built from it. A notice that fails all
-the same is shown in the console (bot/console/queries.py `failed_notices`) for as long as
+the same is shown in the console (bot/console/queries/header.py `_failed_notices`) for as long as
 its customer waits.
 """
 

@@ -185,7 +185,7 @@ async def test_the_timeline_fragment_has_only_newer_messages(owner: Client) -> N
 async def test_a_long_conversation_shows_its_newest_messages_first(
     owner: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.console import queries
+    from bot.console.queries import conversation as queries
 
     monkeypatch.setattr(queries, "TIMELINE_LIMIT", 3)
     at = now_of(owner)
@@ -395,7 +395,9 @@ async def test_a_reply_wakes_a_snoozed_conversation(owner: Client) -> None:
 
 
 async def _photo(client: Client, conversation_id: int, shop: str = "hanbit") -> int:
-    from bot.photos import Prepared, new_stored_name, record_photo
+    from bot.photos.cleaning import Prepared
+    from bot.photos.records import record_photo
+    from bot.photos.store import new_stored_name
 
     unit = record_photo(
         shop_id=shop_id(client, shop),

@@ -25,7 +25,8 @@ from console_helpers import (
 )
 from sqlalchemy.engine import Connection
 
-from bot.console.queries import Cursor, level_of
+from bot.console.queries.inbox import Cursor
+from bot.console.queries.waiting import level_of
 from core.models import Conversation as C
 
 pytestmark = pytest.mark.usefixtures("cheap_hasher")

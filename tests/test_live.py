@@ -36,7 +36,8 @@ from bot.live import (
     announce,
     message_event,
 )
-from bot.photos import new_stored_name, public_path
+from bot.photos.records import public_path
+from bot.photos.store import new_stored_name
 from core.db import Database
 from core.models import ConsoleSession, Message
 

@@ -1,5 +1,5 @@
 """An owner's photo reply, end to end: outbox row → build_outgoing → the photo resolver
-(bot/photos.py) → SOLAPI (MMS) / Twilio (MediaUrl) fakes on loopback, or a link in the
+(bot/photos/) → SOLAPI (MMS) / Twilio (MediaUrl) fakes on loopback, or a link in the
 text for providers that carry no pictures. SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from PIL import Image
 from sqlalchemy.engine import Connection
 
-from bot.photos import MMS_MAX_BYTES, OutboxPhotos, PhotoStore, attachment, prepare
+from bot.photos.cleaning import MMS_MAX_BYTES, prepare
+from bot.photos.outbox import OutboxPhotos
+from bot.photos.records import attachment
+from bot.photos.store import PhotoStore
 from core.clock import FrozenClock
 from core.config import Delivery, OutboxConfig
 from core.db import Database

@@ -836,7 +836,7 @@ PHOTO_URL = "https://shop.example/p/" + "A" * 32 + ".jpg"
 
 
 class Photos:
-    """A stand-in for the app's photo resolver (bot/photos.py OutboxPhotos)."""
+    """A stand-in for the app's photo resolver (bot/photos/outbox.py OutboxPhotos)."""
 
     def __init__(
         self, url: str | None = PHOTO_URL, error: Exception | None = None, times: int = 1

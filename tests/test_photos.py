@@ -26,22 +26,12 @@ from PIL import ExifTags, Image
 from test_console_auth import add, cookie, login, page_csrf, use_session
 
 from bot import keys
-from bot import photos as photos_mod
 from bot.app import create_app
-from bot.photos import (
-    MMS_MAX_BYTES,
-    OutboxPhotos,
-    PhotoRejected,
-    PhotoStore,
-    attachment,
-    clean_original_name,
-    find_attachment,
-    for_mms,
-    is_stored_name,
-    prepare,
-    public_photo_url,
-    stored_name_of,
-)
+from bot.photos import store as photo_store
+from bot.photos.cleaning import MMS_MAX_BYTES, PhotoRejected, for_mms, prepare
+from bot.photos.outbox import OutboxPhotos, public_photo_url, stored_name_of
+from bot.photos.records import attachment, clean_original_name, find_attachment
+from bot.photos.store import PhotoStore, is_stored_name
 from core.clock import FrozenClock
 from core.config import ConfigError, parse
 from core.models import Conversation, Customer, Photo
@@ -379,7 +369,7 @@ def test_the_mms_copy_is_made_once_next_to_the_original(
         made.append(len(jpeg))
         return for_mms(jpeg)
 
-    monkeypatch.setattr(photos_mod, "for_mms", counted)
+    monkeypatch.setattr(photo_store, "for_mms", counted)
     copy = store.mms_file(name)
     assert store.mms_file(name) == copy
     assert len(made) == 1
@@ -878,7 +868,7 @@ async def test_the_attachment_is_found_only_in_its_own_conversation(client: Clie
 
 def test_mms_limits_are_the_providers_facts() -> None:
     """Issue 12 item 5: the limits are written once, on the provider that uploads files."""
-    from bot import photos
+    from bot.photos import cleaning as photos
     from providers.solapi import SolapiProvider
     from providers.twilio import TwilioProvider
 

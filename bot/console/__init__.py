@@ -1,11 +1,13 @@
 """The owner console: a sub-app mounted at /console/ with its own middlewares.
 
-The foundation — accounts, sessions, CSRF, login throttling, login/logout — and the
-screens: the inbox (`inbox`), a conversation (`conversation`), customers (`customers`),
-saved replies (`saved_replies`) and the live event stream (`stream`). Views get the
-signed-in user and shop with `current(request)` and scope every query with
-`viewer.scope(Model.shop_id)`; forms carry the `csrf` field (templates:
-`{{ viewer.csrf_token }}`), scripts the X-CSRF-Token header.
+The foundation — who is looking (`viewer`), sessions and their tokens (`sessions`),
+logging in and its throttling (`login`), the cookies (`cookies`), what a request says about
+the browser behind it (`client`), the middlewares (CSRF among them) — and the screens: the
+inbox (`inbox`), a conversation (`conversation`), customers (`customers`), saved replies
+(`saved_replies`) and the live event stream (`stream`). Views get the signed-in user and
+shop with `current(request)` and scope every query with `viewer.scope(Model.shop_id)`;
+forms carry the `csrf` field (templates: `{{ viewer.csrf_token }}`), scripts the
+X-CSRF-Token header. What the pages read is in `queries/`, what they change in `changes/`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from bot.console import (
     stream,
     views,
 )
-from bot.console.auth import VIEWER, Viewer, current, require_owner
 from bot.console.middleware import MIDDLEWARES
 from bot.console.render import STATIC_ROUTE
+from bot.console.viewer import VIEWER, Viewer, current, require_owner
 
 __all__ = ["VIEWER", "Viewer", "console_app", "current", "require_owner"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot import accounts, keys
-from bot.console import queries
-from bot.console.auth import current
 from bot.console.layout import clean_text, field, now, page, shop_of
 from bot.console.middleware import see_other
+from bot.console.queries.header import read_header
+from bot.console.viewer import current
 
 PATH = "/console/me"
 
@@ -23,7 +23,7 @@ async def _page(
     viewer = current(request)
     shop = shop_of(request, viewer)
     async with request.config_dict[keys.DATABASE].read() as conn:
-        header = await queries.header(conn, viewer, now(request), shop.timezone)
+        header = await read_header(conn, viewer, now(request), shop.timezone)
     return page(
         request,
         "account.html",

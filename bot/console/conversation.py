@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from bot import keys
-from bot.console import changes, customers, queries
-from bot.console.auth import Viewer, current
+from bot.console import changes, customers
+from bot.console.changes import conversation as conversation_changes
+from bot.console.changes import owner as owner_changes
 from bot.console.layout import (
     clean_text,
     field,
@@ -31,9 +32,14 @@ from bot.console.layout import (
 )
 from bot.console.middleware import see_other
 from bot.console.photos import UPLOAD_ROUTE
+from bot.console.queries.conversation import read_conversation, read_timeline
+from bot.console.queries.customer import read_customer
+from bot.console.queries.header import read_header
+from bot.console.queries.saved_replies import read_saved_replies
 from bot.console.saved_replies import choices
+from bot.console.viewer import Viewer, current
 from bot.console.views import safe_next
-from bot.photos import find_attachment
+from bot.photos.records import find_attachment
 from core.availability import busy_until
 from core.replies import NoPath, ReplyPath, addresses_of, choose_path
 from core.shops import OWNER_STATUSES
@@ -66,7 +72,7 @@ async def show(
     tz = shop.timezone
     conversation_id = object_id(request)
     async with request.config_dict[keys.DATABASE].read() as conn:
-        conv = await queries.conversation(
+        conv = await read_conversation(
             conn,
             viewer,
             conversation_id,
@@ -76,13 +82,13 @@ async def show(
         )
         if conv is None:
             raise web.HTTPNotFound
-        customer = await queries.customer(conn, viewer, conv.customer_id, tz)
+        customer = await read_customer(conn, viewer, conv.customer_id, tz)
         assert customer is not None  # a conversation's customer is in the same shop
-        items, older = await queries.timeline(
+        items, older = await read_timeline(
             conn, viewer, conv.id, tz, before=query_id(request, "before")
         )
-        saved = await queries.saved_replies(conn, viewer, tz)
-        header = await queries.header(conn, viewer, at, tz)
+        saved = await read_saved_replies(conn, viewer, tz)
+        header = await read_header(conn, viewer, at, tz)
         addresses = await conn.run_sync(addresses_of, conv.customer_id)
     path: ReplyPath | None
     try:
@@ -142,7 +148,7 @@ async def timeline(request: web.Request) -> web.Response:
     after = query_id(request, "after")
     only = query_id(request, "message")
     async with request.config_dict[keys.DATABASE].read() as conn:
-        conv = await queries.conversation(
+        conv = await read_conversation(
             conn,
             viewer,
             conversation_id,
@@ -152,7 +158,7 @@ async def timeline(request: web.Request) -> web.Response:
         )
         if conv is None:
             raise web.HTTPNotFound
-        items, _ = await queries.timeline(
+        items, _ = await read_timeline(
             conn, viewer, conv.id, tz, after=after if only is None else None, only=only
         )
     try:  # the day of the item the page shows just before these: no repeated day divider
@@ -224,7 +230,7 @@ async def read(request: web.Request) -> web.Response:
     viewer = current(request)
     try:
         await request.config_dict[keys.DATABASE].write(
-            changes.mark_read(viewer, object_id(request))
+            conversation_changes.mark_read(viewer, object_id(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -248,7 +254,7 @@ async def reply(request: web.Request) -> web.Response:
         problem = None
     if problem is not None:
         return await _refused(request, problem, 400, draft=text)
-    unit = changes.reply(
+    unit = conversation_changes.reply(
         viewer,
         conversation_id,
         text,
@@ -276,7 +282,9 @@ async def note(request: web.Request) -> web.Response:
     text, problem = _text(form)
     if problem is not None:
         return await _refused(request, problem, 400, draft=text)
-    unit = changes.add_note(viewer, conversation_id, text, now(request), nonce=nonce_of(form))
+    unit = conversation_changes.add_note(
+        viewer, conversation_id, text, now(request), nonce=nonce_of(form)
+    )
     try:
         posted = await request.config_dict[keys.DATABASE].write(unit)
     except changes.NotFound:
@@ -289,7 +297,7 @@ async def resolve(request: web.Request) -> web.Response:
     conversation_id = object_id(request)
     try:
         await request.config_dict[keys.DATABASE].write(
-            changes.resolve(viewer, conversation_id, now(request))
+            conversation_changes.resolve(viewer, conversation_id, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -302,7 +310,7 @@ async def send_again(request: web.Request) -> web.Response:
     message_id = int(request.match_info["mid"])
     try:
         await request.config_dict[keys.DATABASE].write(
-            changes.send_again(viewer, conversation_id, message_id, now(request))
+            conversation_changes.send_again(viewer, conversation_id, message_id, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -316,7 +324,7 @@ async def reopen(request: web.Request) -> web.Response:
     conversation_id = object_id(request)
     try:
         await request.config_dict[keys.DATABASE].write(
-            changes.reopen(viewer, conversation_id, now(request))
+            conversation_changes.reopen(viewer, conversation_id, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -354,7 +362,7 @@ async def snooze(request: web.Request) -> web.Response:
         return await _refused(request, "bad_snooze", 400)
     try:
         await request.config_dict[keys.DATABASE].write(
-            changes.snooze(viewer, conversation_id, until, at)
+            conversation_changes.snooze(viewer, conversation_id, until, at)
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -380,7 +388,9 @@ async def owner_status(request: web.Request) -> web.Response:
             until = busy_until(field(form, "until"), at, shop.timezone)
         except ValueError:
             raise web.HTTPBadRequest(text="until: expected HH:MM") from None
-    await request.config_dict[keys.DATABASE].write(changes.owner_status(viewer, status, until, at))
+    await request.config_dict[keys.DATABASE].write(
+        owner_changes.owner_status(viewer, status, until, at)
+    )
     if wants_json(request):
         return web.json_response({"ok": True, "status": status})
     return see_other(safe_next(field(form, "next")))

@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.console.auth import Viewer
-from bot.console.queries import clean_tags
+from bot.console.queries.customer import clean_tags
+from bot.console.viewer import Viewer
 from core.models import Conversation, Customer, CustomerIdentity
 from core.phone import to_domestic
 from providers.masking import mask_phone

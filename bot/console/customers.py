@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot import keys
-from bot.console import changes, customer_list, queries
-from bot.console.auth import current
-from bot.console.changes import CustomerEdit
+from bot.console import changes, customer_list
+from bot.console.changes import customer as customer_changes
+from bot.console.changes.customer import CustomerEdit
 from bot.console.customer_list import Cursor, Search
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of, wants_json
 from bot.console.middleware import see_other
+from bot.console.queries.customer import read_customer
+from bot.console.queries.header import read_header
+from bot.console.viewer import current
 from bot.console.views import safe_next
 from core.phone import to_domestic
 
@@ -73,10 +76,10 @@ async def show(
     shop = shop_of(request, viewer)
     at = now(request)
     async with request.config_dict[keys.DATABASE].read() as conn:
-        customer = await queries.customer(conn, viewer, object_id(request), shop.timezone)
+        customer = await read_customer(conn, viewer, object_id(request), shop.timezone)
         if customer is None:
             raise web.HTTPNotFound
-        header = await queries.header(conn, viewer, at, shop.timezone)
+        header = await read_header(conn, viewer, at, shop.timezone)
     return page(
         request,
         "customer.html",
@@ -101,7 +104,7 @@ async def index(request: web.Request) -> web.Response:
     cursor = Cursor.decode(request.query["after"]) if "after" in request.query else None
     async with request.config_dict[keys.DATABASE].read() as conn:
         listing = await customer_list.customers(conn, viewer, search, shop.timezone, cursor=cursor)
-        header = await queries.header(conn, viewer, at, shop.timezone)
+        header = await read_header(conn, viewer, at, shop.timezone)
     return page(
         request, "customers.html", viewer=viewer, header=header, listing=listing, nav="customers"
     )
@@ -122,7 +125,7 @@ async def update(request: web.Request) -> web.Response:
         return await show(request, status=400, form=form)
     try:
         await request.config_dict[keys.DATABASE].write(
-            changes.update_customer(viewer, customer_id, edit, now(request))
+            customer_changes.update_customer(viewer, customer_id, edit, now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None
@@ -137,7 +140,7 @@ async def reveal_phone(request: web.Request) -> web.Response:
     viewer = current(request)
     try:
         phone = await request.config_dict[keys.DATABASE].write(
-            changes.reveal_phone(viewer, object_id(request), now(request))
+            customer_changes.reveal_phone(viewer, object_id(request), now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None

@@ -5,20 +5,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot import keys
-from bot.console import queries
-from bot.console.auth import current
 from bot.console.layout import fragment, now, page, shop_of
-from bot.console.queries import Cursor, Inbox
+from bot.console.queries.header import Header, read_header
+from bot.console.queries.inbox import Cursor, Inbox, read_inbox
+from bot.console.viewer import current
 
 
-async def _load(request: web.Request) -> tuple[Inbox, queries.Header]:
+async def _load(request: web.Request) -> tuple[Inbox, Header]:
     viewer = current(request)
     shop = shop_of(request, viewer)
     at = now(request)
     raw_filter = request.query.get("filter", "all")
     cursor = Cursor.decode(request.query["after"]) if "after" in request.query else None
     async with request.config_dict[keys.DATABASE].read() as conn:
-        inbox = await queries.inbox(
+        inbox = await read_inbox(
             conn,
             viewer,
             now=at,
@@ -27,7 +27,7 @@ async def _load(request: web.Request) -> tuple[Inbox, queries.Header]:
             filter_name=raw_filter,
             cursor=cursor,
         )
-        header = await queries.header(conn, viewer, at, shop.timezone)
+        header = await read_header(conn, viewer, at, shop.timezone)
     return inbox, header
 
 

@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from bot import keys
-from bot.console.auth import Viewer
-from bot.console.queries import Header
+from bot.console.queries.header import Header
 from bot.console.render import render, static_url
+from bot.console.viewer import Viewer
 from core.availability import Availability, OwnerState, assess
 from core.config import ShopConfig
 

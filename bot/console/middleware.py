@@ -13,9 +13,9 @@ from aiohttp import web
 from yarl import URL
 
 from bot import keys
-from bot.console import auth
-from bot.console.auth import VIEWER
+from bot.console import cookies, sessions
 from bot.console.render import SECURITY_HEADERS, render
+from bot.console.viewer import VIEWER, Viewer
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,19 @@ async def session(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Load the viewer from the session cookie; expire a cookie that no longer works."""
     if _is_static(request):
         return await handler(request)
-    token = request.cookies.get(auth.SESSION_COOKIE)
+    token = request.cookies.get(cookies.SESSION_COOKIE)
     stale = False
     if token is not None:
         database = request.config_dict[keys.DATABASE]
         now = request.config_dict[keys.CLOCK].now()
         cfg = request.config_dict[keys.SETTINGS].console
-        viewer, touch = await auth.load_viewer(database, token, now, cfg)
+        viewer, touch = await sessions.load_viewer(database, token, now, cfg)
         if viewer is None:
             stale = True
         else:
             request[VIEWER] = viewer
             if touch:
-                await database.write(auth.touch_session(viewer.session_id, now))
+                await database.write(sessions.touch_session(viewer.session_id, now))
     if not stale:
         return await handler(request)
     try:
@@ -88,8 +88,8 @@ async def session(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _forget_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    if auth.SESSION_COOKIE not in response.cookies:  # a login may have just set a new one
-        auth.clear_session_cookie(response, request, request.config_dict[keys.SETTINGS].console)
+    if cookies.SESSION_COOKIE not in response.cookies:  # a login may have just set a new one
+        cookies.clear_session_cookie(response, request, request.config_dict[keys.SETTINGS].console)
 
 
 @web.middleware
@@ -124,8 +124,8 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _forbidden(request, "origin")
     viewer = request.get(VIEWER)
     if request.path == LOGIN_PATH:
-        expected = request.cookies.get(auth.LOGIN_CSRF_COOKIE)
-    elif isinstance(viewer, auth.Viewer):
+        expected = request.cookies.get(cookies.LOGIN_CSRF_COOKIE)
+    elif isinstance(viewer, Viewer):
         expected = viewer.csrf_token
     else:  # login_required let it through without a session: nothing to compare against
         expected = None
@@ -135,7 +135,7 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     if given is None and request.content_type in FORM_TYPES:
         field = (await request.post()).get("csrf")
         given = field if isinstance(field, str) else None
-    if not auth.tokens_match(given, expected):
+    if not sessions.tokens_match(given, expected):
         log.warning("console: CSRF token missing or wrong on %s %s", request.method, request.path)
         return _forbidden(request, "csrf")
     return await handler(request)

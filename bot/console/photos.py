@@ -23,18 +23,10 @@ import sqlalchemy as sa
 from aiohttp import BodyPartReader, web
 
 from bot import keys
-from bot.console.auth import current
-from bot.photos import (
-    CONTENT_TYPE,
-    ConversationNotFound,
-    PhotoRejected,
-    PhotoStore,
-    clean_original_name,
-    is_stored_name,
-    prepare,
-    record_photo,
-    too_large,
-)
+from bot.console.viewer import current
+from bot.photos.cleaning import CONTENT_TYPE, PhotoRejected, prepare, too_large
+from bot.photos.records import ConversationNotFound, clean_original_name, record_photo
+from bot.photos.store import PhotoStore, is_stored_name
 from core.config import Settings
 from core.models import Conversation, Photo
 

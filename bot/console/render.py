@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from bot.console.auth import VIEWER
+from bot.console.viewer import VIEWER
 
 STATIC_ROUTE = "console_static"
 

@@ -25,11 +25,14 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot import keys
-from bot.console import changes, queries
-from bot.console.auth import current, require_owner
+from bot.console import changes
+from bot.console.changes import saved_replies as saved_reply_changes
 from bot.console.layout import clean_text, field, now, object_id, page, shop_of
 from bot.console.middleware import see_other
-from bot.console.queries import CustomerView
+from bot.console.queries.customer import CustomerView
+from bot.console.queries.header import read_header
+from bot.console.queries.saved_replies import SavedReplyView, read_saved_replies
+from bot.console.viewer import current, require_owner
 from core.config import ShopConfig
 from core.models import SavedReply
 
@@ -127,9 +130,7 @@ class Choice:
     text: str
 
 
-def choices(
-    saved: list[queries.SavedReplyView], customer: CustomerView, shop: ShopConfig
-) -> list[Choice]:
+def choices(saved: list[SavedReplyView], customer: CustomerView, shop: ShopConfig) -> list[Choice]:
     values = variables(customer, shop)
     return [Choice(s.id, s.title, render_reply(s.body, values)) for s in saved]
 
@@ -206,8 +207,8 @@ async def _page(request: web.Request, problem: Problem | None = None) -> web.Res
     shop = shop_of(request, viewer)
     at = now(request)
     async with request.config_dict[keys.DATABASE].read() as conn:
-        saved = await queries.saved_replies(conn, viewer, shop.timezone)
-        header = await queries.header(conn, viewer, at, shop.timezone)
+        saved = await read_saved_replies(conn, viewer, shop.timezone)
+        header = await read_header(conn, viewer, at, shop.timezone)
     return page(
         request,
         "saved_replies.html",
@@ -236,7 +237,7 @@ async def _save(request: web.Request, reply_id: int | None) -> web.Response:
     code, detail = _validate(title, body)
     if code is not None:
         return await _page(request, Problem(reply_id, code, title, body, detail))
-    unit = changes.save_reply(viewer, reply_id, title, body, now(request))
+    unit = saved_reply_changes.save_reply(viewer, reply_id, title, body, now(request))
     try:
         saved_id = await request.config_dict[keys.DATABASE].write(unit)
     except changes.NotFound:
@@ -256,7 +257,7 @@ async def delete(request: web.Request) -> web.Response:
     viewer = require_owner(request)
     try:
         await request.config_dict[keys.DATABASE].write(
-            changes.delete_reply(viewer, object_id(request), now(request))
+            saved_reply_changes.delete_reply(viewer, object_id(request), now(request))
         )
     except changes.NotFound:
         raise web.HTTPNotFound from None

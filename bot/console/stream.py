@@ -19,10 +19,10 @@ import logging
 from aiohttp import web
 
 from bot import keys
-from bot.console import auth
-from bot.console.auth import current
+from bot.console import cookies, sessions
 from bot.console.middleware import _same_origin  # the CSRF check's Origin rule, reused
 from bot.console.render import SECURITY_HEADERS
+from bot.console.viewer import current
 from bot.live import Closed, Event, TooManySubscribers
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,9 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def _still_signed_in(request: web.Request) -> bool:
     """The session is still there and fresh (the stream itself does not count as activity,
     so an idle timeout still ends it)."""
-    token = request.cookies.get(auth.SESSION_COOKIE, "")
+    token = request.cookies.get(cookies.SESSION_COOKIE, "")
     database = request.config_dict[keys.DATABASE]
     cfg = request.config_dict[keys.SETTINGS].console
     now = request.config_dict[keys.CLOCK].now()
-    viewer, _ = await auth.load_viewer(database, token, now, cfg)
+    viewer, _ = await sessions.load_viewer(database, token, now, cfg)
     return viewer is not None

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from bot import accounts, keys
-from bot.console import auth
-from bot.console.auth import current
+from bot.console import client, cookies, login, sessions
 from bot.console.middleware import LOGIN_PATH, PREFIX, see_other
 from bot.console.render import render
+from bot.console.viewer import VIEWER, current
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,17 @@ async def root(request: web.Request) -> web.Response:
 
 async def login_page(request: web.Request) -> web.Response:
     next_url = safe_next(request.query.get("next", ""))
-    if auth.VIEWER in request:
+    if VIEWER in request:
         return see_other(next_url)
     return _login_form(request, next_url, failed=False)
 
 
 def _login_form(request: web.Request, next_url: str, *, failed: bool) -> web.Response:
     cfg = request.config_dict[keys.SETTINGS].console
-    token = request.cookies.get(auth.LOGIN_CSRF_COOKIE, "")
+    token = request.cookies.get(cookies.LOGIN_CSRF_COOKIE, "")
     fresh = not _LOGIN_CSRF_RE.fullmatch(token)
     if fresh:
-        token = auth.new_token()
+        token = sessions.new_token()
     response = render(
         request,
         "login.html",
@@ -66,7 +66,7 @@ def _login_form(request: web.Request, next_url: str, *, failed: bool) -> web.Res
         window_minutes=cfg.login_window_minutes,
     )
     if fresh:
-        auth.set_login_csrf_cookie(response, request, cfg, token)
+        cookies.set_login_csrf_cookie(response, request, cfg, token)
     return response
 
 
@@ -88,17 +88,17 @@ async def login_submit(request: web.Request) -> web.Response:
     clock = request.config_dict[keys.CLOCK]
     cfg = request.config_dict[keys.SETTINGS].console
     form = await request.post()
-    username = accounts.normalize_username(_field(form, "username"))[: auth.USERNAME_MAX]
+    username = accounts.normalize_username(_field(form, "username"))[: login.USERNAME_MAX]
     password = _field(form, "password")
     next_url = safe_next(_field(form, "next"))
-    ip = auth.client_ip(request)
+    ip = client.client_ip(request)
 
-    attempt = await database.write(auth.begin_attempt(username, ip, clock.now(), cfg))
+    attempt = await database.write(login.begin_attempt(username, ip, clock.now(), cfg))
     if attempt is None:
         log.warning("console login refused: too many failed attempts (ip %s)", ip)
         return _login_form(request, next_url, failed=True)
 
-    account = await auth.find_account(database, username) if username else None
+    account = await login.find_account(database, username) if username else None
     loop = asyncio.get_running_loop()
     matches, rehash = await loop.run_in_executor(
         None, accounts.verify_password, account.password_hash if account else None, password
@@ -110,30 +110,32 @@ async def login_submit(request: web.Request) -> web.Response:
     new_hash = (
         await loop.run_in_executor(None, accounts.hash_password, password) if rehash else None
     )
-    old_token = request.cookies.get(auth.SESSION_COOKIE)
-    session, unit = auth.start_session(
+    old_token = request.cookies.get(cookies.SESSION_COOKIE)
+    session, unit = login.start_session(
         account,
         username,
         clock.now(),
         cfg,
         user_agent=request.headers.get("User-Agent", ""),
         ip=ip,
-        replaces=auth.hash_token(old_token) if old_token else None,
+        replaces=sessions.hash_token(old_token) if old_token else None,
         new_password_hash=new_hash,
     )
     await database.write(unit)
     log.info("console login: user %d (ip %s)", account.id, ip)
     response = see_other(next_url)
-    auth.set_session_cookie(response, request, cfg, session.token)
+    cookies.set_session_cookie(response, request, cfg, session.token)
     return response
 
 
 async def logout(request: web.Request) -> web.Response:
     viewer = current(request)
     clock = request.config_dict[keys.CLOCK]
-    await request.config_dict[keys.DATABASE].write(auth.end_session(viewer.session_id, clock.now()))
+    await request.config_dict[keys.DATABASE].write(
+        sessions.end_session(viewer.session_id, clock.now())
+    )
     response = see_other(LOGIN_PATH)
-    auth.clear_session_cookie(response, request, request.config_dict[keys.SETTINGS].console)
+    cookies.clear_session_cookie(response, request, request.config_dict[keys.SETTINGS].console)
     return response
 
 

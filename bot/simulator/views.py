@@ -26,7 +26,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bot import keys
 from bot.live import Closed, TooManySubscribers
-from bot.photos import is_stored_name, public_path
+from bot.photos.records import public_path
+from bot.photos.store import is_stored_name
 from bot.webhooks.kakao import SIMULATOR_HEADER
 from core.config import ShopConfig
 from core.models import CustomerIdentity, Message

@@ -33,7 +33,7 @@ def _opt_str(value: Any) -> str | None:
 
 
 def first_photo(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The first image among a payload's `attachments` (bot/photos.py `attachment()`)."""
+    """The first image among a payload's `attachments` (bot/photos/records.py `attachment()`)."""
     attachments = payload.get("attachments")
     for found in attachments if isinstance(attachments, list) else []:
         if isinstance(found, Mapping) and str(found.get("content_type", "")).startswith("image/"):

@@ -1,9 +1,6 @@
-"""What the console changes: one unit per action, each scoped by shop, audit-logged and
-announced to the shop's live consoles when it commits.
+"""What the owner does with a conversation: read it, reply, add a note, send a failed
+message again, resolve, reopen and snooze.
 
-Units run through `Database.write`; what they `announce` reaches the consoles after the
-commit. A conversation or customer of another shop is `NotFound` (the view answers 404,
-the same as an id that does not exist).
 Conversation events the owner causes — resolved, reopened, snoozed — are also written into
 the timeline as system messages (direction "note", sender "system": never sent, never
 counted as unread, left out of the inbox preview).
@@ -18,59 +15,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.console.auth import Viewer
-from bot.live import announce, conversation_event, message_event, owner_status_event
-from bot.photos import link_to_message
+from bot.console.changes import NotFound, Refused, audit
+from bot.console.viewer import Viewer
+from bot.live import announce, conversation_event, message_event
+from bot.photos.records import link_to_message
 from core.config import Delivery
 from core.db import Unit
-from core.models import (
-    AuditEntry,
-    Conversation,
-    Customer,
-    CustomerIdentity,
-    Message,
-    OutboxItem,
-    SavedReply,
-)
+from core.models import Conversation, Message, OutboxItem
 from core.outbox import requeue
 from core.replies import Sent, owner_reply
-from core.shops import set_owner_status
 
 C = Conversation
 NONCE_PREFIX = "console:"
-
-
-class NotFound(Exception):
-    """No such object in the viewer's shop."""
-
-
-class Refused(Exception):
-    """The action does not apply to the object as it is now."""
-
-    def __init__(self, code: str, *, other: int | None = None) -> None:
-        super().__init__(code)
-        self.code = code  # resolved | other_open
-        self.other = other  # reopen: the customer's conversation that is open already
-
-
-def audit(
-    conn: Connection,
-    viewer: Viewer,
-    action: str,
-    subject: str,
-    now: datetime,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    conn.execute(
-        sa.insert(AuditEntry).values(
-            shop_id=viewer.shop_id,
-            actor=viewer.actor,
-            action=action,
-            subject=subject,
-            detail=detail or {},
-            created_at=now,
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -129,9 +85,6 @@ def _system_event(
     return message_id
 
 
-# --------------------------------------------------------------------------- conversations
-
-
 def mark_read(viewer: Viewer, conversation_id: int) -> Unit[bool]:
     """Unread back to 0 (the page's script posts this when the owner has seen it)."""
 
@@ -164,7 +117,8 @@ def reply(
     attachments: list[dict[str, Any]] | None = None,
 ) -> Unit[Posted]:
     """The owner's reply, by the path `owner_reply` chooses (raises `NoPath` if none), with
-    the photos in `attachments` (from `bot.photos.find_attachment`) marked as sent with it."""
+    the photos in `attachments` (from `bot.photos.records.find_attachment`) marked as sent
+    with it."""
 
     def unit(conn: Connection) -> Posted:
         conv = _conversation(conn, viewer, conversation_id)
@@ -357,146 +311,5 @@ def snooze(viewer: Viewer, conversation_id: int, until: datetime, now: datetime)
         audit(conn, viewer, "snooze", f"conversation:{conv.id}", now, {"until": until.isoformat()})
         announce(viewer.shop_id, conversation_event(conv.id, "snoozed"))
         return True
-
-    return unit
-
-
-def owner_status(
-    viewer: Viewer, status: str, busy_until: datetime | None, now: datetime
-) -> Unit[None]:
-    set_status = set_owner_status(viewer.shop_id, status, busy_until, now, actor=viewer.actor)
-
-    def unit(conn: Connection) -> None:
-        set_status(conn)
-        announce(viewer.shop_id, owner_status_event(status))
-
-    return unit
-
-
-# --------------------------------------------------------------------------- customers
-
-
-@dataclass(frozen=True)
-class CustomerEdit:
-    name: str | None
-    tags: list[str]
-    notes: str
-
-
-def update_customer(
-    viewer: Viewer, customer_id: int, edit: CustomerEdit, now: datetime
-) -> Unit[bool]:
-    """Save name, tags and notes; the audit entry names the fields that changed."""
-
-    def unit(conn: Connection) -> bool:
-        row = conn.execute(
-            sa.select(Customer.name, Customer.tags, Customer.notes).where(
-                viewer.scope(Customer.shop_id), Customer.id == customer_id
-            )
-        ).first()
-        if row is None:
-            raise NotFound(f"customer {customer_id}")
-        changed = [
-            name
-            for name, old, new in (
-                ("name", row.name, edit.name),
-                ("tags", row.tags, edit.tags),
-                ("notes", row.notes, edit.notes),
-            )
-            if old != new
-        ]
-        if not changed:
-            return False
-        conn.execute(
-            sa.update(Customer)
-            .where(Customer.id == customer_id)
-            .values(name=edit.name, tags=edit.tags, notes=edit.notes)
-        )
-        audit(conn, viewer, "customer_updated", f"customer:{customer_id}", now, {"fields": changed})
-        announce(viewer.shop_id, {"type": "customer", "customer_id": customer_id})
-        return True
-
-    return unit
-
-
-def reveal_phone(viewer: Viewer, customer_id: int, now: datetime) -> Unit[str | None]:
-    """The customer's phone (E.164), read and audit-logged in one transaction."""
-
-    def unit(conn: Connection) -> str | None:
-        exists = conn.execute(
-            sa.select(Customer.id).where(viewer.scope(Customer.shop_id), Customer.id == customer_id)
-        ).scalar()
-        if exists is None:
-            raise NotFound(f"customer {customer_id}")
-        phone: str | None = conn.execute(
-            sa.select(CustomerIdentity.value)
-            .where(
-                viewer.scope(CustomerIdentity.shop_id),
-                CustomerIdentity.customer_id == customer_id,
-                CustomerIdentity.kind == "phone",
-            )
-            .order_by(CustomerIdentity.id)
-            .limit(1)
-        ).scalar()
-        if phone is not None:
-            audit(conn, viewer, "phone_revealed", f"customer:{customer_id}", now)
-        return phone
-
-    return unit
-
-
-# --------------------------------------------------------------------------- saved replies
-
-
-def save_reply(
-    viewer: Viewer, reply_id: int | None, title: str, body: str, now: datetime
-) -> Unit[int]:
-    """Create (`reply_id` None) or change a saved reply; returns its id."""
-
-    def unit(conn: Connection) -> int:
-        if reply_id is None:
-            new_id: int = conn.execute(
-                sa.insert(SavedReply)
-                .values(
-                    shop_id=viewer.shop_id,
-                    title=title,
-                    body=body,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .returning(SavedReply.id)
-            ).scalar_one()
-            audit(conn, viewer, "saved_reply_added", f"saved_reply:{new_id}", now)
-            return new_id
-        done = conn.execute(
-            sa.update(SavedReply)
-            .where(viewer.scope(SavedReply.shop_id), SavedReply.id == reply_id)
-            .values(title=title, body=body, updated_at=now)
-        ).rowcount
-        if done != 1:
-            raise NotFound(f"saved reply {reply_id}")
-        audit(conn, viewer, "saved_reply_changed", f"saved_reply:{reply_id}", now)
-        return reply_id
-
-    return unit
-
-
-def delete_reply(viewer: Viewer, reply_id: int, now: datetime) -> Unit[None]:
-    def unit(conn: Connection) -> None:
-        row = conn.execute(
-            sa.delete(SavedReply)
-            .where(viewer.scope(SavedReply.shop_id), SavedReply.id == reply_id)
-            .returning(SavedReply.title)
-        ).first()
-        if row is None:
-            raise NotFound(f"saved reply {reply_id}")
-        audit(
-            conn,
-            viewer,
-            "saved_reply_deleted",
-            f"saved_reply:{reply_id}",
-            now,
-            {"title": row.title},
-        )
 
     return unit
