@@ -205,7 +205,7 @@ def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def owner(client: Client, cheap_hasher: None) -> Client:
     """The test app, signed in to the console as the shop's owner (CSRF token on .csrf)."""
-    from console_helpers import add_account, sign_in
+    from support.console import add_account, sign_in
 
     await add_account(client)
     client.csrf = await sign_in(client)  # type: ignore[attr-defined]
