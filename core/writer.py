@@ -292,20 +292,30 @@ class Writer:
         self._queue.put_nowait(_Job(work, future))
         return future
 
+    async def idle(self) -> None:
+        """Return once every unit queued so far, and any queued meanwhile, has committed or
+        failed: the writer has nothing left to do. (What tests await instead of sleeping.)"""
+        if self._task is not None:
+            await self._queue.join()
+
     async def _run(self) -> None:
         stopping = False
         while not stopping:
             job = await self._queue.get()
             if job is None:
+                self._queue.task_done()
                 break
             batch = [job]
             while len(batch) < self._max_batch and not self._queue.empty():
                 nxt = self._queue.get_nowait()
                 if nxt is None:
+                    self._queue.task_done()
                     stopping = True
                     break
                 batch.append(nxt)
             await self._commit(batch)
+            for _ in batch:
+                self._queue.task_done()  # what `idle` waits for
 
     async def _commit(self, batch: list[_Job]) -> None:
         try:

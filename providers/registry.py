@@ -10,7 +10,6 @@ import aiohttp
 
 from providers.base import Capability, Provider, ProviderConfigError
 from providers.console import ConsoleProvider
-from providers.fake import FakeProvider
 from providers.kakao_callback import KakaoCallbackProvider
 from providers.kakao_event import KakaoEventProvider
 from providers.solapi import SolapiProvider
@@ -79,7 +78,6 @@ class Registry:
 
 default_registry = Registry()
 default_registry.register(ConsoleProvider)
-default_registry.register(FakeProvider)
 default_registry.register(KakaoEventProvider)
 default_registry.register(KakaoCallbackProvider)
 default_registry.register(SolapiProvider)

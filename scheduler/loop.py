@@ -62,6 +62,7 @@ class _Tick:
     seconds: float
     running: bool = False
     woken: bool = False
+    starting: bool = False  # due at once (started, or woken while idle), not yet running
     runs: int = 0
     failures: int = 0
 
@@ -119,6 +120,7 @@ class Ticks:
             scheduler_log.setLevel(logging.ERROR)
         now = datetime.now(UTC)
         for tick in self._ticks.values():
+            tick.starting = True
             self._scheduler.add_job(
                 self._run,
                 "interval",
@@ -166,7 +168,22 @@ class Ticks:
             return
         job = self._scheduler.get_job(name)
         if job is not None:
+            tick.starting = True
             job.modify(next_run_time=datetime.now(self._scheduler.timezone))
+
+    async def idle(self) -> None:
+        """Return once no tick is running and none due at once is still to begin: what
+        tests await instead of polling until, say, the outbox has sent what was woken."""
+        while True:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+            elif self.running and not self._stopping and self._starting():
+                await asyncio.sleep(0)  # APScheduler starts it within a few turns of the loop
+            else:
+                return
+
+    def _starting(self) -> bool:
+        return any(tick.starting for tick in self._ticks.values())
 
     async def shutdown(self, wait_seconds: float = SHUTDOWN_WAIT_SECONDS) -> None:
         """Stop scheduling, let running ticks finish (cancel them after `wait_seconds`)."""
@@ -189,6 +206,7 @@ class Ticks:
         if task is not None:
             self._tasks.add(task)
         tick.running = True
+        tick.starting = False
         try:
             while True:
                 tick.woken = False

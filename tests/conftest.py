@@ -25,6 +25,8 @@ from aiohttp.test_utils import TestClient
 from core import config as config_mod
 from core.clock import FrozenClock
 from core.db import Database, upgrade
+from providers.fake import FakeProvider
+from providers.registry import default_registry
 
 KST = ZoneInfo("Asia/Seoul")
 PG_URL = os.environ.get("DANGOL_TEST_PG_URL", "")
@@ -34,6 +36,10 @@ if not FIXTURES.exists():  # a clone whose shared/ sits elsewhere keeps a copy i
     FIXTURES = Path(__file__).parent / "payloads"
 
 os.environ.setdefault("DANGOL_TEST_SKILL_SECRET", "test-skill-secret")
+
+# The test double is a provider only here: `[providers.fake]` in a test's settings works,
+# in a real config.toml it is an unknown provider.
+default_registry.register(FakeProvider)
 
 
 def _pg_reachable() -> bool:
@@ -205,7 +211,7 @@ def cheap_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def owner(client: Client, cheap_hasher: None) -> Client:
     """The test app, signed in to the console as the shop's owner (CSRF token on .csrf)."""
-    from console_helpers import add_account, sign_in
+    from support.console import add_account, sign_in
 
     await add_account(client)
     client.csrf = await sign_in(client)  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ def test_backup_while_dangol_writes_is_consistent_and_complete(
     capsys: pytest.CaptureFixture[str], installed: Path, tmp_path: Path
 ) -> None:
     database = tmp_path / "var" / "dangol.db"
-    stop = threading.Event()
+    stop, under_way = threading.Event(), threading.Event()
     written: list[int] = []
 
     def writer() -> None:  # another process's writes, as the server's would be
@@ -53,13 +53,14 @@ def test_backup_while_dangol_writes_is_consistent_and_complete(
             conn.execute("INSERT INTO busy VALUES (?)", (n,))
             conn.execute("COMMIT")
             written.append(n)
+            if n == 50:
+                under_way.set()
         conn.close()
 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        while len(written) < 50:  # the writer is well under way
-            stop.wait(0.01)
+        under_way.wait()  # the writer is well under way
         code, out, err = run(
             capsys, "backup", "--config", str(installed), "--to", str(tmp_path / "bk")
         )

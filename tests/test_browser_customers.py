@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from test_browser import Demo, Phone, browser, demo, phone, shot, start_conversation
+from support.browser import Demo, Phone, browser, demo, phone, shot, start_conversation
 
-__all__ = ["browser", "demo", "phone"]  # fixtures this module uses from test_browser
+__all__ = ["browser", "demo", "phone"]  # the fixtures this module uses
 
 NAME = "한결같은단골"
 TAG = "보일러정기점검"

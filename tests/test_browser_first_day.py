@@ -17,7 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from test_browser import (
+from support.browser import (
     Demo,
     Phone,
     _need_browser,
@@ -36,7 +36,7 @@ from test_browser import (
 
 from bot.cli import EXAMPLE
 
-__all__ = ["browser", "phone"]  # fixtures this module uses from test_browser
+__all__ = ["browser", "phone"]  # the fixtures this module uses
 
 CLOSURE = "테스트 휴무"
 

@@ -342,21 +342,21 @@ def test_send_test_goes_through_the_outbox_to_the_vendor(
 
     fake = FakeTwilio(hang_seconds=0.5)
     ready: list[str] = []
-    stop = asyncio.Event()
+    listening, stop = threading.Event(), asyncio.Event()
     loop = asyncio.new_event_loop()
 
     async def serve() -> None:
         server = TestServer(fake.app, host="127.0.0.1")
         await server.start_server()
         ready.append(str(server.make_url("")).rstrip("/"))
+        listening.set()
         await stop.wait()
         await server.close()
 
     thread = threading.Thread(target=lambda: loop.run_until_complete(serve()))
     thread.start()
     try:
-        while not ready:
-            time.sleep(0.01)
+        listening.wait()
         monkeypatch.delenv("DANGOL_DEMO_SKILL_SECRET", raising=False)
         monkeypatch.setenv("DANGOL_TWILIO_AUTH_TOKEN", AUTH_TOKEN)
         target = tmp_path / "config.toml"

@@ -17,10 +17,18 @@ from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 from conftest import make_settings, shop_table
 from multidict import CIMultiDict
-from yarl import URL
+from support.console import (
+    CSRF_FIELD,
+    PASSWORD,
+    add,
+    login,
+    login_csrf,
+    page_csrf,
+    use_session,
+)
 
 from bot import accounts, keys
-from bot.accounts import AccountError, add_user, reset_password
+from bot.accounts import AccountError, reset_password
 from bot.cli import main
 from bot.console import Viewer
 from core.clock import FrozenClock
@@ -28,8 +36,6 @@ from core.config import ConfigError
 from core.models import AuditEntry, ConsoleSession, LoginAttempt, User
 
 Client = TestClient[web.Request, web.Application]
-PASSWORD = "abcd-efgh-jkmn-pqrs"
-CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 pytestmark = pytest.mark.usefixtures("cheap_hasher")
@@ -61,64 +67,6 @@ async def client(make_client: Callable[..., Awaitable[Client]]) -> Client:
     return await make_client()
 
 
-async def add(
-    client: Client,
-    username: str = "kim",
-    password: str = PASSWORD,
-    *,
-    role: str = "owner",
-    shop: str = "hanbit",
-) -> int:
-    app = client.app
-    assert app is not None
-    now = app[keys.CLOCK].now()
-    unit = add_user(app[keys.SHOP_IDS][shop], username, password, role, now)
-    return await app[keys.DATABASE].write(unit)
-
-
-async def login_csrf(client: Client) -> str:
-    resp = await client.get("/console/login", allow_redirects=False)
-    if resp.status == 200:
-        match = CSRF_FIELD.search(await resp.text())
-        assert match
-        return match.group(1)
-    # Already signed in (the page redirects): the login CSRF cookie is still in the jar.
-    return cookie(client, "dangol_login_csrf") or ""
-
-
-async def login(
-    client: Client,
-    username: str = "kim",
-    password: str = PASSWORD,
-    *,
-    next_url: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Any:
-    form = {"username": username, "password": password, "csrf": await login_csrf(client)}
-    if next_url is not None:
-        form["next"] = next_url
-    return await client.post("/console/login", data=form, allow_redirects=False, headers=headers)
-
-
-def cookie(client: Client, name: str) -> str | None:
-    for morsel in client.session.cookie_jar:
-        if morsel.key == name:
-            return morsel.value
-    return None
-
-
-def use_session(client: Client, token: str | None) -> None:
-    """Make the client present exactly this session cookie (or none)."""
-    jar = client.session.cookie_jar
-    login_csrf_token = cookie(client, "dangol_login_csrf")
-    jar.clear()
-    url = URL(str(client.make_url("/console/")))
-    if login_csrf_token:
-        jar.update_cookies({"dangol_login_csrf": login_csrf_token}, url)
-    if token is not None:
-        jar.update_cookies({"dangol_session": token}, url)
-
-
 async def signed_in(client: Client) -> bool:
     resp = await client.get("/console/", allow_redirects=False)
     if resp.status == 200:
@@ -126,14 +74,6 @@ async def signed_in(client: Client) -> bool:
     assert resp.status == 303
     assert resp.headers["Location"].startswith("/console/login")
     return False
-
-
-async def page_csrf(client: Client) -> str:
-    resp = await client.get("/console/")
-    assert resp.status == 200
-    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', await resp.text())
-    assert match
-    return match.group(1)
 
 
 async def rows(client: Client, stmt: Any) -> list[Any]:

@@ -5,7 +5,6 @@ text is inert everywhere (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import kst, shop_table
-from console_helpers import (
+from sqlalchemy.engine import Connection
+from support.console import (
     Client,
     add_account,
     app_of,
@@ -29,7 +29,7 @@ from console_helpers import (
     thread,
     write,
 )
-from sqlalchemy.engine import Connection
+from support.settle import settled
 
 from bot import keys
 from bot.console.saved_replies import render_reply
@@ -313,13 +313,8 @@ async def test_a_failed_reply_can_be_sent_again(
     resp = await post(client, f"/console/c/{conv}/m/{message_id}/send-again")
     assert resp.status == 303
     assert resp.headers["Location"] == f"/console/c/{conv}#m-{message_id}"
-    for _ in range(100):  # the app's own tick sends it at once
-        await app_of(client)[keys.OUTBOX].drain()
-        stmt = sa.select(OutboxItem).where(OutboxItem.message_id == message_id)
-        outbox = await one(client, stmt)
-        if outbox.status == "sent":
-            break
-        await asyncio.sleep(0.02)
+    await settled(app_of(client))  # the app's own tick sends it at once
+    outbox = await one(client, sa.select(OutboxItem).where(OutboxItem.message_id == message_id))
     assert (outbox.status, outbox.attempts) == ("sent", 1)  # a fresh attempt budget
     message = await one(client, sa.select(Message).where(Message.id == message_id))
     assert (message.status, message.error) == ("delivered", None)  # console delivers at once
@@ -552,7 +547,7 @@ async def test_reopening_is_refused_while_the_customer_has_another_open_one(
     owner: Client,
 ) -> None:
     at = now_of(owner)
-    from console_helpers import insert_conversation
+    from support.console import insert_conversation
 
     customer_id, old = await thread(owner, status="resolved", waited_minutes=None)
     new = await write(

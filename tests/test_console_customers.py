@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import shop_table
-from console_helpers import (
+from sqlalchemy.engine import Connection
+from support.console import (
     Client,
     add_account,
     insert_conversation,
@@ -22,7 +23,6 @@ from console_helpers import (
     sign_in,
     write,
 )
-from sqlalchemy.engine import Connection
 
 from bot import logs
 from bot.console.customer_list import Cursor, Search

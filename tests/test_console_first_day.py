@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import kst
-from console_helpers import PASSWORD, Client, app_of, now_of, sign_in, thread
+from support.console import PASSWORD, Client, app_of, now_of, sign_in, thread
 
 from bot import keys
 from bot.accounts import add_user

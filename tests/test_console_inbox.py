@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from conftest import shop_table
-from console_helpers import (
+from sqlalchemy.engine import Connection
+from support.console import (
     Client,
     add_account,
     insert_conversation,
@@ -23,7 +24,6 @@ from console_helpers import (
     thread,
     write,
 )
-from sqlalchemy.engine import Connection
 
 from bot.console.queries.inbox import Cursor
 from bot.console.queries.waiting import level_of

@@ -14,11 +14,13 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 from conftest import Client, shop_table
-from console_helpers import add_account, sign_in
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, inbound_sms_form, signed_request
 from PIL import Image
+from support.console import add_account, sign_in
+from support.photos import phone_photo
+from support.settle import settled
+from support.slow_database import HeldWrites
 from tenacity import wait_none
-from test_photos import phone_photo
 
 from bot import customer_photos, keys
 from core.models import Message, OutboxItem, Photo
@@ -63,7 +65,7 @@ async def shop_client(
         },
         shops=[shop_table(delivery={"sms": "twilio"})],
     )
-    await settled(client)  # its start-up look for unfetched photos is over
+    await settled(client.app)  # its start-up look for unfetched photos is over
     return client
 
 
@@ -74,11 +76,6 @@ async def mms(client: Client, body: str, media: list[tuple[str, str]]) -> dict[s
     resp = await client.post("/hooks/twilio/hanbit/sms", data=data, headers=headers)
     assert resp.status == 200
     return form
-
-
-async def settled(client: Client) -> None:
-    assert client.app is not None
-    await client.app[keys.BACKGROUND].settled()
 
 
 async def inbound(client: Client) -> Any:
@@ -127,7 +124,7 @@ async def test_a_customers_photo_is_fetched_cleaned_kept_and_shown(
     client = await shop_client(make_client, server, tmp_path)
     url = media_url(twilio)
     await mms(client, "여기 물 새는 곳이에요", [(url, "image/jpeg")])
-    await settled(client)
+    await settled(client.app)
 
     message = await inbound(client)
     (photo,) = await photos(client)
@@ -163,7 +160,7 @@ async def test_what_cannot_be_fetched_is_said_with_its_reason(
     fake.media.clear()  # deleted at Twilio before we asked
     broken = media_url(twilio, b"not a picture at all")
     await mms(client, "", [(video, "video/mp4"), (gone, "image/jpeg"), (broken, "image/jpeg")])
-    await settled(client)
+    await settled(client.app)
 
     message = await inbound(client)
     errors = [m["error"] for m in message.payload["media"]]
@@ -197,7 +194,7 @@ async def test_twilio_trouble_is_retried_and_wrong_credentials_are_not(
     fake.media_failures.extend([500, 503])
     url = media_url(twilio)
     await mms(client, "사진 보내요", [(url, "image/jpeg")])
-    await settled(client)
+    await settled(client.app)
     assert len(await photos(client)) == 1
     assert fake.media_gets == 3
 
@@ -208,7 +205,7 @@ async def test_twilio_trouble_is_retried_and_wrong_credentials_are_not(
     form = inbound_sms_form("또 보내요", media=[(url, "image/jpeg")])
     headers, data = signed_request(PUBLIC + "/hooks/twilio/hanbit/sms", form, "not-the-token")
     assert (await wrong.post("/hooks/twilio/hanbit/sms", data=data, headers=headers)).status == 200
-    await settled(wrong)
+    await settled(wrong.app)
     async with wrong.app[keys.DATABASE].read() as conn:
         last = (await conn.execute(sa.select(Message).order_by(Message.id.desc()))).first()
     assert last is not None
@@ -228,7 +225,7 @@ async def test_a_resend_fetches_nothing_twice(
     headers, data = signed_request(PUBLIC + "/hooks/twilio/hanbit/sms", form)
     for _ in range(2):  # Twilio retried its webhook
         assert (await client.post("/hooks/twilio/hanbit/sms", data=data, headers=headers)).ok
-    await settled(client)
+    await settled(client.app)
     assert len(await photos(client)) == 1
     assert fake.media_gets == 1
 
@@ -269,7 +266,7 @@ async def test_photos_a_stop_interrupted_are_fetched_at_the_next_start(
         before = await shop_client(make_client, server, tmp_path)
         url = media_url(twilio)
         await mms(before, "현장 사진", [(url, "image/jpeg")])
-        await settled(before)
+        await settled(before.app)
     message = await inbound(before)
     assert "media" not in message.payload
     page = await console_page(before, message.conversation_id)
@@ -277,7 +274,7 @@ async def test_photos_a_stop_interrupted_are_fetched_at_the_next_start(
     assert fake.media_gets == 0
 
     after = await shop_client(make_client, server, tmp_path)  # the next start
-    await settled(after)
+    await settled(after.app)
     (photo,) = await photos(after)
     assert photo.message_id == message.id
     assert fake.media_gets == 1
@@ -293,10 +290,8 @@ async def test_a_fetch_cut_short_by_a_stop_leaves_no_file_behind(
     before = await shop_client(make_client, server, tmp_path)
     first, second = media_url(twilio), media_url(twilio)
     await mms(before, "사진 두 장", [(first, "image/jpeg"), (second, "image/jpeg")])
-    for _ in range(500):  # until the first is on disk and the second hangs at Twilio
-        if fake.media_gets == 2 and stored_files(tmp_path):
-            break
-        await asyncio.sleep(0.01)
+    await fake.hanging()  # the first is on disk, the second hangs at Twilio
+    assert fake.media_gets == 2
     assert len(stored_files(tmp_path)) == 1
     message = await inbound(before)
 
@@ -321,18 +316,10 @@ async def test_photos_of_a_message_stored_after_its_answer_are_fetched_too(
     fake, server = twilio
     client = await shop_client(make_client, server, tmp_path, budget_ms=50)
     assert client.app is not None
-    writer = client.app[keys.DATABASE].writer
-    original, caught_up = writer._execute, asyncio.Event()
-
-    async def slow(units: list[Any]) -> Any:
-        await caught_up.wait()
-        return await original(units)
-
-    writer._execute = slow
     url = media_url(twilio)
-    await mms(client, "사진 갑니다", [(url, "image/jpeg")])  # answered without the commit
-    assert fake.media_gets == 0
-    caught_up.set()
-    await settled(client)
+    async with HeldWrites(client.app):
+        await mms(client, "사진 갑니다", [(url, "image/jpeg")])  # answered without the commit
+        assert fake.media_gets == 0
+    await settled(client.app)
     (photo,) = await photos(client)
     assert photo.message_id == (await inbound(client)).id

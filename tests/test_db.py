@@ -55,6 +55,22 @@ async def test_one_failing_unit_does_not_fail_its_neighbours(database: Database)
     assert slugs == {"taken", "a", "b"}
 
 
+async def test_idle_returns_once_everything_queued_has_committed(database: Database) -> None:
+    """What tests await instead of sleeping: nothing queued, nothing in flight — units
+    whose callers stopped waiting (the skill budget) and failed ones included."""
+    await database.writer.idle()  # nothing to do: at once
+    await database.write(_add_shop("taken"))
+    given_up = database.writer.submit(_add_shop("late"))
+    given_up.cancel()  # the caller's deadline passed; the unit still commits
+    failing = database.writer.submit(_add_shop("taken"))
+    await database.writer.idle()
+    assert database.writer.depth == 0
+    assert isinstance(failing.exception(), sa.exc.IntegrityError)
+    async with database.read() as conn:
+        slugs = set((await conn.execute(sa.select(Shop.slug))).scalars())
+    assert slugs == {"taken", "late"}
+
+
 async def test_datetimes_come_back_aware_utc(database: Database) -> None:
     await database.write(_add_shop("tz"))
     async with database.read() as conn:

@@ -26,11 +26,13 @@ import sqlalchemy as sa
 from conftest import PG_URL, Client, _postgres_schema, make_settings, shop_table
 from fakes.twilio import inbound_sms_form
 from sqlalchemy.engine import Connection
-from test_kakao_webhook import post as post_skill
-from test_kakao_webhook import said, texts
-from test_solapi_webhook import post as post_report
-from test_solapi_webhook import report
-from test_twilio_webhooks import post_signed, twilio_client
+from support.kakao import post as post_skill
+from support.kakao import said, texts
+from support.settle import settled
+from support.slow_database import HeldWrites
+from support.solapi import post as post_report
+from support.solapi import report
+from support.twilio import post_signed, twilio_client
 
 from bot import keys
 from bot.live import LiveEvent, announce
@@ -333,20 +335,13 @@ async def test_kakao_answer_after_the_budget_is_honest_while_writes_fail(
         await client.app[keys.DATABASE].write(_add_shop("big", NAME))
     assert not writer.health.ok
 
-    original, release = writer._execute, asyncio.Event()
-
-    async def held(units: list[Any]) -> Any:
-        await release.wait()  # the next transaction takes longer than the budget
-        return await original(units)
-
-    writer._execute = held
-    status, answer = await post_skill(client, said(LONG + "!"))
+    async with HeldWrites(client.app):  # the next transaction takes longer than the budget
+        status, answer = await post_skill(client, said(LONG + "!"))
     assert status == 200
     (text,) = texts(answer)
     assert NOT_STORED in text
     assert "받았어요" not in text
-    release.set()
-    await client.app[keys.BACKGROUND].settled()
+    await settled(client.app)
     assert await inbound(client) == []
 
 

@@ -10,7 +10,6 @@ the console → delivery reports from both vendors.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tomllib
 from collections.abc import AsyncIterator
@@ -22,7 +21,6 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import Client
-from console_helpers import add_account, sign_in
 from fakes.kakao_event import BOT_ID, EVENT_NAME, REST_API_KEY, FakeKakaoEvent
 from fakes.solapi import FakeSolapi
 from fakes.twilio import (
@@ -33,6 +31,8 @@ from fakes.twilio import (
     signed_request,
     status_callback_form,
 )
+from support.console import add_account, sign_in
+from support.settle import settled
 
 from bot import keys
 from bot.app import create_app
@@ -77,12 +77,8 @@ class World:
 
     async def drain(self) -> None:
         """Send what is due now, and wait for sends the app's own tick has under way."""
-        for _ in range(200):
-            await self.app[keys.OUTBOX].drain()
-            if not any(r.status == "sending" for r in await self.rows(OutboxItem)):
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("the outbox did not settle")
+        await self.app[keys.OUTBOX].drain()
+        await settled(self.app)
 
     async def owner_replies(self, conversation_id: int, text: str) -> dict[str, Any]:
         """The owner answers from the console (signed in on first use); the JSON answer."""

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from fakes.kakao_event import BOT_ID, EVENT_NAME, REST_API_KEY, FakeKakaoEvent
 from fakes.solapi import FakeSolapi
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from test_outbox import CONFIG, Sleeps, add_message, add_shop, message, row
+from support.outbox import CONFIG, Sleeps, add_message, add_shop, message, row
 
 from core.clock import FrozenClock
 from core.db import Database

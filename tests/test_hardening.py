@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import Client, shop_table
-from kakao_checks import assert_valid_skill_response
+from support.kakao_checks import assert_valid_skill_response
 
 from bot import keys
 from core.models import Conversation, Customer, DeliveryEvent, Message

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kakao_checks import assert_valid_skill_response
+from support.kakao_checks import assert_valid_skill_response
 
 from bot.kakao import (
     DEFAULT_TEXT,

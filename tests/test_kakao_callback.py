@@ -19,7 +19,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from conftest import Client
-from test_kakao_webhook import post, rows, said, texts
+from support.kakao import post, rows, said, texts
+from support.settle import settled
+from support.slow_database import HeldWrites
 
 from bot import keys
 from core.models import Conversation, Message, OutboxItem
@@ -43,16 +45,17 @@ class FakeCallbacks:
     """Kakao's callback endpoint: each token works once (PROTOCOLS §1.4)."""
 
     received: dict[str, dict[str, Any]] = field(default_factory=dict)
-    hang: bool = False
+    hang: bool = False  # answer nothing until `release` (past the adapter's timeout)
 
     def __post_init__(self) -> None:
         self.app = web.Application()
         self.app.router.add_post("/v1/bots/{bot}/callback/{token}", self._callback)
         self._tasks = itertools.count(1)
+        self.release = asyncio.Event()
 
     async def _callback(self, request: web.Request) -> web.Response:
         if self.hang:
-            await asyncio.sleep(5)
+            await self.release.wait()
         token = request.match_info["token"]
         task = f"task-{next(self._tasks)}"
         if token in self.received:
@@ -69,24 +72,16 @@ async def kakao() -> AsyncIterator[tuple[FakeCallbacks, str]]:
     server = TestServer(fake.app, host="127.0.0.1")
     await server.start_server()
     yield fake, str(server.make_url("")).rstrip("/")
+    fake.release.set()
     await server.close()
 
 
-async def slow_client(make_client: MakeClient, base_url: str) -> Client:
-    """The app with a 100 ms skill budget and a database that takes 300 ms per commit."""
-    client = await make_client(
+async def callback_client(make_client: MakeClient, base_url: str) -> Client:
+    """The app with a 100 ms skill budget, calling Kakao's callback at `base_url`."""
+    return await make_client(
         server={"skill_budget_ms": 100},
         providers={"console": {}, "kakao_callback": {"base_url": base_url}},
     )
-    writer = client.app[keys.DATABASE].writer
-    original = writer._execute
-
-    async def slow(units: list[Any]) -> Any:
-        await asyncio.sleep(0.3)
-        return await original(units)
-
-    writer._execute = slow
-    return client
 
 
 def with_callback(text: str, token: str, url: str = CALLBACK) -> dict[str, Any]:
@@ -95,20 +90,13 @@ def with_callback(text: str, token: str, url: str = CALLBACK) -> dict[str, Any]:
     return data
 
 
-async def settled(client: Client, check: Callable[[], Awaitable[bool]]) -> None:
-    for _ in range(200):
-        if await check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("never settled")
-
-
 async def test_a_late_answer_goes_to_the_callback_url(
     make_client: MakeClient, kakao: tuple[FakeCallbacks, str]
 ) -> None:
     fake, url = kakao
-    client = await slow_client(make_client, url)
-    status, answer = await post(client, with_callback("에어컨에서 물이 새요", "tok1"))
+    client = await callback_client(make_client, url)
+    async with HeldWrites(client.app):  # the database is slower than the budget
+        status, answer = await post(client, with_callback("에어컨에서 물이 새요", "tok1"))
     assert status == 200
     assert answer == {
         "version": "2.0",
@@ -116,22 +104,13 @@ async def test_a_late_answer_goes_to_the_callback_url(
         "data": {"text": "메시지를 받았어요. 잠시만 기다려 주세요."},
     }
 
-    async def delivered() -> bool:
-        return "tok1" in fake.received
-
-    await settled(client, delivered)
+    await settled(client.app)
     body = fake.received["tok1"]
     assert body["version"] == "2.0"
     sent = " ".join(o["simpleText"]["text"] for o in body["template"]["outputs"])
     assert "사장님" in sent  # the honest acknowledgement itself, not the holding text
-
-    async def recorded() -> bool:
-        reply = [m for m in await rows(client, Message) if m.sender == "bot"]
-        return bool(reply) and reply[0].status == "delivered"
-
-    await settled(client, recorded)
     (reply,) = [m for m in await rows(client, Message) if m.sender == "bot"]
-    assert (reply.path, reply.provider) == ("callback", "kakao_callback")
+    assert (reply.status, reply.path, reply.provider) == ("delivered", "callback", "kakao_callback")
     item = next(r for r in await rows(client, OutboxItem) if r.provider == "kakao_callback")
     assert (item.status, item.message_id) == ("sent", reply.id)
 
@@ -140,20 +119,17 @@ async def test_a_forged_callback_url_is_never_called(
     make_client: MakeClient, kakao: tuple[FakeCallbacks, str]
 ) -> None:
     fake, url = kakao
-    client = await slow_client(make_client, url)
+    client = await callback_client(make_client, url)
     forged = with_callback(
         "안녕하세요", "tok2", url="http://127.0.0.1:9/v1/bots/x/callback/{token}"
     )
-    status, answer = await post(client, forged)
+    async with HeldWrites(client.app):
+        status, answer = await post(client, forged)
     assert status == 200
     assert "useCallback" not in answer
     assert texts(answer) == ["메시지를 받았어요. 사장님이 확인하고 답변드릴게요."]
-
-    async def stored() -> bool:
-        return any(m.direction == "in" for m in await rows(client, Message))
-
-    await settled(client, stored)
-    await asyncio.sleep(0.1)
+    await settled(client.app)
+    assert any(m.direction == "in" for m in await rows(client, Message))
     assert not any(r.provider == "kakao_callback" for r in await rows(client, OutboxItem))
     assert fake.received == {}
 
@@ -175,14 +151,11 @@ async def test_owner_replies_are_not_lost_when_the_answer_was_late(
 ) -> None:
     """A held owner reply taken for an answer the customer never saw goes back to the
     mailbox and is handed over with the next message."""
-    client = await make_client(server={"skill_budget_ms": 100})
+    # A budget no loaded machine misses: the held database alone makes the answer late.
+    client = await make_client(server={"skill_budget_ms": 1000})
     app = client.app
     await post(client, said("보일러 점검 받고 싶어요"))
-
-    async def stored() -> bool:  # (a loaded machine may miss even this 100 ms budget)
-        return len(await rows(client, Conversation)) == 1
-
-    await settled(client, stored)
+    await settled(app)
     (conv,) = await rows(client, Conversation)
     shop = app[keys.SETTINGS].shop("hanbit")
     assert shop is not None
@@ -196,27 +169,16 @@ async def test_owner_replies_are_not_lost_when_the_answer_was_late(
         )
     )
 
-    writer = app[keys.DATABASE].writer
-    original = writer._execute
-
-    async def slow(units: list[Any]) -> Any:
-        await asyncio.sleep(0.3)
-        return await original(units)
-
-    writer._execute = slow
-    _, late = await post(client, said("언제 오세요?"))
+    async with HeldWrites(app):
+        _, late = await post(client, said("언제 오세요?"))
     assert "내일 오전에 갈게요" not in " ".join(texts(late))
-
-    async def settled_late() -> bool:
-        bot = [m for m in await rows(client, Message) if m.sender == "bot"]
-        return len(bot) == 2 and bot[-1].status == "cancelled"
-
-    await settled(client, settled_late)  # the customer saw the holding text, not this reply
+    await settled(app)
+    bot = [m for m in await rows(client, Message) if m.sender == "bot"]
+    assert len(bot) == 2
+    assert bot[-1].status == "cancelled"  # the customer saw the holding text, not this reply
     (owner,) = [m for m in await rows(client, Message) if m.sender == "owner"]
     assert owner.status == "held"  # back in the mailbox
 
-    writer._execute = original
-    await asyncio.sleep(0.7)  # let batches already in the slow database finish
     _, next_answer = await post(client, said("네 알겠습니다"))
     assert any("내일 오전에 갈게요" in t for t in texts(next_answer))
     (owner,) = [m for m in await rows(client, Message) if m.sender == "owner"]

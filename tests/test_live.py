@@ -14,7 +14,8 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 from conftest import PG_URL, shop_table
-from console_helpers import (
+from sqlalchemy.engine import Connection
+from support.console import (
     Client,
     add_account,
     app_of,
@@ -24,7 +25,6 @@ from console_helpers import (
     thread,
     write,
 )
-from sqlalchemy.engine import Connection
 
 from bot import keys
 from bot.live import (
@@ -74,8 +74,13 @@ async def pg_hub(pg_url: tuple[str, str]) -> AsyncIterator[LiveHub]:
 
 
 async def no_event(sub: Subscription) -> None:
-    """Nothing is waiting (events already delivered are never delayed behind this)."""
-    assert await sub.next(within=0.2) is None
+    """Nothing is on its way to `sub`: a marker published now is the next event it gets.
+    (Events arrive in the order they were committed or published, through PostgreSQL's
+    NOTIFY too, so no wait on the clock can tell more.)"""
+    await asyncio.sleep(0)  # done-callbacks already scheduled (a future's) run first
+    marker = {"type": "nothing before this"}
+    sub.hub.publish(sub.shop_id, marker)
+    assert await sub.next(within=WAIT) == marker
 
 
 # --------------------------------------------------------------------------- the hub
@@ -467,7 +472,11 @@ async def test_the_simulator_long_poll_answers_when_the_owner_replies(owner: Cli
     await say(owner, "견적 문의요")
     (conv,) = await rows(owner, sa.select(Message.conversation_id).where(Message.direction == "in"))
     waiting = asyncio.ensure_future(updates(owner, f"user={USER}&after=0&wait=1"))
-    await asyncio.sleep(0.05)
+    hub, shop_id = app_of(owner)[keys.LIVE], app_of(owner)[keys.SHOP_IDS]["hanbit"]
+    # Yield until the long poll has subscribed (the subscription is made inside the request,
+    # so there is no event to wait on): turns of the loop, not time.
+    while not hub.subscribers(shop_id, kind="simulator"):  # noqa: ASYNC110
+        await asyncio.sleep(0)
     assert not waiting.done()
     await owner.post(
         f"/console/c/{conv.conversation_id}/reply",

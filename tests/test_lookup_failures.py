@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from fakes.solapi import FakeSolapi
-from test_outbox import CONFIG, Sleeps, add_message, add_shop, message, row
+from support.outbox import CONFIG, Sleeps, add_message, add_shop, message, row
 
 from core.clock import FrozenClock
 from core.config import OutboxConfig

@@ -6,7 +6,6 @@ adapter talking to the fake SOLAPI on loopback.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 from conftest import Client, shop_table
-from console_helpers import add_account, sign_in
 from fakes.solapi import FakeSolapi
+from support.console import add_account, sign_in
+from support.settle import settled
 
 from bot import keys
 from core.models import Conversation, OutboxItem
@@ -77,15 +77,11 @@ async def customer_says(client: Client, text: str) -> None:
 async def settled_notices(client: Client) -> list[Any]:
     """Send what is due; wait for sends the app's own tick has under way."""
     assert client.app is not None
-    for _ in range(200):
-        await client.app[keys.OUTBOX].drain()
-        async with client.app[keys.DATABASE].read() as conn:
-            stmt = sa.select(OutboxItem).where(OutboxItem.purpose == "owner_notification")
-            rows = list((await conn.execute(stmt)).all())
-        if rows and not any(r.status in ("pending", "sending") for r in rows):
-            return rows
-        await asyncio.sleep(0.01)
-    raise AssertionError("the notice did not settle")
+    await client.app[keys.OUTBOX].drain()
+    await settled(client.app)
+    async with client.app[keys.DATABASE].read() as conn:
+        stmt = sa.select(OutboxItem).where(OutboxItem.purpose == "owner_notification")
+        return list((await conn.execute(stmt)).all())
 
 
 async def test_an_emoji_in_the_customers_words_does_not_cost_the_owner_the_notice(

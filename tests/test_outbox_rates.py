@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from test_outbox import CONFIG, Sleeps, add_shop, put, row
+from support.outbox import CONFIG, Sleeps, add_shop, put, row
 
 from core.clock import FrozenClock
 from core.config import OutboxConfig

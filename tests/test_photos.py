@@ -23,7 +23,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import make_settings, shop_table
 from PIL import ExifTags, Image
-from test_console_auth import add, cookie, login, page_csrf, use_session
+from support.console import add, cookie, login, page_csrf, use_session
+from support.photos import encode, phone_photo
 
 from bot import keys
 from bot.app import create_app
@@ -48,43 +49,6 @@ pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
 
 # --------------------------------------------------------------------------- test images
-
-
-def encode(image: Image.Image, fmt: str, **params: Any) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **params)
-    return out.getvalue()
-
-
-# A GPS position in Seoul, as a phone writes it.
-LATITUDE = (37.0, 33.0, 59.123)
-LONGITUDE = (126.0, 58.0, 40.456)
-
-
-def phone_photo(width: int = 400, height: int = 300) -> bytes:
-    """What a phone camera sends: sensor-oriented pixels, EXIF orientation 6 (rotate 90°
-    clockwise to view), the GPS position, the phone's make and model, a comment, an ICC
-    profile. The left half is blue and the right half red, to see the rotation."""
-    image = Image.new("RGB", (width, height), (255, 0, 0))
-    image.paste((0, 0, 255), (0, 0, width // 2, height))
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = 6
-    exif[ExifTags.Base.Make] = "samsung"
-    exif[ExifTags.Base.Model] = "SM-S928N"
-    exif[ExifTags.IFD.GPSInfo] = {
-        ExifTags.GPS.GPSLatitudeRef: "N",
-        ExifTags.GPS.GPSLatitude: LATITUDE,
-        ExifTags.GPS.GPSLongitudeRef: "E",
-        ExifTags.GPS.GPSLongitude: LONGITUDE,
-    }
-    return encode(
-        image,
-        "JPEG",
-        exif=exif.tobytes(),
-        comment=b"home of the customer",
-        icc_profile=b"not really an ICC profile but carried all the same",
-        quality=95,
-    )
 
 
 def noisy(width: int, height: int, seed: int = 7) -> Image.Image:

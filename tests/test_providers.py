@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -74,7 +77,17 @@ CONTRACT_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def test_every_registered_provider_is_in_the_contract_table() -> None:
-    assert set(default_registry.names()) == set(CONTRACT_OPTIONS)
+    assert set(default_registry.names()) == set(CONTRACT_OPTIONS)  # the fake: by conftest
+
+
+def test_the_production_registry_does_not_know_the_fake() -> None:
+    """Only the tests register the test double (conftest): a fresh interpreter's registry,
+    which is what `dangol serve` reads a config with, refuses `[providers.fake]`."""
+    code = "from providers.registry import default_registry as r; print(sorted(r.names()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert ast.literal_eval(out) == sorted(set(CONTRACT_OPTIONS) - {"fake"})
 
 
 @pytest.mark.parametrize("name", sorted(CONTRACT_OPTIONS))

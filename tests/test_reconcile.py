@@ -24,7 +24,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from fakes.solapi import FakeSolapi
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from test_outbox import CONFIG, Sleeps, add_message, add_shop, row
+from support.outbox import CONFIG, Sleeps, add_message, add_shop, row
 
 from core.clock import FrozenClock
 from core.config import OutboxConfig

@@ -1,14 +1,14 @@
 """The ticks loop: static jobs that survive errors, wake on demand and stop cleanly.
 
 The dispatcher's logic is tested through `tick()` with a frozen clock (test_outbox.py);
-here APScheduler really runs, so every wait is short and bounded.
+here APScheduler really runs, but every tick's interval is an hour: the test drives them
+with `wake` and waits on `Ticks.idle()`, never on the wall clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -25,15 +25,6 @@ from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
 
 
-async def eventually(condition: Callable[[], bool], within: float = 1.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
 async def test_a_tick_runs_and_survives_an_exception(caplog: pytest.LogCaptureFixture) -> None:
     calls = 0
 
@@ -43,11 +34,15 @@ async def test_a_tick_runs_and_survives_an_exception(caplog: pytest.LogCaptureFi
         if calls == 1:
             raise RuntimeError("boom")
 
-    ticks = Ticks([("flaky", flaky, 0.02)])
+    ticks = Ticks([("flaky", flaky, 3600)])
     with caplog.at_level(logging.ERROR, logger="dangol.scheduler"):
         ticks.start()
         try:
-            await eventually(lambda: calls >= 3)
+            await ticks.idle()  # the first run, at start, fails
+            for _ in range(2):
+                ticks.wake("flaky")
+                await ticks.idle()
+            assert calls == 3
         finally:
             await ticks.shutdown()
     assert "tick flaky failed" in caplog.text
@@ -66,9 +61,11 @@ async def test_wake_runs_a_tick_now() -> None:
     ticks = Ticks([("rare", rare, 3600)])
     ticks.start()
     try:
-        await eventually(lambda: runs == 1)  # every tick runs once at start
+        await ticks.idle()
+        assert runs == 1  # every tick runs once at start
         ticks.wake("rare")
-        await eventually(lambda: runs == 2)
+        await ticks.idle()
+        assert runs == 2
     finally:
         await ticks.shutdown()
 
@@ -77,7 +74,7 @@ async def test_wake_during_a_run_runs_once_more_afterwards() -> None:
     runs = 0
     running = 0
     overlap = False
-    gate = asyncio.Event()
+    started, gate = asyncio.Event(), asyncio.Event()
 
     async def slow() -> None:
         nonlocal runs, running, overlap
@@ -85,18 +82,18 @@ async def test_wake_during_a_run_runs_once_more_afterwards() -> None:
         running += 1
         overlap = overlap or running > 1
         if runs == 1:
+            started.set()
             await gate.wait()
         running -= 1
 
     ticks = Ticks([("slow", slow, 3600)])
     ticks.start()
     try:
-        await eventually(lambda: runs == 1)
+        await started.wait()
         ticks.wake("slow")
         ticks.wake("slow")  # several wakes while busy: one more run
         gate.set()
-        await eventually(lambda: runs == 2)
-        await asyncio.sleep(0.05)
+        await ticks.idle()
         assert runs == 2
     finally:
         await ticks.shutdown()
@@ -104,19 +101,23 @@ async def test_wake_during_a_run_runs_once_more_afterwards() -> None:
 
 
 async def test_shutdown_waits_for_a_running_tick() -> None:
-    started = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
     finished = False
 
     async def work() -> None:
         nonlocal finished
         started.set()
-        await asyncio.sleep(0.05)
+        await release.wait()
         finished = True
 
     ticks = Ticks([("work", work, 3600)])
     ticks.start()
-    await asyncio.wait_for(started.wait(), 1)
-    await ticks.shutdown()
+    await started.wait()
+    stopping = asyncio.ensure_future(ticks.shutdown())
+    await asyncio.sleep(0)  # shutdown is under way, waiting for the tick
+    assert not stopping.done()
+    release.set()
+    await stopping
     assert finished
 
 
@@ -135,8 +136,8 @@ async def test_shutdown_cancels_a_tick_that_overstays() -> None:
 
     ticks = Ticks([("stuck", stuck, 3600)])
     ticks.start()
-    await asyncio.wait_for(started.wait(), 1)
-    await ticks.shutdown(wait_seconds=0.05)
+    await started.wait()
+    await ticks.shutdown(wait_seconds=0)
     assert cancelled
 
 
@@ -176,7 +177,9 @@ async def test_enqueue_wakes_the_dispatch_tick(database: Database, clock: Frozen
     ticks.housekeeping.add("sweep", chore)
     ticks.start()
     try:
-        await eventually(lambda: ticks.stats()["dispatch"]["runs"] >= 1 and bool(chores))
+        await ticks.idle()
+        assert ticks.stats()["dispatch"]["runs"] == 1
+        assert chores == ["swept"]
 
         def notify_owner(conn: Connection) -> int | None:
             return enqueue(
@@ -194,7 +197,8 @@ async def test_enqueue_wakes_the_dispatch_tick(database: Database, clock: Frozen
 
         oid = await database.write(notify_owner)
         dispatcher.on_enqueued()
-        await eventually(lambda: fake.sent_refs() == [str(oid)])
+        await ticks.idle()
+        assert fake.sent_refs() == [str(oid)]
     finally:
         await ticks.shutdown()
     assert fake.sent[0].recipient.owner

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import Client, make_settings, shop_table
-from kakao_checks import assert_valid_skill_response
+from support.kakao_checks import assert_valid_skill_response
 
 from bot import keys
 from bot.kakao import parse_skill_request

@@ -8,54 +8,21 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from conftest import Client, shop_table
+from conftest import Client
 from fakes.twilio import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
     inbound_sms_form,
-    signed_request,
     status_callback_form,
 )
+from support.twilio import PUBLIC, post_signed, twilio_client
 
 from bot import keys
 from core.clock import FrozenClock
 from core.models import AuditEntry, Consent, Conversation, CustomerIdentity, Message, OutboxItem
 from core.replies import owner_reply
 
-PUBLIC = "http://127.0.0.1:8080"  # server.public_url in the test settings
 CUSTOMER = "+14155550123"
-TWILIO = {
-    "account_sid": ACCOUNT_SID,
-    "auth_token": AUTH_TOKEN,
-    "from_number": "+14155550199",
-    "base_url": "http://127.0.0.1:9",  # nothing listens: nothing is due in these tests anyway
-}
 
 MakeClient = Callable[..., Awaitable[Client]]
-
-
-async def twilio_client(make_client: MakeClient, **server: Any) -> Client:
-    return await make_client(
-        server={"simulator": True, "public_url": PUBLIC, **server},
-        providers={"twilio": dict(TWILIO)},
-        shops=[shop_table(delivery={"sms": "twilio"}, sms_ack_delay_seconds=90)],
-    )
-
-
-async def post_signed(
-    client: Client,
-    path: str,
-    form: dict[str, str],
-    *,
-    url: str | None = None,
-    token: str = AUTH_TOKEN,
-    headers: dict[str, str] | None = None,
-    drop_signature: bool = False,
-) -> Any:
-    signed_headers, body = signed_request(url or PUBLIC + path, form, token)
-    if drop_signature:
-        del signed_headers["X-Twilio-Signature"]
-    return await client.post(path, data=body, headers={**signed_headers, **(headers or {})})
 
 
 async def text(client: Client, body: str, **form_args: Any) -> tuple[Any, dict[str, str]]:

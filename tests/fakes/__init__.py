@@ -28,13 +28,15 @@ class Failure:
 @dataclass
 class FailureScript:
     """The failures a fake plays next (`fail_next`), and the hang a "timeout" is: until
-    `release()` or `hang_seconds`. Fakes call `_next_failure()` as a request comes in."""
+    `release()` or `hang_seconds`. Fakes call `_next_failure()` as a request comes in;
+    `await hanging()` returns once a request hangs."""
 
     hang_seconds: float = 5.0  # how long a "timeout" keeps the client waiting
 
     def __post_init__(self) -> None:
         self._failures: collections.deque[Failure] = collections.deque()
         self._released = asyncio.Event()
+        self._hanging = asyncio.Event()
 
     def fail_next(self, kind: str, *, times: int = 1, retry_after: str | float = 1) -> None:
         if kind not in FAILURES:
@@ -45,9 +47,14 @@ class FailureScript:
         """End every hanging "timeout" handler now (call before closing the server)."""
         self._released.set()
 
+    async def hanging(self) -> None:
+        """Return once a request is hanging (at once if one already has)."""
+        await self._hanging.wait()
+
     def _next_failure(self) -> Failure | None:
         return self._failures.popleft() if self._failures else None
 
     async def _hang(self) -> None:
+        self._hanging.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._released.wait(), self.hang_seconds)

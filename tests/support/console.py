@@ -1,5 +1,6 @@
-"""Helpers for the console screen tests: accounts, logging in, and rows put straight into
-the database (customers, conversations, messages) without going through a webhook."""
+"""Helpers for the console tests: accounts, logging in (at once, or by hand through the
+login form), and rows put straight into the database (customers, conversations, messages)
+without going through a webhook."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy.engine import Connection
+from yarl import URL
 
 from bot import keys
 from bot.accounts import add_user
@@ -210,3 +212,72 @@ async def thread(
 
     result: tuple[int, int] = await write(client, unit)
     return result
+
+
+# --------------------------------------------------------------------------- by hand
+
+
+async def add(
+    client: Client,
+    username: str = "kim",
+    password: str = PASSWORD,
+    *,
+    role: str = "owner",
+    shop: str = "hanbit",
+) -> int:
+    app = client.app
+    assert app is not None
+    now = app[keys.CLOCK].now()
+    unit = add_user(app[keys.SHOP_IDS][shop], username, password, role, now)
+    return await app[keys.DATABASE].write(unit)
+
+
+async def login_csrf(client: Client) -> str:
+    resp = await client.get("/console/login", allow_redirects=False)
+    if resp.status == 200:
+        match = CSRF_FIELD.search(await resp.text())
+        assert match
+        return match.group(1)
+    # Already signed in (the page redirects): the login CSRF cookie is still in the jar.
+    return cookie(client, "dangol_login_csrf") or ""
+
+
+async def login(
+    client: Client,
+    username: str = "kim",
+    password: str = PASSWORD,
+    *,
+    next_url: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    form = {"username": username, "password": password, "csrf": await login_csrf(client)}
+    if next_url is not None:
+        form["next"] = next_url
+    return await client.post("/console/login", data=form, allow_redirects=False, headers=headers)
+
+
+def cookie(client: Client, name: str) -> str | None:
+    for morsel in client.session.cookie_jar:
+        if morsel.key == name:
+            return morsel.value
+    return None
+
+
+def use_session(client: Client, token: str | None) -> None:
+    """Make the client present exactly this session cookie (or none)."""
+    jar = client.session.cookie_jar
+    login_csrf_token = cookie(client, "dangol_login_csrf")
+    jar.clear()
+    url = URL(str(client.make_url("/console/")))
+    if login_csrf_token:
+        jar.update_cookies({"dangol_login_csrf": login_csrf_token}, url)
+    if token is not None:
+        jar.update_cookies({"dangol_session": token}, url)
+
+
+async def page_csrf(client: Client) -> str:
+    resp = await client.get("/console/")
+    assert resp.status == 200
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', await resp.text())
+    assert match
+    return match.group(1)

@@ -1,6 +1,6 @@
 """A strict SkillResponse checker written from PROTOCOLS.md §1.3/§1.4, for any test to use.
 
-    from kakao_checks import assert_valid_skill_response
+    from support.kakao_checks import assert_valid_skill_response
 
 It is stricter than Kakao on purpose (unknown keys, non-list arrays and non-str map keys are
 rejected) so that our own builders cannot drift into shapes Kakao merely tolerates.
