@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot import cli  # noqa: E402
+from bot.cli import running  # noqa: E402
 from core import db  # noqa: E402
 from scheduler import loop as ticks_mod  # noqa: E402
 
@@ -211,13 +212,13 @@ def main() -> int:
     probe_checkpointer()
     probe_gc()
     probe_ticks()
-    serve = cli._settle_garbage_collector
+    serve = running._settle_garbage_collector
 
     async def settle_and_watch(app: Any) -> None:
         await serve(app)
         WATCHERS.add(asyncio.get_running_loop().create_task(lag_watch()))
 
-    cli._settle_garbage_collector = settle_and_watch  # type: ignore[assignment]
+    running._settle_garbage_collector = settle_and_watch  # type: ignore[assignment]
     say("probes on")
     return cli.main(sys.argv[1:])
 

@@ -26,6 +26,8 @@ import pytest
 from conftest import kst
 
 from bot import cli
+from bot.cli import install
+from core import config as config_mod
 from core.clock import FrozenClock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,9 +125,9 @@ def test_every_command_the_readme_shows_runs_as_shown(
     example = tmp_path / "config.example.toml"
     text = REPO.joinpath("config.example.toml").read_text("utf-8")
     example.write_text(re.sub(r"(?m)^port = 8080$", f"port = {port}", text), "utf-8")
-    monkeypatch.setattr(cli, "EXAMPLE", example)  # what `init` copies
+    monkeypatch.setattr(install, "EXAMPLE", example)  # what `init` copies
     monkeypatch.chdir(tmp_path)
-    secret_names = list(dict.fromkeys(cli.config_mod.iter_secret_env_names(example)))
+    secret_names = list(dict.fromkeys(config_mod.iter_secret_env_names(example)))
     for name in secret_names:  # a fresh shell: none set (and whatever is set, undone after)
         monkeypatch.setenv(name, "-")
         monkeypatch.delenv(name)

@@ -47,7 +47,7 @@ PHONE: dict[str, Any] = {
     "locale": "ko-KR",
     "timezone_id": "Asia/Seoul",
 }
-# The framed block the demo's start-up ends with (bot/cli.py demo_frame).
+# The framed block the demo's start-up ends with (bot/demo.py demo_frame).
 PASSWORD_LINES = re.compile(r"\|  username   (\S+) *\|\n\|  password   (\S+) ")
 LIVE_MS = 5_000  # a customer's message must reach an open inbox within this, without reload
 STEP_MS = 10_000  # any other wait
