@@ -20,7 +20,7 @@ from support.kakao_checks import assert_valid_skill_response
 from bot import keys
 from core.models import Conversation, Customer, DeliveryEvent, Message
 
-PAYLOADS = Path(__file__).parent / "payloads"
+PAYLOADS = Path(__file__).parents[1] / "payloads"
 SECRET = "test-skill-secret"
 SOLAPI_TOKEN = "test-solapi-webhook-token-0123456789"
 os.environ.setdefault("DANGOL_TEST_SOLAPI_TOKEN", SOLAPI_TOKEN)

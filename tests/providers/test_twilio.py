@@ -54,7 +54,7 @@ from providers.twilio_signature import (
     url_variants,
 )
 
-PAYLOADS = Path(__file__).parent / "payloads" / "twilio"
+PAYLOADS = Path(__file__).parents[1] / "payloads" / "twilio"
 TO = "+14155550123"
 FROM = "+14155550199"
 

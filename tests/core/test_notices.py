@@ -25,7 +25,7 @@ from core.models import Conversation, OutboxItem
 from providers.base import Outgoing, PermanentError, Recipient
 from providers.solapi import SolapiProvider
 
-SKILL_REQUEST = Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json"
+SKILL_REQUEST = Path(__file__).parents[1] / "payloads" / "kakao" / "skill-fallback-text.json"
 OWNER = "01022223333"
 WORDS = "에어컨에서 물이 새요 😊👍 빨리 와주세요"
 

@@ -52,7 +52,7 @@ from providers.solapi import (
     path_for_type,
 )
 
-PAYLOADS = Path(__file__).parent / "payloads" / "solapi"
+PAYLOADS = Path(__file__).parents[1] / "payloads" / "solapi"
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
 PF_ID = "KA01PF2603090000000000000000001"
 

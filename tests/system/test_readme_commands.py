@@ -30,7 +30,7 @@ from bot.cli import install
 from core import config as config_mod
 from core.clock import FrozenClock
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 # A fenced block's body, or one inline code span (which may wrap across lines).
 CODE = re.compile(r"^```[^\n]*\n(.*?)^```|`([^`\n]+(?:\n[^`\n]+)*)`", re.S | re.M)

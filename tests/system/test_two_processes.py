@@ -26,7 +26,7 @@ from core.db import Database
 from core.models import Conversation, Customer, CustomerIdentity, Message, Shop
 from core.texts import Texts
 
-PAYLOAD = Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json"
+PAYLOAD = Path(__file__).parents[1] / "payloads" / "kakao" / "skill-fallback-text.json"
 SECRET = "test-skill-secret"
 BURSTS = 10
 MESSAGES = 3  # per burst

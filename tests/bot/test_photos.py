@@ -41,7 +41,7 @@ from core.outbox import PhotoUnavailable
 Client = TestClient[web.Request, web.Application]
 LIMITS = {"max_bytes": 15 * 1024 * 1024, "max_pixels": 40_000_000}
 UPLOAD_LIMIT = 300_000  # the app tests' max_upload_bytes
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STATIC_DIRS = [REPO / "bot" / "console" / "static", REPO / "bot" / "simulator" / "static"]
 
 

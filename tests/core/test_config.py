@@ -21,7 +21,7 @@ from core.config import (
     parse,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 
 def error_of(data: dict[str, Any]) -> str:

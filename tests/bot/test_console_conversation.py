@@ -1040,7 +1040,7 @@ async def test_customer_text_is_inert_on_every_page(owner: Client) -> None:
 
 
 def test_the_console_script_never_builds_html_from_strings() -> None:
-    static = Path(__file__).resolve().parents[1] / "bot" / "console" / "static"
+    static = Path(__file__).resolve().parents[2] / "bot" / "console" / "static"
     for name in ("console.js", "worker.js"):
         source = (static / name).read_text()
         for forbidden in (

@@ -22,7 +22,7 @@ from bot.kakao import (
 )
 from providers.kakao_callback import is_kakao_callback_url
 
-PAYLOADS = Path(__file__).parent / "payloads" / "kakao"
+PAYLOADS = Path(__file__).parents[1] / "payloads" / "kakao"
 FAMILY = "👨\u200d👩\u200d👧"
 
 

@@ -41,8 +41,8 @@ from core.clock import FrozenClock
 from core.models import Conversation, CustomerIdentity, DeliveryEvent, Message, OutboxItem
 from scheduler.planners.delivery_check import check_deliveries
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
-SKILL_REQUEST = Path(__file__).parent / "payloads" / "kakao" / "skill-fallback-text.json"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+SKILL_REQUEST = Path(__file__).parents[1] / "payloads" / "kakao" / "skill-fallback-text.json"
 KAKAO_USER = json.loads(SKILL_REQUEST.read_text("utf-8"))["userRequest"]["user"]["properties"][
     "botUserKey"
 ]
