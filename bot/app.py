@@ -192,7 +192,6 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
     app[keys.OUTBOX] = outbox
     # Whatever commits new outbox rows (`core.outbox.enqueue` registers it) wakes dispatch.
     stop_waking = database.listen(RowsAdded, lambda _: outbox.on_enqueued())
-    outbox.on_message_status = app[keys.LIVE].message_status
 
     async def refresh_reply_stats() -> None:
         shop_ids = list(app[keys.SHOP_IDS].values())
@@ -205,11 +204,7 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
 
     async def ask_about_deliveries() -> None:
         shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
-        changed = await check_deliveries(
-            database, app[keys.PROVIDERS], shops, app[keys.CLOCK].now()
-        )
-        for shop_id, message_id, status in changed:
-            app[keys.LIVE].message_status(shop_id, message_id, status)
+        await check_deliveries(database, app[keys.PROVIDERS], shops, app[keys.CLOCK].now())
 
     await refresh_reply_stats()
     ticks = Ticks.for_app(

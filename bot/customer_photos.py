@@ -35,6 +35,7 @@ from bot.inbound import attachment_links
 from bot.photos.cleaning import PhotoRejected, Prepared, prepare
 from bot.photos.records import attachment, record_photo
 from bot.photos.store import PhotoStore
+from core.delivery import status_changed
 from core.models import Message
 from providers.base import Provider, ProviderError, TransientError
 from providers.twilio import TwilioProvider
@@ -127,7 +128,6 @@ async def _fetch(app: web.Application, pending: Pending) -> None:
     kept = [r for r in results if isinstance(r, Kept)]
     unit = record_media(pending, results, app[keys.CLOCK].now())
     if await app[keys.DATABASE].write(unit):
-        app[keys.LIVE].message_status(pending.shop_id, pending.message_id, "received")
         log.info("customer photos: %d of %d kept", len(kept), len(results))
         return
     for photo in kept:  # another run recorded this message first: ours are spare copies
@@ -176,8 +176,9 @@ async def _retrying(fetch: Callable[[], Any]) -> bytes:
 def record_media(
     pending: Pending, results: list[Result], now: datetime
 ) -> Callable[[Connection], bool]:
-    """A unit: the photos rows and the message's `attachments` and `media`; False when the
-    message was recorded already (nothing is written then)."""
+    """A unit: the photos rows and the message's `attachments` and `media`, and the consoles
+    told after the commit; False when the message was recorded already (nothing is written
+    then)."""
 
     def unit(conn: Connection) -> bool:
         payload = conn.execute(
@@ -209,6 +210,7 @@ def record_media(
             .where(Message.id == pending.message_id)
             .values(payload={**payload, "attachments": attachments, "media": media})
         )
+        status_changed(pending.shop_id, pending.message_id, "received")  # the photos show
         return True
 
     return unit

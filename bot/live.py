@@ -8,10 +8,15 @@ nothing a shop's console could not read anyway (a short preview of a new message
 
 How events travel:
 
-- A unit that changes what a console shows calls `announce(shop_id, event)`: the event
-  follows its commit (`core.db.after_commit`), and the hub, listening to the database's
-  commits, publishes it. A unit that rolls back announces nothing. `LiveHub.publish` is for
-  code that learns of a change only once it is committed (the outbox's results).
+- One path, the commit's: a unit that changes what a console shows registers it to follow
+  its commit (`core.db.after_commit`), and the hub, listening to the database's commits,
+  publishes it. A unit that rolls back, or whose group commit fails, publishes nothing.
+  Units of `bot/` call `announce(shop_id, event)` (a `LiveEvent`); a unit that changes a
+  message's delivery status — a vendor's report (`core.delivery`), the dispatcher recording
+  a send (`scheduler/dispatch/records.py`), the delivery check, a customer's photos
+  arriving — calls `core.delivery.status_changed`, which the hub turns into a
+  `status_event` (core and the scheduler cannot import this module). `LiveHub.publish` is
+  what both end in; nothing else calls it but tests.
 - **SQLite** is one process (one writer owns the file), so the hub fans events out to its
   local subscribers.
 - **PostgreSQL** may run any number of `dangol serve` processes. Each process's hub holds
@@ -28,7 +33,7 @@ backoff, meanwhile delivers what it publishes locally (other processes miss thos
 afterwards tells every subscriber to `resync` (refetch), since NOTIFYs sent while it was
 away are gone.
 
-One module of ~420 lines, on purpose: the events, the subscriptions and the PostgreSQL
+One module of ~430 lines, on purpose: the events, the subscriptions and the PostgreSQL
 transport share the hub's state (its subscribers and its outgoing queue).
 
 Subscriptions are bounded: a console that stops reading (a stalled phone connection) gets
@@ -49,6 +54,7 @@ import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
 from core.db import Database, after_commit
+from core.delivery import StatusChanged
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +217,8 @@ class Subscription:
 
 
 class LiveHub:
-    """Subscribe per shop; hears what units `announce` once they commit, and `publish`."""
+    """Subscribe per shop; hears what units `announce` and the statuses they change once they
+    commit, and `publish`es them."""
 
     def __init__(
         self,
@@ -235,15 +242,18 @@ class LiveHub:
         self._conn: asyncpg.Connection | None = None
         self._listening = asyncio.Event()
         self._closed = False
-        self._stop_hearing: Callable[[], None] | None = None
+        self._stop_hearing: list[Callable[[], None]] = []
 
     # -- lifecycle
 
     async def start(self) -> None:
-        """Hear what committed units announce; on PostgreSQL, start listening (in the
-        background; it retries until it can)."""
-        if self._stop_hearing is None:
-            self._stop_hearing = self.database.listen(LiveEvent, self._committed)
+        """Hear what committed units announce and which statuses they changed; on
+        PostgreSQL, start listening (in the background; it retries until it can)."""
+        if not self._stop_hearing:
+            self._stop_hearing = [
+                self.database.listen(LiveEvent, self._committed),
+                self.database.listen(StatusChanged, self._statuses_committed),
+            ]
         if self.postgres and self._task is None:
             self._task = asyncio.create_task(self._run(), name="dangol-live-listener")
             self._task.add_done_callback(_log_failure)
@@ -265,9 +275,8 @@ class LiveHub:
 
     async def close(self) -> None:
         self._closed = True
-        if self._stop_hearing is not None:
-            self._stop_hearing()
-            self._stop_hearing = None
+        while self._stop_hearing:
+            self._stop_hearing.pop()()
         self.end_streams()
         if self._task is not None:
             self._task.cancel()
@@ -329,12 +338,11 @@ class LiveHub:
         for item in announced:
             self.publish(item.shop_id, item.event)
 
-    # -- a few events the rest of the app publishes
-
-    def message_status(self, shop_id: int, message_id: int, status: str) -> None:
+    def _statuses_committed(self, changed: list[StatusChanged]) -> None:
         """A message's delivery state was recorded, or something else about it (a customer's
         photos arrived): the consoles showing it refresh it."""
-        self.publish(shop_id, status_event(message_id, status))
+        for item in changed:
+            self.publish(item.shop_id, status_event(item.message_id, item.status))
 
     # -- PostgreSQL: one connection that listens, and sends what `publish` queued
 

@@ -25,6 +25,11 @@ came one after another:
 A report about a message we do not know is stored and otherwise ignored: the provider
 gets its 200 either way, or it would retry forever.
 
+Whatever changes a message's status — a report here, the dispatcher recording a send, the
+delivery check, a customer's photos arriving — registers `StatusChanged` with
+`after_commit` in the same unit (`status_changed`): the owner's consoles hear of it once,
+and only if, it commits (the app's live hub listens for it).
+
 Why set-based: one report cost 4–5 statements, and SQLAlchemy's overhead per statement,
 not the database, bounded a webhook taking 500 reports a second. `apply_many` does the work
 of any number of reports with a fixed number of statements — one INSERT of the events, two
@@ -50,7 +55,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.consents import OptOut, record_opt_outs
-from core.db import Batched, Unit
+from core.db import Batched, Unit, after_commit
 from core.models import CustomerIdentity, DeliveryEvent, Message, OutboxItem
 from providers.base import DeliveryReport, DeliveryStatus, status_advances
 
@@ -64,6 +69,21 @@ KAKAO_PATHS = frozenset({"alimtalk", "brand_message"})
 FALLBACK_PATHS = frozenset({"sms", "lms", "mms"})
 
 Changed = list[tuple[int, str]]  # (message id, new status), in report order
+
+
+@dataclass(slots=True)  # not frozen: one is made per report, and frozen costs more
+class StatusChanged:
+    """After commit: a message's delivery status (or something else the console shows
+    about it) changed; its shop's consoles refresh it."""
+
+    shop_id: int
+    message_id: int
+    status: str
+
+
+def status_changed(shop_id: int, message_id: int, status: str) -> None:
+    """Inside the unit that changed a message's status: tell it once the unit commits."""
+    after_commit(StatusChanged(shop_id, message_id, status))
 
 
 @dataclass(frozen=True)
@@ -246,6 +266,7 @@ def apply_many(conn: Connection, batches: list[ReportBatch]) -> list[Changed]:
     for item in fresh:
         if item.moved_to is not None and item.message is not None and item.message.id in moved:
             changed[item.batch].append((item.message.id, item.moved_to))
+            status_changed(item.shop_id, item.message.id, item.moved_to)
     return changed
 
 
@@ -441,6 +462,7 @@ def catch_up(
             best, reason, at = ours, event.detail, event.received_at
     if at is None or not move_message(conn, message_id, current, best, at=at, reason=reason):
         return None
+    status_changed(shop_id, message_id, best)
     return best
 
 
@@ -456,7 +478,8 @@ def move_message(
 ) -> bool:
     """Record a message's new delivery status, guarded by the status it was read with, so
     a concurrent writer is never overtaken (whether `status` is later than `current` is the
-    caller's vendor's question). Delivered clears any error; failed keeps `reason`."""
+    caller's vendor's question). Delivered clears any error; failed keeps `reason`. The
+    caller tells the consoles (`status_changed`)."""
     updated = conn.execute(
         sa.update(MESSAGES)
         .where(MESSAGES.c.id == message_id, MESSAGES.c.status == current)

@@ -2,5 +2,6 @@
 the outbox, one module per stage) and `planners/` (ticks that write outbox rows).
 
 It imports `core` and `providers`, never `bot`: the app hands it what it needs (a photo
-resolver, a listener for message statuses).
+resolver); what its units change reaches the consoles as after-commit signals
+(`core.delivery.StatusChanged`).
 """

@@ -82,9 +82,6 @@ async def report(request: web.Request) -> web.Response:
             extra={"shop": shop.slug},
         )
         return web.json_response({"ok": False, "error": "not stored"}, status=503)
-    live = app[keys.LIVE]
-    for message_id, status in changed:
-        live.message_status(shop_id, message_id, status)
     log.info(
         "solapi report: %d received, %d messages changed",
         len(reports),

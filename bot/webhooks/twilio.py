@@ -163,12 +163,10 @@ async def status_callback(request: web.Request) -> web.Response:
     shop_id = app[keys.SHOP_IDS][shop.slug]
     work = apply_reports_batched(shop_id, PROVIDER, [report], app[keys.CLOCK].now())
     try:
-        changed = await app[keys.DATABASE].write(work)
+        await app[keys.DATABASE].write(work)
     except Exception as exc:
         log.error(
             "twilio status: report not stored: %s", describe_failure(exc), extra={"shop": shop.slug}
         )
         return web.Response(status=503, text="not stored\n")
-    for message_id, status in changed:
-        app[keys.LIVE].message_status(shop_id, message_id, status)
     return web.Response(status=204)

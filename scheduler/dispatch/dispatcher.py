@@ -91,16 +91,6 @@ class Dispatcher:
             counters=self.counters,
         )
 
-    @property
-    def on_message_status(self) -> Callable[[int, int, str], None] | None:
-        """Told (shop id, message id, status) when a message's delivery state is recorded:
-        the app passes it on to the consoles."""
-        return self.ledger.on_message_status
-
-    @on_message_status.setter
-    def on_message_status(self, listener: Callable[[int, int, str], None] | None) -> None:
-        self.ledger.on_message_status = listener
-
     # -- waking up
 
     def set_waker(self, waker: Callable[[], None] | None) -> None:

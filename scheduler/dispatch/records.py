@@ -3,7 +3,9 @@
 The `Ledger` turns an outcome (a send's or a lookup's) into a `Change` and writes changes
 in one unit. Every one is written with `WHERE id = :id AND lease_owner = :me AND status =
 :was`, so a sender whose lease was taken over cannot overwrite what the new owner recorded;
-such a change is counted as `lost_lease` and dropped.
+such a change is counted as `lost_lease` and dropped. A message whose status a change moves
+registers `core.delivery.StatusChanged` in the same unit: the consoles hear of it after the
+commit, and of a change that did not stand, nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.engine import Connection
 from core.config import OutboxConfig
 from core.consents import record_refusal
 from core.db import Database
-from core.delivery import catch_up
+from core.delivery import catch_up, status_changed
 from core.models import UTCDateTime
 from core.outbox import MESSAGES, OUTBOX
 from providers.base import (
@@ -143,7 +145,10 @@ def _apply(changes: Sequence[Change]) -> Callable[[Connection], list[Change]]:
             item = change.item
             if change.message_statement is None or item.message_id is None:
                 continue
-            conn.execute(change.message_statement, change.message_params)
+            params = change.message_params or {}
+            if conn.execute(change.message_statement, params).rowcount:
+                # the consoles showing it hear once this commits (a dead row's is "failed")
+                status_changed(item.shop_id, item.message_id, params.get("p_status", "failed"))
             if change.error is not None:  # refused as opted out? then that is recorded
                 record_refusal(
                     conn,
@@ -189,8 +194,6 @@ class Ledger:
         self.owner_id = owner_id
         self._rng = rng
         self.counters = counters
-        # Told (shop id, message id, status) when a message's delivery state is recorded.
-        self.on_message_status: Callable[[int, int, str], None] | None = None
 
     async def write(self, changes: Sequence[Change]) -> list[Change]:
         """Write `changes` in one unit, count and log them. Returns those that stood."""
@@ -278,9 +281,6 @@ class Ledger:
                 log.warning("outbox %d: lease lost before recording %s", item.id, change.kind)
                 continue
             self.counters[change.kind] += 1
-            if self.on_message_status and item.message_id is not None and change.message_params:
-                status = str(change.message_params.get("p_status", "failed"))
-                self.on_message_status(item.shop_id, item.message_id, status)
             error = change.params.get("p_error")
             if change.kind == "sent":
                 log.debug("outbox %d sent via %s (%s)", item.id, item.provider, item.purpose)

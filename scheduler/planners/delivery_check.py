@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from core.config import ShopConfig
 from core.db import Database
+from core.delivery import status_changed
 from core.outbox import MESSAGES, OUTBOX
 from core.replies import fall_back
 from providers.base import Capability, PermanentError, ProviderError, SendRef, SendResult
@@ -62,7 +63,8 @@ Changed = list[tuple[int, int, str]]  # (shop id, message id, new status)
 async def check_deliveries(
     database: Database, providers: Providers, shops: Mapping[int, ShopConfig], now: datetime
 ) -> Changed:
-    """One round; returns the messages that changed."""
+    """One round; returns the messages that changed (the consoles hear of each after the
+    commit: `core.delivery.StatusChanged`)."""
     asked = [
         name for name in providers if Capability.DELIVERY_BY_LOOKUP in providers[name].capabilities
     ]
@@ -109,6 +111,7 @@ def _apply(
                     .values(status="delivered", delivered_at=now)
                 ).rowcount:
                     changed.append((row.shop_id, row.message_id, "delivered"))
+                    status_changed(row.shop_id, row.message_id, "delivered")
                 continue
             shop = shops.get(row.shop_id)
             if shop is None:
@@ -130,6 +133,7 @@ def _apply(
             )
             new_status = {"mailbox": "held"}.get(path.name, "queued") if path else "failed"
             changed.append((row.shop_id, row.message_id, new_status))
+            status_changed(row.shop_id, row.message_id, new_status)
         return changed
 
     return unit

@@ -23,6 +23,7 @@ from support.slow_database import HeldWrites
 from tenacity import wait_none
 
 from bot import customer_photos, keys
+from bot.live import Event, Subscription, status_event
 from core.models import Message, OutboxItem, Photo
 
 pytestmark = pytest.mark.usefixtures("cheap_hasher")
@@ -243,15 +244,33 @@ async def test_two_fetches_of_one_message_keep_one_copy(
     await mms(client, "사진이요", [(url, "image/jpeg")])
     message = await inbound(client)
     assert client.app is not None
-    await asyncio.gather(
-        customer_photos.fetch_photos(client.app, message.id),
-        customer_photos.fetch_photos(client.app, message.id),
-    )
+    hub = client.app[keys.LIVE]
+    with hub.subscribe(message.shop_id) as console:
+        await asyncio.gather(
+            customer_photos.fetch_photos(client.app, message.id),
+            customer_photos.fetch_photos(client.app, message.id),
+        )
+        heard = await statuses_until_now(console)
     assert fake.media_gets == 2  # both downloaded…
     (photo,) = await photos(client)  # …one recorded…
     (kept,) = stored_files(tmp_path)  # …and the other's copy removed
     assert kept.name == photo.stored_name
     assert (await inbound(client)).payload["media"] == [{"photo_id": photo.id}]
+    # The console showing the message refreshes it once: the fetch that recorded nothing
+    # tells it nothing.
+    assert heard == [status_event(message.id, "received")]
+
+
+async def statuses_until_now(console: Subscription) -> list[Event]:
+    """The status events `console` has on its way (a marker published now comes after them)."""
+    marker = {"type": "marker"}
+    console.hub.publish(console.shop_id, marker)
+    heard: list[Event] = []
+    while (event := await console.next(within=5.0)) != marker:
+        assert event is not None
+        if event["type"] == "status":
+            heard.append(event)
+    return heard
 
 
 async def test_photos_a_stop_interrupted_are_fetched_at_the_next_start(

@@ -25,21 +25,30 @@ from support.console import (
     thread,
     write,
 )
+from support.outbox import CONFIG, add_message, add_shop, put
 
 from bot import keys
 from bot.live import (
     RESYNC,
     Closed,
+    Event,
     LiveHub,
     Subscription,
     TooManySubscribers,
     announce,
     message_event,
+    status_event,
 )
 from bot.photos.records import public_path
 from bot.photos.store import new_stored_name
+from core.clock import FrozenClock
 from core.db import Database
+from core.delivery import apply_reports
 from core.models import ConsoleSession, Message
+from providers.base import DeliveryReport, DeliveryStatus
+from providers.fake import FakeProvider
+from providers.registry import Providers
+from scheduler.dispatch import Dispatcher
 
 WAIT = 5.0  # seconds an expected event may take (it takes milliseconds)
 
@@ -137,10 +146,76 @@ async def test_a_closed_hub_hears_no_more_commits(database: Database) -> None:
     assert heard == [(1, {"type": "heard"})]
 
 
+# --------------------------------------------------------------------------- statuses
+
+
+async def test_a_status_change_that_rolls_back_publishes_nothing(
+    hub: LiveHub, database: Database, clock: FrozenClock
+) -> None:
+    shop = await add_shop(database, clock.now())
+    mid = await add_message(database, shop, clock.now())
+    (oid,) = await put(database, shop, clock.now(), message_id=mid)
+    delivered = DeliveryReport("ev-1", "vendor-1", DeliveryStatus.DELIVERED, ref=str(oid))
+    apply = apply_reports(shop, "fake", [delivered], clock.now())
+    with hub.subscribe(shop) as sub:
+
+        def failing(conn: Connection) -> None:
+            assert apply(conn) == [(mid, "delivered")]  # the status did change, then…
+            raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            await database.write(failing)
+        await no_event(sub)
+        assert (await database.write(apply)) == [(mid, "delivered")]
+        assert await sub.next(within=WAIT) == status_event(mid, "delivered")
+
+
+async def test_a_status_the_dispatcher_records_reaches_a_console_after_the_commit(
+    hub: LiveHub, database: Database, clock: FrozenClock
+) -> None:
+    shop = await add_shop(database, clock.now())
+    mid = await add_message(database, shop, clock.now())
+    await put(database, shop, clock.now(), message_id=mid)
+    dispatcher = Dispatcher(
+        database, Providers({"fake": FakeProvider()}), clock, CONFIG, owner_id="a"
+    )
+    published: list[tuple[int, Event]] = []
+    publish = hub.publish
+
+    def spy(shop_id: int, event: Event) -> None:
+        published.append((shop_id, event))
+        publish(shop_id, event)
+
+    hub.publish = spy  # type: ignore[method-assign]
+    # What had been published when each of the dispatcher's units finished, before its commit.
+    before_commit: list[list[tuple[int, Event]]] = []
+    write = database.write
+
+    async def writing(work: Any) -> Any:
+        if not callable(work):
+            return await write(work)
+
+        def unit(conn: Connection) -> Any:
+            result = work(conn)
+            before_commit.append(list(published))
+            return result
+
+        return await write(unit)
+
+    database.write = writing  # type: ignore[method-assign]
+    with hub.subscribe(shop) as sub:
+        assert await dispatcher.tick() == 1
+        assert await sub.next(within=WAIT) == status_event(mid, "sent")
+        await no_event(sub)
+    assert before_commit
+    assert not any(before_commit)  # nothing was published before a commit
+    assert published[0] == (shop, status_event(mid, "sent"))
+
+
 async def test_publish_after_commit(hub: LiveHub) -> None:
     with hub.subscribe(3) as sub:
         hub.publish(3, {"type": "conversation", "conversation_id": 1, "change": "read"})
-        hub.message_status(3, 55, "delivered")
+        hub.publish(3, status_event(55, "delivered"))
         long = "  여러   줄\n메시지 " + "가" * 200
         hub.publish(
             3, message_event(9, 90, direction="in", sender="customer", customer_id=4, preview=long)

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from support.solapi import FIXTURE_MID, TOKEN, fixture_body, post, report, solapi_client
 
 from bot import keys
+from bot.live import status_event
 from core.models import (
     AuditEntry,
     Consent,
@@ -110,10 +111,11 @@ async def message(client: Client, message_id: int) -> Any:
 async def test_the_fixture_report_marks_the_message_delivered(make_client: MakeClient) -> None:
     client = await solapi_client(make_client)
     message_id, _, _ = await sent_message(client)
-    seen: list[tuple[int, int, str]] = []
-    client.app[keys.LIVE].message_status = lambda *args: seen.append(args)  # type: ignore[method-assign]
+    shop_id = client.app[keys.SHOP_IDS]["hanbit"]
 
-    status, answer = await post(client, fixture_body())
+    with client.app[keys.LIVE].subscribe(shop_id) as console:
+        status, answer = await post(client, fixture_body())
+        heard = await console.next(within=5.0)
 
     assert (status, answer) == (200, {"ok": True})
     row = await message(client, message_id)
@@ -124,7 +126,7 @@ async def test_the_fixture_report_marks_the_message_delivered(make_client: MakeC
     assert [(e.provider, e.event_id, e.provider_message_id, e.status, e.code) for e in events] == [
         ("solapi", "EV261122101512ABCDEF", FIXTURE_MID, "delivered", "4000")
     ]
-    assert seen == [(client.app[keys.SHOP_IDS]["hanbit"], message_id, "delivered")]
+    assert heard == status_event(message_id, "delivered")
 
 
 async def test_the_same_body_twice_is_stored_once(make_client: MakeClient) -> None:
