@@ -18,26 +18,18 @@ from aiohttp.test_utils import TestServer
 from fakes.solapi import FakeSolapi
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from sqlalchemy.engine import Connection
+from support.outbox import CONFIG, add_message, add_shop, put
+from support.outbox import message as message_row
 
 from core.clock import FrozenClock
-from core.config import OutboxConfig
 from core.db import Database
-from core.models import AuditEntry, Consent, Conversation, Customer, Message, OutboxItem, Shop
-from core.outbox import OutboxRequest, enqueue
+from core.models import AuditEntry, Consent, Message, OutboxItem, Shop
 from providers.base import Provider
 from providers.registry import Providers
 from providers.solapi import SolapiProvider
 from providers.twilio import TwilioProvider
 from scheduler.dispatch import Dispatcher
 
-CONFIG = OutboxConfig(
-    tick_seconds=1.0,
-    batch_size=50,
-    lease_seconds=60,
-    max_attempts=3,
-    backoff_base_seconds=10.0,
-    backoff_max_seconds=600.0,
-)
 KOREAN = "+821022223333"
 AMERICAN = "+14155550123"
 
@@ -58,65 +50,13 @@ async def _customer_with_a_queued_message(
     database: Database, now: datetime, phone: str, provider: str
 ) -> tuple[int, int, int]:
     """(customer id, message id, outbox id): an owner's text waiting in the outbox."""
-
-    def unit(conn: Connection) -> tuple[int, int, int]:
-        shop = conn.execute(
-            sa.insert(Shop)
-            .values(slug="hanbit", name="한빛설비", owner_status="available", created_at=now)
-            .returning(Shop.id)
-        ).scalar_one()
-        customer = conn.execute(
-            sa.insert(Customer)
-            .values(shop_id=shop, name="손님", tier="bronze", tags=[], notes="", created_at=now)
-            .returning(Customer.id)
-        ).scalar_one()
-        conversation = conn.execute(
-            sa.insert(Conversation)
-            .values(
-                shop_id=shop,
-                customer_id=customer,
-                channel="sms",
-                status="open",
-                complaint=False,
-                unread_count=0,
-                last_message_at=now,
-                created_at=now,
-            )
-            .returning(Conversation.id)
-        ).scalar_one()
-        message = conn.execute(
-            sa.insert(Message)
-            .values(
-                shop_id=shop,
-                conversation_id=conversation,
-                customer_id=customer,
-                direction="out",
-                sender="owner",
-                channel="sms",
-                body="내일 10시에 방문드릴게요",
-                payload={},
-                status="queued",
-                created_at=now,
-            )
-            .returning(Message.id)
-        ).scalar_one()
-        outbox = enqueue(
-            conn,
-            OutboxRequest(
-                shop_id=shop,
-                purpose="reply",
-                provider=provider,
-                recipient={"phone": phone, "name": "손님"},
-                payload={"text": "내일 10시에 방문드릴게요"},
-                idempotency_key="reply:1",
-                now=now,
-                message_id=message,
-            ),
-        )
-        assert outbox is not None
-        return customer, message, outbox
-
-    return await database.write(unit)
+    shop = await add_shop(database, now)
+    message_id = await add_message(database, shop, now)
+    (outbox,) = await put(
+        database, shop, now, provider=provider, key="reply", message_id=message_id, phone=phone
+    )
+    customer = (await message_row(database, message_id))["customer_id"]
+    return int(customer), message_id, outbox
 
 
 async def _dispatch(database: Database, clock: FrozenClock, provider: Provider) -> None:
