@@ -127,20 +127,3 @@ async def read_customer(
         ],
         created_at=row.created_at.astimezone(tz),
     )
-
-
-async def phone_of(conn: AsyncConnection, viewer: Viewer, customer_id: int) -> str | None:
-    """The customer's phone in E.164 (only for the audit-logged reveal)."""
-    value: str | None = (
-        await conn.execute(
-            sa.select(CustomerIdentity.value)
-            .where(
-                viewer.scope(CustomerIdentity.shop_id),
-                CustomerIdentity.customer_id == customer_id,
-                CustomerIdentity.kind == "phone",
-            )
-            .order_by(CustomerIdentity.id)
-            .limit(1)
-        )
-    ).scalar()
-    return value
