@@ -26,7 +26,8 @@ from core.writer import after_commit
 OUTBOX = cast(sa.Table, OutboxItem.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
 
-STATUSES = ("pending", "sending", "sent", "unknown", "dead", "cancelled")
+STATUSES = ("pending", "sending", "sent", "unknown", "dead", "cancelled", "dropped")
+KINDS = ("info", "ad")  # informational or advertising (PROTOCOLS §4.2)
 WATCHED = ("pending", "sending", "unknown", "dead")  # what stats() counts
 
 IDEMPOTENCY_KEY_MAX = 160
@@ -84,12 +85,18 @@ class OutboxRequest:
     now: datetime
     message_id: int | None = None
     not_before: datetime | None = None
+    # What the send-time policy holds the row to: "info" or "ad" (PROTOCOLS §4.2), and the
+    # customer whose consents and complaints it checks (None: the owner, or no one's).
+    kind: str = "info"
+    customer_id: int | None = None
 
     def __post_init__(self) -> None:
         if not self.idempotency_key or len(self.idempotency_key) > IDEMPOTENCY_KEY_MAX:
             raise ValueError(f"idempotency_key must be 1–{IDEMPOTENCY_KEY_MAX} characters")
         if not self.purpose or len(self.purpose) > PURPOSE_MAX:
             raise ValueError(f"purpose must be 1–{PURPOSE_MAX} characters")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
         text = self.payload.get("text")
         if not isinstance(text, str) or not text:
             raise ValueError("an outbox payload needs a non-empty 'text'")
@@ -107,6 +114,8 @@ class OutboxRequest:
             "attempts": 0,
             "not_before": self.not_before or self.now,
             "idempotency_key": self.idempotency_key,
+            "kind": self.kind,
+            "customer_id": self.customer_id,
             "created_at": self.now,
             "updated_at": self.now,
         }

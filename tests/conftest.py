@@ -103,6 +103,31 @@ def shop_table(**overrides: Any) -> dict[str, Any]:
             "skill_secret_env": "DANGOL_TEST_SKILL_SECRET",
         },
         "owner": {"name": "김사장", "phone": "010-2222-3333", "notify_via": ["console"]},
+        "services": [
+            {
+                "key": "aircon",
+                "name": "에어컨 청소",
+                "duration_minutes": 120,
+                "prepare": "실외기 주변을 비워 주세요.",
+                "warranty": "무상 A/S 6개월",
+                "survey_after_days": 7,
+                "inspection_months": 12,
+                "aftercare": [
+                    {"after_days": 0, "text": "처음 켤 때 냄새나 물샘이 없는지 봐 주세요."},
+                    {"after_days": 14, "text": "필터는 2주마다 씻어 주세요."},
+                ],
+            },
+            {
+                "key": "lawn",
+                "name": "잔디 관리",
+                "duration_minutes": 240,
+                "survey_after_days": 14,
+                "aftercare": [
+                    {"after_days": 0, "text": "2주간 매일 물을 주세요."},
+                    {"after_days": 3, "text": "뿌리가 내렸는지 확인해 주세요."},
+                ],
+            },
+        ],
     }
     shop.update(overrides)
     return shop

@@ -5,7 +5,8 @@ reading a traceback; every mistake in the file is named in one run. Secrets are 
 written in the file: the file names the environment variable that holds them.
 
     schema.py   the settings' types, each key's default and rules written once
-    shop.py     one `[[shops]]` table; hours.py its opening hours and closures
+    shop.py     one `[[shops]]` table; hours.py its opening hours and closures;
+                services.py its service catalogue and the journey's timing
     values.py   the kinds of value (whole numbers, names, secrets from the environment)
     errors.py   ConfigError(s), and pydantic's findings turned into our one-line messages
     loading.py  load / parse: the file, through pydantic, into `Settings`
@@ -24,6 +25,7 @@ from core.config.schema import (
     Settings,
     StorageConfig,
 )
+from core.config.services import AftercareTip, AlimTalkStep, JourneyConfig, ServiceConfig
 from core.config.shop import (
     QUICK_REPLY_LABEL_MAX,
     SLUG_RE,
@@ -41,6 +43,8 @@ __all__ = [
     "QUICK_REPLY_LABEL_MAX",
     "SLUG_RE",
     "WEEKDAYS",
+    "AftercareTip",
+    "AlimTalkStep",
     "Closure",
     "ConfigError",
     "ConfigErrors",
@@ -48,6 +52,7 @@ __all__ = [
     "DatabaseConfig",
     "Delivery",
     "FaqEntry",
+    "JourneyConfig",
     "KakaoConfig",
     "LoggingConfig",
     "OpeningHours",
@@ -55,6 +60,7 @@ __all__ = [
     "OwnerConfig",
     "Secret",
     "ServerConfig",
+    "ServiceConfig",
     "Settings",
     "ShopConfig",
     "SolapiHookConfig",

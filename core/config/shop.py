@@ -11,6 +11,7 @@ from pydantic import AfterValidator, AliasPath, Field, PlainValidator, Validatio
 
 from core.config.errors import WrittenAs, fail, problem
 from core.config.hours import ClosureEntry, OpeningHours, WeekTable, week
+from core.config.services import JourneyConfig, ServiceConfig, Services
 from core.config.values import (
     Flag,
     Name,
@@ -194,3 +195,9 @@ class ShopConfig:
     # An SMS customer's "the owner will answer" acknowledgement waits this long, and does
     # not go at all when the owner answers first.
     sms_ack_delay_seconds: Annotated[int, whole(0)] = 90
+    services: Services = ()
+    journey: JourneyConfig = field(default_factory=JourneyConfig)
+
+    def service(self, key: str) -> ServiceConfig | None:
+        """The catalogue's service by its key (None once removed from the file)."""
+        return next((s for s in self.services if s.key == key), None)

@@ -2,95 +2,55 @@
 
 Storage keeps timezone-aware UTC datetimes only; local time (KST) appears at the edges.
 Changing a model means writing an Alembic migration in `core/migrations/versions/`.
+The column types and the declarative base are in `base.py`; a job and its journey in
+`jobs.py`; shops, customers, conversations, messages and the outbox here.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     Boolean,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
-# Integer primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
-Id = BigInteger().with_variant(Integer(), "sqlite")
+from core.models.base import NAMING, Base, Id, UTCDateTime
+from core.models.jobs import ApiToken, Job, JourneyStep, SurveyAnswer
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-@functools.lru_cache(maxsize=1024)
-def _sqlite_datetime(value: datetime) -> str:
-    """The text SQLite's DATETIME would store ("2026-11-23 01:00:00.000000"), made by
-    datetime's C methods instead of two Python steps. Kept for the instants bound again:
-    a message binds its arrival time five times (the message's, the conversation's and
-    its reply's), and a cache hit costs a fraction of a conversion."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out, on SQLite (which has no time zones) as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use an aware UTC datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to the database; use an aware UTC datetime")
-            return _sqlite_datetime(value)
-
-        return process
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: UTCDateTime(),
-        dict[str, Any]: JSON(),
-        list[Any]: JSON(),
-    }
+__all__ = [
+    "NAMING",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "Consent",
+    "ConsoleSession",
+    "Conversation",
+    "Customer",
+    "CustomerIdentity",
+    "DeliveryEvent",
+    "Id",
+    "Job",
+    "JourneyStep",
+    "LoginAttempt",
+    "Message",
+    "OutboxItem",
+    "Photo",
+    "SavedReply",
+    "Shop",
+    "SurveyAnswer",
+    "UTCDateTime",
+    "User",
+]
 
 
 class Shop(Base):
@@ -245,7 +205,11 @@ class OutboxItem(Base):
     provider: Mapped[str] = mapped_column(String(40))
     recipient: Mapped[dict[str, Any]] = mapped_column()
     payload: Mapped[dict[str, Any]] = mapped_column()
-    # pending | sending | sent | dead | unknown | cancelled
+    # info | ad: what the send-time policy (scheduler/policy.py) holds it to (PROTOCOLS §4.2)
+    kind: Mapped[str] = mapped_column(String(4), server_default=text("'info'"))
+    # Whom it goes to, when that is a customer: their consents and complaints decide.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    # pending | sending | sent | dead | unknown | cancelled | dropped (the policy said no)
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime]
@@ -345,6 +309,9 @@ class Photo(Base):
     height: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(Integer)
     uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # A photo of a job's work, and when in it: before | during | after
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    phase: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime]
 
 
