@@ -57,6 +57,13 @@ def demo_settings(settings: Settings, port: int | None = None) -> Settings:
     if len(settings.shops) == 1:  # owner notices headed with the shop's name, not [단골]
         console.setdefault("heading", settings.shops[0].name)
     settings = replace(settings, providers={**settings.providers, "console": console})
+    # The demo's customers booked by phone are reached by text: with no SMS provider set,
+    # the console provider "sends" it to the terminal, so their journey can be watched.
+    shops = tuple(
+        s if s.delivery.sms else replace(s, delivery=replace(s.delivery, sms="console"))
+        for s in settings.shops
+    )
+    settings = replace(settings, shops=shops)
     if port:
         settings = replace(settings, server=replace(settings.server, port=port))
     return settings

@@ -23,6 +23,7 @@ from bot.cli.settings import (
     upgrade_database,
 )
 from bot.console.saved_replies import seed_demo_replies
+from bot.demo_jobs import seed_demo_jobs
 from core import config as config_mod
 from core.clock import Clock
 from core.config import Settings
@@ -101,6 +102,7 @@ async def prepare(settings: Settings, clock: Clock, *, demo: bool = False) -> di
             passwords[shop.slug] = password if created else None
             if demo:
                 await db.write(seed_demo_replies(ids[shop.slug], now))
+                await db.write(seed_demo_jobs(shop, ids[shop.slug], now))
     finally:
         await db.close()
     return passwords

@@ -300,8 +300,9 @@ async def test_demo_serves_the_simulator_conversation(tmp_path: Path) -> None:
     assert all(len(line) < 120 for line in access), access
     assert any(re.search(r"aiohttp.access: POST /simulator/api/say 200 \d+ms$", a) for a in access)
     notice = next(line for line in lines if "dangol.console:" in line)
+    # The demo's regulars (bot/demo_jobs.py) come first: the simulator's customer is the 4th.
     assert notice.split("dangol.console: ")[1] == (
-        '사장님께 ▸ [한빛설비] 새 문의 · 고객 #1: "에어컨에서 물이 새요"'
+        '사장님께 ▸ [한빛설비] 새 문의 · 고객 #4: "에어컨에서 물이 새요"'
     )
 
 
