@@ -22,6 +22,7 @@ from support.console import (
     Client,
     add_account,
     app_of,
+    insert_message,
     now_of,
     rows,
     shop_id,
@@ -45,9 +46,11 @@ from core.models import (
     Customer,
     CustomerIdentity,
     Job,
+    JourneyStep,
     Photo,
     SurveyAnswer,
 )
+from core.outbox import OutboxRequest, enqueue
 
 pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
@@ -645,6 +648,105 @@ async def test_rescheduling_replans_and_cancelling_or_a_no_show_ends_the_journey
     assert (await post(owner, f"/console/jobs/{other}/no-show")).status == 303
     assert (await job_row(owner, other)).status == "no_show"
     assert f'/console/jobs/{other}/photos"' not in await page(owner, f"/console/jobs/{other}")
+
+
+async def test_each_step_shows_its_messages_delivery_state_and_path(owner: Client) -> None:
+    """What the journey planner leaves behind, written here by hand: a confirmation sent and
+    delivered by AlimTalk, a reminder held for courtesy hours, a step the policy dropped."""
+    job_id, customer, conversation = await a_job(owner, kst(2026, 11, 24, 14, 0))
+    sid, at = shop_id(owner), now_of(owner)
+    await post(owner, f"/console/jobs/{job_id}/depart", {"eta": "10:40"})
+
+    def planner(conn: Connection) -> int:
+        message = insert_message(
+            conn,
+            sid,
+            conversation,
+            customer,
+            at,
+            "[한빛설비] 예약이 확정됐어요",
+            direction="out",
+            sender="bot",
+            status="delivered",
+            path="alimtalk",
+        )
+        failed = insert_message(
+            conn,
+            sid,
+            conversation,
+            customer,
+            at,
+            "[한빛설비] 지금 출발했어요",
+            direction="out",
+            sender="bot",
+            status="failed",
+            path="sms",
+            error="번호 없음",
+        )
+        held = enqueue(
+            conn,
+            OutboxRequest(
+                shop_id=sid,
+                purpose="journey:reminder",
+                provider="console",
+                recipient={"customer_id": customer},
+                payload={"text": "내일 뵐게요"},
+                idempotency_key=f"journey:reminder:r1:job:{job_id}",
+                now=at,
+                not_before=kst(2026, 11, 23, 18, 0),
+                customer_id=customer,
+            ),
+        )
+        where = (JourneyStep.job_id == job_id,)
+        conn.execute(
+            sa.update(JourneyStep)
+            .where(*where, JourneyStep.key == "confirmation:r1")
+            .values(status="sent", message_id=message, sent_at=at)
+        )
+        conn.execute(
+            sa.update(JourneyStep)
+            .where(*where, JourneyStep.key == "on_my_way:r1")
+            .values(status="sent", message_id=failed, sent_at=at)
+        )
+        conn.execute(
+            sa.update(JourneyStep)
+            .where(*where, JourneyStep.key == "reminder:r1")
+            .values(outbox_id=held)
+        )
+        return message
+
+    message = await write(owner, planner)
+    html = await page(owner, f"/console/jobs/{job_id}")
+    steps_html = html[html.index('id="job-steps"') :]
+    steps_html = steps_html[: steps_html.index("</ol>")]
+    confirmation = steps_html[steps_html.index('data-key="confirmation:r1"') :]
+    confirmation = confirmation[: confirmation.index("</li>")]
+    assert "보냄" in confirmation
+    assert (
+        f'href="/console/c/{conversation}#m-{message}" class="delivery">전달됨</a>' in confirmation
+    )
+    assert '<span class="path">알림톡</span>' in confirmation  # the timeline's own labels
+    on_my_way = steps_html[steps_html.index('data-key="on_my_way:r1"') :]
+    on_my_way = on_my_way[: on_my_way.index("</li>")]
+    assert "보내지 못함" in on_my_way
+    assert "문자(SMS)" in on_my_way
+    assert "실패 이유: 번호 없음" in on_my_way
+    reminder = steps_html[steps_html.index('data-key="reminder:r1"') :]
+    reminder = reminder[: reminder.index("</li>")]
+    assert "보낼 시각을 기다리는 중" in reminder
+
+    # The policy said no: dropped, with its reason.
+    def drop(conn: Connection) -> None:
+        conn.execute(
+            sa.update(JourneyStep)
+            .where(JourneyStep.job_id == job_id, JourneyStep.key == "reminder:r1")
+            .values(status="dropped", reason="수신 거부한 고객이에요")
+        )
+
+    await write(owner, drop)
+    html = await page(owner, f"/console/jobs/{job_id}")
+    assert '<span class="step-state state-dropped">보내지 않음</span>' in html
+    assert "수신 거부한 고객이에요" in html
 
 
 # --------------------------------------------------------------------------- photos
