@@ -467,6 +467,9 @@ async def test_a_customer_who_phoned_is_added_with_their_consent_and_booked(
         await rows(owner, sa.select(Conversation).where(Conversation.customer_id == customer_id))
     )[0]
     assert (conversation.channel, conversation.status) == ("sms", "resolved")
+    # Nobody is waiting: the inbox's waiting list stays as it was; the thread opens empty.
+    assert f'data-id="{conversation.id}"' not in await page(owner, "/console/?filter=waiting")
+    assert "박 영희" in await page(owner, f"/console/c/{conversation.id}")
 
     form = await page(owner, resp.headers["Location"])
     assert "박 영희" in form
