@@ -15,8 +15,9 @@ How events travel:
   message's delivery status — a vendor's report (`core.delivery`), the dispatcher recording
   a send (`scheduler/dispatch/records.py`), the delivery check, a customer's photos
   arriving — calls `core.delivery.status_changed`, which the hub turns into a
-  `status_event` (core and the scheduler cannot import this module). `LiveHub.publish` is
-  what both end in; nothing else calls it but tests.
+  `status_event` (core and the scheduler cannot import this module); a job's units
+  (`core.jobs`) register `JobChanged`, which it turns into a `job_event`. `LiveHub.publish` is
+  what all end in; nothing else calls it but tests.
 - **SQLite** is one process (one writer owns the file), so the hub fans events out to its
   local subscribers.
 - **PostgreSQL** may run any number of `dangol serve` processes. Each process's hub holds
@@ -55,6 +56,7 @@ import sqlalchemy as sa
 
 from core.db import Database, after_commit
 from core.delivery import StatusChanged
+from core.jobs import JobChanged
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,11 @@ def conversation_event(conversation_id: int, change: str) -> Event:
 
 def owner_status_event(status: str) -> Event:
     return {"type": "owner_status", "status": status}
+
+
+def job_event(job_id: int, change: str) -> Event:
+    """A job was booked or changed (core.jobs.JobChanged): its page and the 작업 tab refresh."""
+    return {"type": "job", "job_id": job_id, "change": change}
 
 
 def _payload(namespace: str, shop_id: int, event: Event) -> str:
@@ -253,6 +260,7 @@ class LiveHub:
             self._stop_hearing = [
                 self.database.listen(LiveEvent, self._committed),
                 self.database.listen(StatusChanged, self._statuses_committed),
+                self.database.listen(JobChanged, self._jobs_committed),
             ]
         if self.postgres and self._task is None:
             self._task = asyncio.create_task(self._run(), name="dangol-live-listener")
@@ -343,6 +351,12 @@ class LiveHub:
         photos arrived): the consoles showing it refresh it."""
         for item in changed:
             self.publish(item.shop_id, status_event(item.message_id, item.status))
+
+    def _jobs_committed(self, changed: list[JobChanged]) -> None:
+        """A job was booked, moved or given a photo (core.jobs' units, from the console, the
+        API or a customer's answer): the consoles showing it refresh it."""
+        for item in changed:
+            self.publish(item.shop_id, job_event(item.job_id, item.change))
 
     # -- PostgreSQL: one connection that listens, and sends what `publish` queued
 

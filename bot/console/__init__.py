@@ -3,7 +3,8 @@
 The foundation — who is looking (`viewer`), sessions and their tokens (`sessions`),
 logging in and its throttling (`login`), the cookies (`cookies`), what a request says about
 the browser behind it (`client`), the middlewares (CSRF among them) — and the screens: the
-inbox (`inbox`), a conversation (`conversation`), customers (`customers`), saved replies
+inbox (`inbox`), a conversation (`conversation`), customers (`customers`), jobs (`jobs`:
+the 작업 tab and a job's page; `jobs_booking`: booking one), saved replies
 (`saved_replies`) and the live event stream (`stream`). Views get the signed-in user and
 shop with `current(request)` and scope every query with `viewer.scope(Model.shop_id)`;
 forms carry the `csrf` field (templates: `{{ viewer.csrf_token }}`), scripts the
@@ -21,6 +22,7 @@ from bot.console import (
     conversation,
     customers,
     inbox,
+    jobs,
     photos,
     saved_replies,
     stream,
@@ -78,6 +80,7 @@ def console_app() -> web.Application:
         r"/saved-replies/{id:\d+}/delete", saved_replies.delete, name="console_saved_reply_delete"
     )
     app.router.add_get("/api/events", stream.events, name="console_api_events")
+    jobs.setup(app)
     photos.setup(app)
     app.router.add_static("/static/", STATIC_DIR, name=STATIC_ROUTE, append_version=True)
     return app

@@ -35,6 +35,7 @@ from bot.console.photos import UPLOAD_ROUTE
 from bot.console.queries.conversation import read_conversation, read_timeline
 from bot.console.queries.customer import read_customer
 from bot.console.queries.header import read_header
+from bot.console.queries.jobs import read_history
 from bot.console.queries.saved_replies import read_saved_replies
 from bot.console.saved_replies import choices
 from bot.console.viewer import Viewer, current
@@ -88,6 +89,7 @@ async def show(
             conn, viewer, conv.id, tz, before=query_id(request, "before")
         )
         saved = await read_saved_replies(conn, viewer, tz)
+        history = await read_history(conn, viewer, conv.customer_id, tz)
         header = await read_header(conn, viewer, at, tz)
         addresses = await conn.run_sync(addresses_of, conv.customer_id)
     path: ReplyPath | None
@@ -113,6 +115,7 @@ async def show(
         status=status,
         conv=conv,
         customer=customer,
+        history=history,
         items=items,
         older=older,
         prev_day=None,

@@ -20,6 +20,7 @@ from bot.console.layout import clean_text, field, now, object_id, page, shop_of,
 from bot.console.middleware import see_other
 from bot.console.queries.customer import read_customer
 from bot.console.queries.header import read_header
+from bot.console.queries.jobs import read_history
 from bot.console.viewer import current
 from bot.console.views import safe_next
 from core.phone import to_domestic
@@ -79,6 +80,7 @@ async def show(
         customer = await read_customer(conn, viewer, object_id(request), shop.timezone)
         if customer is None:
             raise web.HTTPNotFound
+        history = await read_history(conn, viewer, customer.id, shop.timezone)
         header = await read_header(conn, viewer, at, shop.timezone)
     return page(
         request,
@@ -87,6 +89,7 @@ async def show(
         header=header,
         status=status,
         customer=customer,
+        history=history,
         form=form,
         revealed=revealed,  # E.164, for the tel: link
         revealed_display=to_domestic(revealed) if revealed else None,

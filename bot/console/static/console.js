@@ -416,6 +416,101 @@
     });
   });
 
+  // ------------------------------------------------------------------ jobs
+
+  // A form marked data-once posts once: a second tap while the next page loads would book
+  // the job twice or try a move the job has already made.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.hasAttribute || !form.hasAttribute("data-once") || event.defaultPrevented) return;
+    if (form.dataset.sent === "1") { event.preventDefault(); return; }
+    form.dataset.sent = "1";
+    Array.prototype.forEach.call(form.querySelectorAll("button[type=submit]"), function (b) {
+      b.classList.add("busy");
+    });
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return; // back from the next page: the forms may post again
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-once]"), function (form) {
+      form.dataset.sent = "";
+      Array.prototype.forEach.call(form.querySelectorAll("button.busy"), function (b) {
+        b.classList.remove("busy");
+      });
+    });
+  });
+
+  var jobPage = document.getElementById("job");
+  var jobPhoto = document.getElementById("job-photo");
+
+  // 사진 추가: the photo goes up into the job's conversation (bot/console/photos.py answers
+  // with its id), then the form attaches it to the job with its phase and caption.
+  if (jobPhoto && window.FormData) {
+    var photoFile = document.getElementById("job-photo-file");
+    var photoPreview = document.getElementById("job-photo-preview");
+    var photoError = document.getElementById("job-photo-error");
+    var photoButton = document.getElementById("btn-photo");
+    var photoBusy = false;
+    var showPhotoError = function (text) {
+      photoError.textContent = text || "";
+      photoError.hidden = !text;
+    };
+    jobPhoto.hidden = false;
+    photoFile.addEventListener("change", function () {
+      var file = photoFile.files && photoFile.files[0];
+      showPhotoError("");
+      if (!file || !window.URL) { photoPreview.hidden = true; return; }
+      photoPreview.src = window.URL.createObjectURL(file);
+      photoPreview.hidden = false;
+    });
+    jobPhoto.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (photoBusy) return;
+      var file = photoFile.files && photoFile.files[0];
+      if (!file) { showPhotoError(jobPhoto.dataset.msgPick); return; }
+      photoBusy = true;
+      photoButton.classList.add("busy");
+      showPhotoError("");
+      var upload = new FormData();
+      upload.append("photo", file, file.name || "photo.jpg");
+      post(jobPhoto.dataset.uploadUrl, upload).then(function (uploaded) {
+        var id = uploaded.ok && uploaded.data ? Number(uploaded.data.id) : 0;
+        if (!id) {
+          if (uploaded.status === 401) { toLogin(); return null; }
+          throw new Error(uploaded.data && uploaded.data.message ? String(uploaded.data.message) : t.msgFailed);
+        }
+        jobPhoto.querySelector('input[name="photo"]').value = String(id);
+        var body = new FormData(jobPhoto);
+        return post(jobPhoto.action, body);
+      }).then(function (attached) {
+        if (attached === null) return;
+        if (!attached.ok) {
+          throw new Error(attached.data && attached.data.message ? String(attached.data.message) : t.msgFailed);
+        }
+        photoFile.value = "";
+        photoPreview.hidden = true;
+        jobPhoto.querySelector('input[name="caption"]').value = "";
+        refreshChrome();
+      }).catch(function (error) {
+        showPhotoError(error && error.message ? error.message : t.msgFailed);
+      }).then(function () {
+        photoBusy = false;
+        photoButton.classList.remove("busy");
+      });
+    });
+  }
+
+  // A job changed elsewhere (another phone, the customer's answer to the reminder): the
+  // page's live parts refresh with every event; a new status also changes which buttons
+  // apply, and those are not swapped under the owner's thumb.
+  function jobChanged(event) {
+    if (!jobPage || String(event.job_id) !== jobPage.dataset.id) return;
+    var change = String(event.change || "");
+    var moves = ["on_the_way", "in_progress", "done", "cancelled", "no_show", "rescheduled"];
+    if (moves.indexOf(change) !== -1 && change !== jobPage.dataset.status) {
+      showStatus(t.msgUpdates, function () { window.location.reload(); });
+    }
+  }
+
   // ------------------------------------------------------------------ notifications
 
   var notifyButton = document.getElementById("notify-on");
@@ -503,6 +598,9 @@
       case "status":
         if (timeline && document.getElementById("m-" + Number(event.message_id))) refreshTimeline();
         inboxChanged();
+        break;
+      case "job":
+        jobChanged(event);
         break;
       case "conversation":
         if (sameConversation && event.change !== "read") {
