@@ -127,6 +127,10 @@ class JobPatch(_Request):
     """Details to change; a field left out stays as it is (the handler reads which were
     given from `model_fields_set`, so the defaults here are never applied)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"price_krw": 120000, "notes": "부품 교체 포함"}]}
+    )
+
     address: Address = Field(default="", json_schema_extra=_no_default)
     price_krw: Price | None = Field(
         default=None, json_schema_extra=_no_default, description="null: to be quoted on site"
@@ -138,12 +142,24 @@ class Reschedule(_Request):
     """A new arrival window. The old reminder is cancelled; the customer is told the new
     time and reminded the evening before it."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"starts_at": "2026-11-28T10:00:00+09:00", "ends_at": "2026-11-28T12:00:00+09:00"}
+            ]
+        }
+    )
+
     starts_at: Moment
     ends_at: Moment
 
 
 class Cancel(_Request):
     """End a job that has not been done: cancelled, or the customer was not there."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "cancelled", "reason": "고객 요청"}]}
+    )
 
     status: Literal["cancelled", "no_show"] = "cancelled"
     reason: Annotated[str, Field(max_length=500), AfterValidator(_clean)] = ""
