@@ -377,6 +377,19 @@ async def test_patch_changes_only_the_details_given(client: Client) -> None:
         {"fields": ["notes"]},
         {"fields": ["address", "price_krw"]},
     ]
+    # The same values again change nothing: no audit entry, the same answer.
+    resp = await client.patch(path, json={"price_krw": None}, headers=bearer(token))
+    assert resp.status == 200
+    assert await resp.json() == changed
+    assert (
+        len(
+            await rows(
+                client,
+                sa.select(AuditEntry.detail).where(AuditEntry.action == "job_details_changed"),
+            )
+        )
+        == 2
+    )
     for bad in ({"price_krw": -5}, {"address": None}, {"status": "done"}, {"notes": 1}):
         resp = await client.patch(path, json=bad, headers=bearer(token))
         assert resp.status == 422, bad
