@@ -21,7 +21,8 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
-from bot import customer_photos, keys
+from bot import calendar_feed, customer_photos, keys
+from bot.api import api_app
 from bot.background import Background
 from bot.console import console_app
 from bot.console import photos as console_photos
@@ -86,6 +87,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/", index, name="index")
     app.router.add_get("/favicon.ico", favicon, name="favicon")
     app.add_subapp("/console/", console_app())
+    app.add_subapp("/api/", api_app())
+    calendar_feed.setup(app)
     console_photos.setup_public(app)
     if settings.server.simulator:
         from bot.simulator import views as simulator

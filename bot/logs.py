@@ -22,13 +22,18 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 # (whoever has it can post delivery reports) and a photo's capability link `/p/<name>`
 # (whoever has it sees the customer's photo).
 _SECRET_IN_PATH = re.compile(r"(/hooks/solapi/[^/\s?#\"']+/|/p/)[^/\s?#\"']+")
+# An API or calendar token (`core.api_tokens`), wherever it turns up: the calendar feed's
+# URL carries one in its path.
+_API_TOKEN = re.compile(r"dgl_[A-Za-z0-9_-]+")
 # What an owner typed into the 고객 tab's search: a customer's name or number, URL-encoded
 # ("%2B82+10+…"), which the phone masker cannot read.
 _CUSTOMER_SEARCH = re.compile(r"(/console/customers\?(?:[^\s?#\"']*&)?q=)[^&\s#\"']+")
 
 
 def redact(text: str) -> str:
-    """`text` with phone numbers and secret path segments masked."""
+    """`text` with phone numbers, secret path segments and API tokens masked."""
+    if "dgl_" in text:
+        text = _API_TOKEN.sub("dgl_********", text)
     if "/" in text:
         text = _SECRET_IN_PATH.sub(r"\1********", text)
         text = _CUSTOMER_SEARCH.sub(r"\1********", text)

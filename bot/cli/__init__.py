@@ -1,11 +1,12 @@
 """The `dangol` command: serve, demo, init, db upgrade, backup, check-config, owner-status,
-send-test, user — its arguments, and how a failure ends.
+send-test, user, token — its arguments, and how a failure ends.
 
 Mistakes an installer can make (a bad config, a missing secret, an unreachable database)
 end in one line per mistake that says what to fix, never in a traceback. The commands
 themselves are in this package's modules: `running` (serve, demo, db upgrade, backup),
 `install` (init, check-config), `shop` (owner-status, send-test), `users` (user add,
-reset-password), on what `settings` and `notify_via` share.
+reset-password), `tokens` (token create, list, revoke: it declares its own arguments), on
+what `settings` and `notify_via` share.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.cli.install import cmd_check_config, cmd_init
 from bot.cli.running import cmd_backup, cmd_db_upgrade, cmd_demo, cmd_serve
 from bot.cli.settings import EXAMPLE, REPO_ROOT, CliError, load_settings
 from bot.cli.shop import cmd_owner_status, cmd_send_test
+from bot.cli.tokens import add_commands as add_token_commands
 from bot.cli.users import cmd_user_add, cmd_user_reset_password
 from core.clock import Clock, SystemClock
 from core.config import ConfigError
@@ -135,4 +137,5 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("--config", required=True)
     reset.add_argument("--username", required=True)
     reset.set_defaults(run=cmd_user_reset_password)
+    add_token_commands(sub)
     return p

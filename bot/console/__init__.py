@@ -26,6 +26,7 @@ from bot.console import (
     photos,
     saved_replies,
     stream,
+    tokens,
     views,
 )
 from bot.console.middleware import MIDDLEWARES
@@ -82,5 +83,6 @@ def console_app() -> web.Application:
     app.router.add_get("/api/events", stream.events, name="console_api_events")
     jobs.setup(app)
     photos.setup(app)
+    tokens.setup(app)
     app.router.add_static("/static/", STATIC_DIR, name=STATIC_ROUTE, append_version=True)
     return app

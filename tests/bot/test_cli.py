@@ -24,6 +24,7 @@ from conftest import KST, kst
 from bot.cli import EXAMPLE, load_settings, main
 from bot.demo import demo_frame, demo_settings
 from core import config as config_mod
+from core.api_tokens import verify
 from core.availability import OwnerState, assess
 from core.clock import FrozenClock
 from core.db import Database
@@ -562,3 +563,88 @@ def main_at(
     code = main(list(args), clock=clock)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_token_commands_show_the_secret_once_list_and_revoke(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DANGOL_DEMO_SKILL_SECRET", raising=False)
+    target = tmp_path / "config.toml"
+    run(capsys, "init", "--config", str(target))
+    config = ["--config", str(target)]
+    shape = re.compile(r"dgl_[A-Za-z0-9_-]{43}")
+
+    code, out, _ = run(
+        capsys, "token", "create", *config, "--shop", "demo", "--name", "예약 페이지"
+    )
+    assert code == 0, out
+    api_secret = shape.findall(out)
+    assert len(api_secret) == 1
+    assert "api token 1 for " in out
+    assert "Authorization: Bearer" in out
+    assert "shown only this once" in out
+
+    code, out, _ = run(
+        capsys, "token", "create", *config, "--shop", "demo", "--name", "휴대폰", "--calendar"
+    )
+    assert code == 0, out
+    public_url = load_settings(target).server.public_url.rstrip("/")
+    (calendar_secret,) = set(shape.findall(out))
+    assert f"subscribe your calendar to: {public_url}/calendar/{calendar_secret}.ics" in out
+
+    code, out, _ = run(capsys, "token", "list", *config)
+    assert code == 0
+    assert api_secret[0] not in out
+    assert calendar_secret not in out  # never again
+    assert f"dgl_…{api_secret[0][-4:]}" in out
+    assert out.count("active") == 2
+    assert "예약 페이지" in out
+    assert "휴대폰" in out
+
+    code, out, _ = run(capsys, "token", "revoke", *config, "1")
+    assert (code, out.strip()) == (0, "token 1 revoked: it stops working now")
+    code, out, _ = run(capsys, "token", "revoke", *config, "1")
+    assert (code, out.strip()) == (0, "token 1 was already revoked")
+    code, out, _ = run(capsys, "token", "list", *config, "--shop", "demo")
+    assert out.count("active") == 1
+    assert "revoked 20" in out
+
+    async def still_working() -> tuple[bool, bool]:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'var' / 'dangol.db'}")
+        await db.start()
+        try:
+            now = datetime.now(KST)
+            api = await verify(db, api_secret[0], "api", now)
+            calendar = await verify(db, calendar_secret, "calendar", now)
+        finally:
+            await db.close()
+        return api is not None, calendar is not None
+
+    assert asyncio.run(still_working()) == (False, True)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["create", "--shop", "nowhere", "--name", "x"], "dangol: no shop 'nowhere'"),
+        (["create", "--shop", "demo", "--name", "  "], "dangol: 토큰 이름을 적어 주세요"),
+        (["create", "--shop", "demo", "--name", "x" * 61], "dangol: 토큰 이름은 60자까지"),
+        (["revoke", "99"], "dangol: no token 99"),
+        (["list", "--shop", "nowhere"], "dangol: no shop 'nowhere'"),
+    ],
+)
+def test_token_command_mistakes_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    said: str,
+) -> None:
+    monkeypatch.delenv("DANGOL_DEMO_SKILL_SECRET", raising=False)
+    target = tmp_path / "config.toml"
+    run(capsys, "init", "--config", str(target))
+    code, out, err = run(capsys, "token", args[0], "--config", str(target), *args[1:])
+    assert code == 1
+    assert err.startswith(said), err
+    assert len(err.strip().splitlines()) == 1
+    assert "dgl_" not in out
