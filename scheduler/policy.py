@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from core.config import ShopConfig
+
 AD_MARK = "(광고)"  # exactly this at the very start: not [광고], (광 고), （광고） (§4.1)
 OPT_OUT_WORDS = ("무료수신거부", "무료거부")  # the free opt-out, on the last line (§4.1)
 # The law's night ban: no advertising 21:00–08:00 without separate consent (§50③).
@@ -63,6 +65,15 @@ class ShopRules:
     zone: ZoneInfo
     courtesy_opens: time = time(9)
     courtesy_closes: time = time(20)
+
+
+def rules_for(shop: ShopConfig) -> ShopRules:
+    """The shop's side of the policy: its time zone and `[shops.journey]` courtesy hours."""
+    return ShopRules(
+        zone=shop.timezone,
+        courtesy_opens=shop.journey.courtesy_opens,
+        courtesy_closes=shop.journey.courtesy_closes,
+    )
 
 
 @dataclass(frozen=True)
