@@ -428,6 +428,33 @@ async def test_an_open_complaint_holds_an_ad_until_it_is_resolved(
     assert fake.sent_refs() == [str(survey), str(held)]
 
 
+async def test_night_consent_is_read_for_the_night_ban(
+    database: Database, clock: FrozenClock, shop: int, fake: FakeProvider
+) -> None:
+    """A shop whose courtesy hours reach 22:00: at 21:30 only the customer who also gave
+    the separate night consent (§50③) gets the ad; the other's waits until 08:00."""
+    late = make_settings(
+        shops=[
+            shop_table(
+                advertising={"opt_out_line": OPT_OUT},
+                journey={"courtesy_opens": "07:00", "courtesy_closes": "22:00"},
+            )
+        ]
+    ).shops[0]
+    outbox = dispatcher(database, clock, fake, {shop: rules_for(late)})
+    now = clock.now()
+    owl, _ = await customer(database, shop, now, marketing=True)
+    lark, _ = await customer(database, shop, now, marketing=True)
+    night = ConsentChange(shop, owl, "night", True, "console", "user:1", now)
+    await database.write(lambda conn: record_consents(conn, [night]))
+    clock.set(kst(2026, 11, 23, 21, 30))
+    ads = [await put(database, an_ad(late, shop, who, now, key=f"ad-{who}")) for who in (owl, lark)]
+    await outbox.tick()
+    assert fake.sent_refs() == [str(ads[0])]
+    waiting = await row(database, ads[1])
+    assert (waiting["status"], waiting["not_before"]) == ("pending", kst(2026, 11, 24, 8, 0))
+
+
 # --------------------------------------------------------------------------- the vendor never sees it
 
 

@@ -155,7 +155,7 @@ def can_never_go(case: Case) -> bool:
     return not (to.marketing or recent)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(cases())
 def test_ads_go_exactly_when_the_law_allows_and_information_is_never_dropped(case: Case) -> None:
     decision = decide(case.message, case.recipient, case.shop, case.now)
