@@ -47,6 +47,7 @@ from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
 from scheduler.planners.delivery_check import check_deliveries
 from scheduler.planners.reply_target import warn_owners
+from scheduler.policy import rules_for
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         settings.outbox,
         owner_id=owner_id,
         photos=photos,
+        rules={app[keys.SHOP_IDS][s.slug]: rules_for(s) for s in settings.shops},
     )
     app[keys.OUTBOX] = outbox
     # Whatever commits new outbox rows (`core.outbox.enqueue` registers it) wakes dispatch.

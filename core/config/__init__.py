@@ -29,6 +29,7 @@ from core.config.services import AftercareTip, AlimTalkStep, JourneyConfig, Serv
 from core.config.shop import (
     QUICK_REPLY_LABEL_MAX,
     SLUG_RE,
+    AdvertisingConfig,
     Delivery,
     FaqEntry,
     KakaoConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "QUICK_REPLY_LABEL_MAX",
     "SLUG_RE",
     "WEEKDAYS",
+    "AdvertisingConfig",
     "AftercareTip",
     "AlimTalkStep",
     "Closure",

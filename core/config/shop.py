@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AliasPath, Field, PlainValidator, ValidationInfo
 
+from core.advertising import OPT_OUT_WORDS
 from core.config.errors import WrittenAs, fail, problem
 from core.config.hours import ClosureEntry, OpeningHours, WeekTable, week
 from core.config.services import JourneyConfig, ServiceConfig, Services
@@ -149,6 +150,25 @@ class Delivery:
         return value if isinstance(value, str) else None
 
 
+def _free_opt_out(line: str) -> str | None:
+    if "\n" in line or "\r" in line:
+        return "must be one line (it ends every ad)"
+    if not any(word in line for word in OPT_OUT_WORDS):
+        return "must name the free opt-out, 무료수신거부 or 무료거부 ('무료수신거부 080-000-0000')"
+    return None
+
+
+@dataclass(frozen=True)
+class AdvertisingConfig:
+    """`[shops.advertising]`: what the law makes every ad carry (PROTOCOLS §4.1).
+
+    Without this table the shop sends no ads (`core.advertising.ad_request` refuses).
+    """
+
+    # The last line of every ad: a free way to refuse ("무료수신거부 080-000-0000").
+    opt_out_line: Annotated[Name, check(_free_opt_out)]
+
+
 def _zone(name: Any) -> ZoneInfo:
     if isinstance(name, ZoneInfo):  # the default
         return name
@@ -197,6 +217,7 @@ class ShopConfig:
     sms_ack_delay_seconds: Annotated[int, whole(0)] = 90
     services: Services = ()
     journey: JourneyConfig = field(default_factory=JourneyConfig)
+    advertising: AdvertisingConfig | None = None
 
     def service(self, key: str) -> ServiceConfig | None:
         """The catalogue's service by its key (None once removed from the file)."""

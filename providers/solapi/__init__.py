@@ -13,13 +13,11 @@ Facts are in PROTOCOLS.md §2.3, §3 and §4. The adapter
 * sends an informational message with a `template` as AlimTalk (``ATA``) and an
   advertising one with a `template` as a brand message (브랜드 메시지, ``BMS_TEXT``, see
   `SolapiProvider.build_message`), both with SMS fallback;
-* is the last line of defence for ads (`informational=False`), whatever carries them: a
-  text that could never be lawful (no ``(광고)`` at the very start, no free opt-out line at
-  the end — `providers.korean_ads`) is a PermanentError, and an ad outside its hours (brand
-  message 08:00–20:00 KST, Kakao's rule; ad SMS/LMS/MMS 08:00–21:00 KST, the law's night ban)
-  is `NotYet` until 08:00 KST, so the outbox waits, without counting a try. Consent, and
-  the separate consent that would allow a night-time ad, are the send-time policy's job;
-  the adapter cannot see them and so never sends an ad at night;
+* holds brand messages to Kakao's hours (08:00–20:00 KST, SOLAPI 3108: `hours.py`): outside
+  them a brand message is `NotYet` until 08:00 KST, so the outbox waits without counting a
+  try. The law's rules for ads — consent, the 21:00–08:00 night ban, ``(광고)`` at the start
+  and a free opt-out line at the end — are the send-time policy's (`scheduler.policy`): an
+  ad that breaks them is held or dropped before any adapter sees it;
 * sends a batch with one ``POST /messages/v4/send-many/detail`` (≤ 10 000 messages), our
   outbox id in ``customFields.ourId``; per-message failures are read from
   ``failedMessageList`` and classified by status code (`classify_status`);
@@ -35,6 +33,7 @@ One job a module:
     client.py   the signed request and what its answer means (the error table)
     signing.py  the HMAC-SHA256 header
     codes.py    status codes → the error family (`classify_status`)
+    hours.py    Kakao's brand-message hours
     wire.py     endpoints, numbers, message types, our id in customFields
     images.py   the MMS picture checked against the provider's image facts
     provider.py `SolapiProvider`: its facts, building and sending messages

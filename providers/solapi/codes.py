@@ -13,7 +13,7 @@ from providers.base import (
     ProviderError,
     TransientError,
 )
-from providers.korean_ads import BRAND_MESSAGE_HOURS, seconds_outside_hours
+from providers.solapi.hours import BRAND_MESSAGE_HOURS, seconds_outside_hours
 
 # A 3108 while our clock says "inside the hours" is clock skew at an edge: ask again soon,
 # and our own check decides whether it is morning yet or evening already.

@@ -24,15 +24,10 @@ from providers.base import (
     TransientError,
     UnknownOutcome,
 )
-from providers.korean_ads import (
-    AD_SMS_HOURS,
-    BRAND_MESSAGE_HOURS,
-    check_ad_marking,
-    seconds_outside_hours,
-)
 from providers.sms_text import UNSHOWN, UnsendableText, size_mms_text, size_text
 from providers.solapi.client import DEFAULT_BASE_URL
 from providers.solapi.codes import KAKAO_OUTSIDE_HOURS, classify_status
+from providers.solapi.hours import BRAND_MESSAGE_HOURS, seconds_outside_hours
 from providers.solapi.images import read_mms_image
 from providers.solapi.lookup import SolapiLookup
 from providers.solapi.wire import (
@@ -88,13 +83,15 @@ class SolapiProvider(SolapiLookup):
         self, msg: Outgoing, image_id: str | None = None
     ) -> tuple[dict[str, Any], str]:
         """The wire object for `msg` and its path; PermanentError if it cannot go out,
-        NotYet if it is an ad outside its hours (it can go at 08:00 KST).
+        NotYet if it is a brand message outside Kakao's hours (it can go at 08:00 KST).
 
         With a `template`, an informational message goes as AlimTalk and an ad as a brand
         message. A message with a picture becomes an MMS carrying `image_id` (from
         `upload_image`); without one the body lacks ``imageId`` — `send` checks everything
         else first, so a message that cannot go out never costs an upload, then fills it in.
-        Permanent checks come before the hours: an unlawful ad dies now, not at 08:00.
+        Permanent checks come before the hours: a brand message that cannot go dies now.
+        The law's rules for ads (marking, night ban, consent) are the send-time policy's,
+        checked before the row reaches any adapter.
         """
         body: dict[str, Any] = {
             "to": to_national_number(msg.recipient),
@@ -118,12 +115,6 @@ class SolapiProvider(SolapiLookup):
             sized = size(msg.text, msg.subject, replace_with=unshown)
         except UnsendableText as exc:
             raise PermanentError(exc.reason, code=exc.code) from None
-        if not msg.informational:
-            check_ad_marking(sized.text)
-            self._check_hours(
-                AD_SMS_HOURS,
-                "광고 문자는 한국 시간 08:00–21:00에만 보내요 (야간 광고 금지): 08:00에 보낼게요",
-            )
         if image_id:
             body["imageId"] = image_id
         body["type"] = sized.kind
@@ -170,8 +161,9 @@ class SolapiProvider(SolapiLookup):
         message needs a ``BMS`` upload (jpg/png ≤ 5 MB, 2:1…3:4), not our MMS pieces.
 
         The SMS fallback (``disableSms: false``) is an ad SMS/LMS in its own right, so
-        `Outgoing.text` is required: sized like any SMS/LMS, held to `check_ad_marking`,
-        and sent as the message's ``text``. Which text SOLAPI falls back with is an open
+        `Outgoing.text` is required: sized like any SMS/LMS and sent as the message's
+        ``text`` — the row's own text, which the send-time policy has already checked for
+        the ``(광고)`` and opt-out marking. Which text SOLAPI falls back with is an open
         question (PROTOCOLS.md §7.8) and its SDK examples say brand-message fallback is
         switched off for now; either way, no fallback can go out without the marking.
         """
@@ -190,7 +182,6 @@ class SolapiProvider(SolapiLookup):
             fallback = size_text(msg.text)
         except UnsendableText as exc:
             raise PermanentError(f"대체발송 문자: {exc.reason}", code=exc.code) from None
-        check_ad_marking(fallback.text)
         self._check_hours(
             BRAND_MESSAGE_HOURS,
             "카카오 브랜드 메시지는 한국 시간 08:00–20:00에만 보낼 수 있어요: 08:00에 보낼게요",
@@ -225,7 +216,7 @@ class SolapiProvider(SolapiLookup):
             seen.add(msg.ref)
             try:
                 body, path = self.build_message(msg)
-            except ProviderError as exc:  # refused here, or an ad outside its hours
+            except ProviderError as exc:  # refused here, or a brand message outside its hours
                 outcomes[i] = exc
                 continue
             wire.append((i, path, body))

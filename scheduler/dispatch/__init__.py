@@ -4,9 +4,13 @@ Rows are enqueued in the caller's transaction by `core.outbox`; this package sen
 
 Statuses of an outbox row:
 
-    pending ──claim──> sending ──success──> sent
-       ^                  │ ├──transient (attempts left)──> pending (not_before = now + backoff)
-       │                  │ ├──not yet (lawful hours, or not handed over in the send window)
+    pending ──claim──> policy ──drop──> dropped (the reason on the row, its message, its step)
+       ^                  │ └──hold──> pending (not_before = until; no try spent)
+       │                  │ send now
+       │                  v
+       │               sending ──success──> sent
+       │                  │ ├──transient (attempts left)──> pending (not_before = now + backoff)
+       │                  │ ├──not yet (a vendor's hours, or not handed over in the send window)
        │                  │ │        ──> pending (not_before = then; no try spent)
        │                  │ ├──transient (no attempts left), permanent──> dead
        │                  │ └──outcome unknown──> unknown
@@ -40,10 +44,15 @@ configuration.
 Every result is recorded with `WHERE id = :id AND lease_owner = :me AND status = :was`, so a
 sender whose lease was taken over cannot overwrite what the new owner recorded.
 
+Every claimed row is put to the send-time policy (`scheduler.policy.decide`) in the claim's
+own unit, before it goes: consent, complaints and the clock may have changed since it was
+enqueued, and a row that is retried or resent is asked again.
+
 The stages, one module each, in the order a tick runs them:
 
     reconcile.py   ask providers about open outcomes (`Reconciler`), before any resend
     claims.py      the lease statements: claim due rows per provider, take open ones
+    screening.py   the send-time policy on each claimed row: send, hold or drop it
     outgoing.py    what a claimed row becomes for its provider (`build_outgoing`, photos)
     sending.py     hand them to the vendors in the send window, retry blips (`Courier`)
     records.py     what an outcome means for the row, written as the lease owner (`Ledger`)

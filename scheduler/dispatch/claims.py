@@ -8,10 +8,10 @@ outcome is open (`unknown` and due for a check, or `sending` past their lease) b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -26,6 +26,8 @@ from core.outbox import OUTBOX
 # claimed but waiting: after a restart, such a row at a vendor that cannot be searched
 # (Kakao's Event API without its task id) is "cannot tell" like one sent.
 ROUND_SECONDS = 1.0
+
+S = TypeVar("S")
 
 _P_NOW = sa.bindparam("p_now", type_=UTCDateTime())
 _P_ME = sa.bindparam("p_me", type_=sa.String())
@@ -42,6 +44,8 @@ _CLAIMED_COLUMNS = (
     OUTBOX.c.attempts,
     OUTBOX.c.lease_until,
     OUTBOX.c.provider_ref,
+    OUTBOX.c.kind,
+    OUTBOX.c.customer_id,
 )
 
 
@@ -119,6 +123,8 @@ class Claimed:
     attempts: int
     lease_until: datetime | None
     provider_ref: str | None
+    kind: str = "info"  # info | ad: what the send-time policy holds it to
+    customer_id: int | None = None  # whose consents and complaints it is held to
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> Claimed:
@@ -134,6 +140,8 @@ class Claimed:
             attempts=int(m["attempts"]),
             lease_until=m["lease_until"],
             provider_ref=m["provider_ref"],
+            kind=m["kind"],
+            customer_id=m["customer_id"],
         )
 
 
@@ -154,10 +162,12 @@ async def claim_due(
     lease_seconds: float,
     limits: Mapping[str, int],
     batch_size: int,
-) -> tuple[list[Claimed], bool]:
+    screen: Callable[[Connection, list[Claimed]], S],
+) -> tuple[S, bool]:
     """Lease due rows: one statement per provider named in `limits`, each of at most its
-    limit, and one for rows of providers not configured. Returns the rows (by id) and
-    whether some claim came back full (more are due)."""
+    limit, and one for rows of providers not configured; then, in the same unit, `screen`
+    them (the send-time policy: `screening.py`). Returns what `screen` made of the rows (by
+    id) and whether some claim came back full (more are due)."""
     params: dict[str, Any] = {
         "p_now": now,
         "p_me": owner_id,
@@ -167,18 +177,17 @@ async def claim_due(
     unconfigured = {"p_known": list(limits), "p_batch": batch_size}
     claims.append((_CLAIM_UNCONFIGURED, unconfigured))
 
-    def unit(conn: Connection) -> tuple[list[Claimed], bool]:
+    def unit(conn: Connection) -> tuple[S, bool]:
         claimed: list[Claimed] = []
         full = False
         for statement, which in claims:
             rows = conn.execute(statement, params | which).all()
             full = full or len(rows) == which["p_batch"]
             claimed.extend(Claimed.from_row(r) for r in rows)
-        return claimed, full
+        claimed.sort(key=lambda c: c.id)
+        return screen(conn, claimed), full
 
-    claimed, full = await database.write(unit)
-    claimed.sort(key=lambda c: c.id)
-    return claimed, full
+    return await database.write(unit)
 
 
 async def claim_open(

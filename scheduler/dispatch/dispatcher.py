@@ -1,8 +1,9 @@
 """The `Dispatcher`: one per process, it ties the stages together on each tick.
 
 reconcile open outcomes (`reconcile.py`) → wait for the providers' rates → claim due rows
-(`claims.py`) → send them (`sending.py`, building each message with `outgoing.py`) → record
-what happened (`records.py`). It also keeps the counters and answers `stats()`.
+and ask the send-time policy about each (`claims.py`, `screening.py`) → send those it lets
+go (`sending.py`, building each message with `outgoing.py`) → record what happened
+(`records.py`). It also keeps the counters and answers `stats()`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from core.clock import Clock
 from core.config import OutboxConfig
@@ -23,8 +25,10 @@ from providers.registry import Providers
 from scheduler.dispatch import claims
 from scheduler.dispatch.claims import Claimed
 from scheduler.dispatch.reconcile import Reconciler
-from scheduler.dispatch.records import Ledger
+from scheduler.dispatch.records import Ledger, log
+from scheduler.dispatch.screening import Screened, screen
 from scheduler.dispatch.sending import IN_CALL_RETRIES, Courier
+from scheduler.policy import ShopRules
 
 
 class Dispatcher:
@@ -46,6 +50,7 @@ class Dispatcher:
         in_call_retries: int = IN_CALL_RETRIES,
         send_timeout: float | None = None,
         photos: PhotoResolver | None = None,
+        rules: Mapping[int, ShopRules] | None = None,
     ) -> None:
         if not owner_id or len(owner_id) > 64:
             raise ValueError("owner_id must be 1–64 characters")
@@ -56,6 +61,9 @@ class Dispatcher:
         self.owner_id = owner_id
         rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.photos = photos
+        # Each shop's side of the send-time policy, by shop id (`scheduler.policy.rules_for`);
+        # a shop not here gets the law's defaults (`DEFAULT_RULES`).
+        self.rules: Mapping[int, ShopRules] = rules or {}
         # A limit per vendor call (plus the wait its rate limit imposes), well inside the
         # lease, so a hung call ends before anyone may take the row.
         self.send_timeout = send_timeout or max(1.0, config.lease_seconds / 4)
@@ -151,16 +159,37 @@ class Dispatcher:
         return claims.claim_limit(provider.send_rate, self.config.batch_size, self.send_window)
 
     async def claim(self) -> list[Claimed]:
-        """Lease due rows: one statement per provider, each within `claim_limit`."""
-        claimed, self.more_due = await claims.claim_due(
+        """Lease due rows: one statement per provider, each within `claim_limit`, and ask
+        the send-time policy about each in the same unit. Returns those to send now; the
+        rows it holds or drops are recorded already."""
+        now = self.clock.now()
+
+        def screened(conn: Connection, claimed: list[Claimed]) -> Screened:
+            return screen(conn, claimed, self.rules, now)
+
+        found, self.more_due = await claims.claim_due(
             self.database,
-            now=self.clock.now(),
+            now=now,
             owner_id=self.owner_id,
             lease_seconds=self.config.lease_seconds,
             limits={name: self.claim_limit(self.providers[name]) for name in self.providers},
             batch_size=self.config.batch_size,
+            screen=screened,
         )
-        return claimed
+        self._report_screened(found)
+        return found.send
+
+    def _report_screened(self, found: Screened) -> None:
+        self.counters["held"] += len(found.held)
+        self.counters["dropped"] += len(found.dropped)
+        for item, hold in found.held:  # a night's reminders: one line each is noise
+            log.debug(
+                "outbox %d (%s) held until %s: %s", item.id, item.purpose, hold.until, hold.reason
+            )
+        for item, drop in found.dropped:
+            log.info(
+                "outbox %d (%s) dropped (%s): %s", item.id, item.purpose, drop.code, drop.reason
+            )
 
     async def deliver(self, claimed: Sequence[Claimed]) -> dict[int, SendResult | ProviderError]:
         """Send claimed rows, grouped by provider, outside any transaction."""

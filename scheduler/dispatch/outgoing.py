@@ -107,7 +107,7 @@ async def build_outgoing(
         text=text,
         subject=_opt_str(payload.get("subject")),
         purpose=item.purpose,
-        informational=bool(payload.get("informational", True)),
+        informational=item.kind == "info",  # the row's kind, as the policy judged it
         image_path=image_path,
         image_url=image_url,
         template=template,

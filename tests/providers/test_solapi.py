@@ -36,7 +36,6 @@ from providers.base import (
     parse_retry_after,
     status_advances,
 )
-from providers.korean_ads import KST
 from providers.sms_text import UnsendableText, cp949_len, cut_bytes, size_mms_text, size_text
 from providers.solapi import (
     SEND_PATH,
@@ -51,6 +50,7 @@ from providers.solapi import (
     parse_report,
     path_for_type,
 )
+from providers.solapi.hours import KST
 
 PAYLOADS = Path(__file__).parents[1] / "payloads" / "solapi"
 NOW = datetime(2026, 11, 22, 1, 15, tzinfo=UTC)
@@ -266,8 +266,9 @@ async def test_alimtalk_with_variables_and_sms_fallback(env: Env) -> None:
     (refused,) = await no_channel.send([m])
     assert isinstance(refused, PermanentError)
     assert refused.code == "no_pf_id"
-    ad = msg("a2", template="KA01TP1", informational=False)
-    assert isinstance((await p.send([ad]))[0], PermanentError)
+    # An ad is never AlimTalk (informational only): with a template it is a brand message.
+    ad = msg("a2", template="KA01TP1", informational=False, text=AD)
+    assert p.build_message(ad)[1] == "brand_message"
 
 
 # --------------------------------------------------------------------------- MMS
@@ -696,7 +697,10 @@ async def test_brand_message_on_the_wire(env: Env) -> None:
     assert stored["kakaoOptions"] == body["kakaoOptions"]
 
 
-async def test_brand_message_fallback_is_a_lawful_ad_sms(env: Env) -> None:
+async def test_brand_message_needs_a_fallback_text_sms_can_carry(env: Env) -> None:
+    """The fallback is an SMS/LMS: it must fit one and be encodable. Whether it is a lawful
+    ad — ``(광고)`` first, the free opt-out last — the send-time policy checked before this
+    message reached the adapter (tests/scheduler/test_policy.py, BAD_MARKINGS)."""
     p = env.provider()
     substituted = AD.replace("10% 할인", "₩10,000 할인")
     long_body, _ = p.build_message(brand(text=AD_LONG))
@@ -707,14 +711,13 @@ async def test_brand_message_fallback_is_a_lawful_ad_sms(env: Env) -> None:
             brand("empty", text="  "),
             brand("emoji", text="(광고) 할인 😀\n무료거부 0801234567"),
             brand("long", text="(광고)" + "가" * 1000 + "\n무료거부 0801234567"),
-            brand("unmarked", text="봄맞이 할인\n무료거부 0801234567"),
             brand("ok"),
         ]
     )
     codes = [o.code for o in refused if isinstance(o, PermanentError)]
-    assert codes == ["no_fallback_text", "unencodable", "too_long", "ad_marking"]
+    assert codes == ["no_fallback_text", "unencodable", "too_long"]
     assert "대체발송" in str(refused[0]) + str(refused[1])
-    assert isinstance(refused[4], SendResult)
+    assert isinstance(refused[3], SendResult)
     assert env.fake.refs() == ["ok"]
 
 
@@ -753,70 +756,40 @@ async def test_targeting_m_needs_kakaos_approval(env: Env) -> None:
     assert env.fake.brand_messages()[0]["kakaoOptions"]["bms"] == {"targeting": "M"}
 
 
-BAD_MARKINGS = {
-    "no-mark": "한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
-    "square-brackets": "[광고] 한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
-    "spaced": "(광 고) 한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
-    "full-width": "（광고） 한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
-    "leading-space": " (광고) 한빛전기 봄맞이 점검 할인\n무료수신거부 080-123-4567",
-    "mark-not-first": "한빛전기 (광고) 봄맞이 점검 할인\n무료수신거부 080-123-4567",
-    "no-opt-out": "(광고) 한빛전기 봄맞이 점검 할인\n문의 02-1234-5678",
-    "paid-opt-out": "(광고) 한빛전기 봄맞이 점검 할인\n수신거부 02-1234-5678",
-    "opt-out-not-last": "(광고) 한빛전기\n무료수신거부 080-123-4567\n문의 02-1234-5678",
-}
-
-
-@pytest.mark.parametrize("kind", ["brand", "sms", "mms"])
-@pytest.mark.parametrize("text", list(BAD_MARKINGS.values()), ids=list(BAD_MARKINGS))
-async def test_unlawful_ad_texts_are_refused_on_every_path(
-    env: Env, tmp_path: Path, kind: str, text: str
-) -> None:
-    if kind == "brand":
-        m = brand(text=text)
-    elif kind == "sms":
-        m = ad_sms(text=text)
-    else:
-        m = ad_sms(text=text, image_path=on_disk(tmp_path, picture(64, 64)))
-    (out,) = await env.provider().send([m])
-    assert type(out) is PermanentError
-    assert out.code == "ad_marking"
-    assert "(광고)" in out.reason or "무료 수신거부" in out.reason
-    assert env.fake.requests == []
-    assert env.fake.uploads == 0  # refused before any upload
-
-
-async def test_an_unlawful_ad_is_refused_at_night_too(env: Env) -> None:
-    """Permanent before the hours: waiting until 08:00 would not make it lawful."""
+async def test_the_laws_ad_rules_are_not_the_adapters(env: Env) -> None:
+    """The marking and the night ban are the send-time policy's (scheduler/policy.py): what
+    reaches the adapter has passed them — an ad SMS at 23:30 went because the customer gave
+    night consent. Only Kakao's own window holds a brand message."""
     p = at(env, kst(23, 30))
-    out = await p.send([brand("b", text=BAD_MARKINGS["spaced"]), ad_sms("s", text="할인!")])
-    assert [type(o) for o in out] == [PermanentError, PermanentError]
-    assert [o.code for o in out if isinstance(o, ProviderError)] == ["ad_marking", "ad_marking"]
+    out = await p.send([ad_sms("s", text=AD), brand("b")])
+    assert isinstance(out[0], SendResult)
+    assert out[0].path == "sms"
+    assert type(out[1]) is NotYet
+    assert out[1].code == "ad_hours"
+    assert env.fake.refs() == ["s"]
 
 
 H = 3600.0
-# (KST hour, minute) → seconds until 08:00 KST, or None when the ad may go now.
-WINDOW: list[tuple[tuple[int, int], float | None, float | None]] = [
-    # time      brand message      ad SMS
-    ((7, 59), 60.0, 60.0),
-    ((8, 0), None, None),
-    ((19, 59), None, None),
-    ((20, 0), 12 * H, None),
-    ((20, 59), 11 * H + 60, None),
-    ((21, 0), 11 * H, 11 * H),
+# (KST hour, minute) → seconds until 08:00 KST, or None when a brand message may go now.
+WINDOW: list[tuple[tuple[int, int], float | None]] = [
+    ((7, 59), 60.0),
+    ((8, 0), None),
+    ((19, 59), None),
+    ((20, 0), 12 * H),
+    ((20, 59), 11 * H + 60),
+    ((21, 0), 11 * H),
+    ((23, 30), 8.5 * H),
 ]
 
 
-@pytest.mark.parametrize(("hm", "brand_wait", "sms_wait"), WINDOW, ids=lambda v: str(v))
-@pytest.mark.parametrize("kind", ["brand", "sms"])
-async def test_ad_hours(
-    env: Env, kind: str, hm: tuple[int, int], brand_wait: float | None, sms_wait: float | None
-) -> None:
-    wait = brand_wait if kind == "brand" else sms_wait
+@pytest.mark.parametrize(("hm", "wait"), WINDOW, ids=lambda v: str(v))
+async def test_brand_message_hours(env: Env, hm: tuple[int, int], wait: float | None) -> None:
+    """Kakao's window, 08:00–20:00 KST (SOLAPI 3108): the vendor's rule, kept here."""
     p = at(env, kst(*hm))
-    (out,) = await p.send([brand() if kind == "brand" else ad_sms()])
+    (out,) = await p.send([brand()])
     if wait is None:
         assert isinstance(out, SendResult)
-        assert out.path == ("brand_message" if kind == "brand" else "sms")
+        assert out.path == "brand_message"
         assert len(env.fake.messages) == 1
         return
     # Fine but early (or late): the outbox waits until 08:00 rather than giving up.
@@ -858,15 +831,14 @@ async def test_an_ad_without_a_template_goes_as_a_marked_sms_or_lms(env: Env) ->
     assert "kakaoOptions" not in lms
 
 
-async def test_an_ad_mms_keeps_the_ad_rules(env: Env, tmp_path: Path) -> None:
+async def test_an_ad_mms_goes_when_the_policy_let_it(env: Env, tmp_path: Path) -> None:
+    """No hours of the adapter's own for an ad MMS: 21:30 is lawful with night consent,
+    which only the send-time policy can see."""
     path = on_disk(tmp_path, picture(320, 240))
-    (late,) = await at(env, kst(21, 30)).send([ad_sms("p", text=AD, image_path=path)])
-    assert type(late) is NotYet
-    assert late.retry_after == 10.5 * H
-    assert env.fake.uploads == 0  # nothing uploaded for a message that must wait
-    (out,) = await at(env, kst(10, 0)).send([ad_sms("p", text=AD, image_path=path)])
+    (out,) = await at(env, kst(21, 30)).send([ad_sms("p", text=AD, image_path=path)])
     assert isinstance(out, SendResult)
     assert out.path == "mms"
+    assert env.fake.uploads == 1
 
 
 def test_3108_waits_for_kakaos_morning() -> None:
