@@ -249,6 +249,7 @@ _CONSENTS = sa.select(CONSENTS.c.customer_id, CONSENTS.c.scope, CONSENTS.c.grant
 _PURCHASES = (
     sa.select(JOBS.c.customer_id, JOBS.c.service, sa.func.max(JOBS.c.done_at).label("done_at"))
     .where(
+        JOBS.c.shop_id.in_(sa.bindparam("shops", expanding=True)),  # ix_jobs_customer
         JOBS.c.customer_id.in_(sa.bindparam("customers", expanding=True)),
         JOBS.c.status == "done",
     )
@@ -273,7 +274,7 @@ def load_known(conn: Connection, due: list[Due]) -> Known:
     _photos(conn, known, due)
     advertised = sorted({d.customer_id for d in due if d.kind == "ad"})
     if advertised:
-        _recipients(conn, known, advertised)
+        _recipients(conn, known, sorted({d.shop_id for d in due}), advertised)
     return known
 
 
@@ -317,7 +318,7 @@ def _has_photo(d: Due) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _recipients(conn: Connection, known: Known, customers: list[int]) -> None:
+def _recipients(conn: Connection, known: Known, shops: list[int], customers: list[int]) -> None:
     """Consents and purchases of the customers an advertising step would reach.
 
     The dispatcher needs the same facts for every outbox row it claims; until one loader
@@ -326,7 +327,7 @@ def _recipients(conn: Connection, known: Known, customers: list[int]) -> None:
     for row in conn.execute(_CONSENTS, {"customers": customers}):
         consents.setdefault(row.customer_id, {})[row.scope] = bool(row.granted)
     purchases: dict[int, dict[str, datetime]] = {}
-    for row in conn.execute(_PURCHASES, {"customers": customers}):
+    for row in conn.execute(_PURCHASES, {"shops": shops, "customers": customers}):
         if row.done_at is not None:
             purchases.setdefault(row.customer_id, {})[row.service] = row.done_at
     for customer_id in customers:

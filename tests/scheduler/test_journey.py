@@ -30,6 +30,7 @@ from core.jobs import (
     start,
 )
 from core.models import (
+    Consent,
     Conversation,
     Customer,
     CustomerIdentity,
@@ -754,6 +755,47 @@ async def test_an_advertising_step_without_consent_is_dropped_with_the_policys_r
     dropped = await shop.step(job, "review")
     assert dropped["status"] == "dropped"
     assert "광고 수신 동의가 없어요" in dropped["reason"]
+
+
+async def test_an_advertising_step_with_consent_but_no_marking_is_dropped_too(
+    shop: Shop, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    customer, _ = await customer_of(shop, now)
+    job = await shop.book(customer, now)
+
+    def consented_coupon(conn: Connection) -> None:
+        conn.execute(
+            sa.insert(Consent).values(
+                shop_id=shop.id,
+                customer_id=customer,
+                scope="marketing",
+                granted=True,
+                source="console",
+                created_at=now,
+            )
+        )
+        conn.execute(
+            sa.insert(JourneyStep).values(
+                shop_id=shop.id,
+                job_id=job,
+                customer_id=customer,
+                step="review",
+                key="review",
+                kind="ad",
+                due_at=now,
+                status="planned",
+                payload={},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    await shop.database.write(consented_coupon)
+    await shop.run(now)
+    dropped = await shop.step(job, "review")
+    assert dropped["status"] == "dropped"
+    assert "(광고)" in dropped["reason"]  # the consent was found: only the marking is missing
 
 
 async def test_a_template_that_fails_postpones_its_step_and_the_rest_still_go(

@@ -32,7 +32,7 @@ from bot.photos.cleaning import prepare
 from bot.photos.records import record_photo
 from bot.photos.store import PhotoStore
 from core.clock import FrozenClock
-from core.jobs import Booking, attach_photo, book, complete, depart
+from core.jobs import Booking, attach_photo, book, complete, depart, end_unfinished, reschedule
 from core.models import JourneyStep, Message, OutboxItem
 
 PHONE = "+821055556666"  # support.jobs.add_customer's
@@ -256,6 +256,47 @@ async def test_the_whole_journey_of_an_sms_customer_step_by_step(shop: Shop) -> 
     steps = await shop.steps(job)
     assert {k: s["status"] for k, s in steps.items()} == dict.fromkeys(steps, "sent")
     assert len(shop.solapi.requests) == len(keys_sent)  # every step once
+
+
+async def test_reschedule_cancel_and_no_show_change_what_the_customer_gets(shop: Shop) -> None:
+    monday = kst(2026, 11, 23, 10)
+    database = shop.app[keys.DATABASE]
+    customer, _ = await add_customer(database, shop.id, monday)
+    moved = await book_visit(shop, customer, kst(2026, 11, 26, 14))
+    cancelled = await book_visit(shop, customer, kst(2026, 11, 26, 16))
+    absent = await book_visit(shop, customer, kst(2026, 11, 27, 10))
+    assert len(shop.solapi.messages) == 3  # three confirmations
+
+    config = shop.app[keys.SETTINGS].shops[0]
+    shop.clock.set(kst(2026, 11, 24, 9))
+    friday = kst(2026, 11, 28, 10)
+    await shop.write(
+        reschedule(
+            config, shop.id, moved, friday, friday + timedelta(hours=2), "user:1", shop.clock.now()
+        )
+    )
+    changed = (await shop.sent())[-1]
+    assert changed[0] == f"journey:confirmation:r2:job:{moved}"
+    assert "11월 28일(토) 10:00~12:00 에어컨 청소 예약이 변경됐어요." in changed[1]["text"]
+    await shop.write(
+        end_unfinished(shop.id, cancelled, "cancelled", "고객 요청", "user:1", shop.clock.now())
+    )
+
+    # Wednesday evening: the old reminder of the moved job and the cancelled job's are gone.
+    await shop.at(kst(2026, 11, 25, 18))
+    assert len(shop.solapi.messages) == 4
+    # Thursday evening: the absent customer's reminder; Friday the no-show.
+    await shop.at(kst(2026, 11, 26, 18))
+    assert (await shop.sent())[-1][0] == f"journey:reminder:r1:job:{absent}"
+    shop.clock.set(kst(2026, 11, 27, 11))
+    await shop.write(end_unfinished(shop.id, absent, "no_show", "", "user:1", shop.clock.now()))
+    # Friday evening: the moved job's new reminder, and nothing else.
+    await shop.at(kst(2026, 11, 27, 18))
+    assert (await shop.sent())[-1][0] == f"journey:reminder:r2:job:{moved}"
+    assert len(shop.solapi.messages) == 6
+    statuses = {k: s["status"] for k, s in (await shop.steps(cancelled)).items()}
+    assert statuses == {"confirmation:r1": "sent", "reminder:r1": "cancelled"}
+    assert (await shop.steps(moved))["reminder:r1"]["status"] == "cancelled"
 
 
 async def test_a_server_stopped_across_the_reminder_sends_it_late_when_it_still_helps(
