@@ -395,9 +395,12 @@ async def test_a_simulator_customer_gets_the_confirmation_live(
     waiting = asyncio.ensure_future(
         client.get(f"/simulator/api/updates?shop=hanbit&user={user}&after={last}&wait=1")
     )
-    await asyncio.sleep(0)
+    hub = shop.app[keys.LIVE]
+    # Yield until the long poll has subscribed: turns of the loop, not time.
+    while not hub.subscribers(shop.id, kind="simulator"):  # noqa: ASYNC110
+        await asyncio.sleep(0)
     job = await book_visit(shop, customer, kst(2026, 11, 26, 14))
-    answer = await (await waiting).json()
+    answer = await (await asyncio.wait_for(waiting, 10)).json()
     (message,) = answer["messages"]
     assert message["from"] == "bot"
     assert "11월 26일(목) 14:00~16:00 에어컨 청소 예약이 확정됐어요" in message["text"]
