@@ -187,7 +187,8 @@ def _attached(due: Due, known: Known) -> list[JobPhoto]:
     """The step's photos: the one added for a photo step; for the completion the latest
     after and before photos, the after first (a text message carries only the first)."""
     if due.step == "photo":
-        photo = known.photos.get(due.payload.get("photo_id"))  # type: ignore[arg-type]
+        photo_id = due.payload.get("photo_id")
+        photo = known.photos.get(photo_id) if isinstance(photo_id, int) else None
         return [photo] if photo is not None else []
     if due.step != "completion":
         return []
