@@ -38,6 +38,7 @@ from bot.webhooks import twilio as twilio_hooks
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.db import Database, SchemaOutOfDate, check_schema
+from core.jobs import StepsPlanned
 from core.outbox import RowsAdded
 from core.shops import ReplyStats, sync_shops
 from core.texts import Texts
@@ -46,6 +47,8 @@ from providers.registry import Providers
 from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
 from scheduler.planners.delivery_check import check_deliveries
+from scheduler.planners.journey import TICK_SECONDS as JOURNEY_SECONDS
+from scheduler.planners.journey import send_due_steps
 from scheduler.planners.reply_target import warn_owners
 from scheduler.policy import rules_for
 
@@ -66,7 +69,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[keys.REPLY_STATS] = ReplyStats()
     app[keys.SERVICES] = Services(
         switchboard=build_switchboard(),
-        texts=Texts(),
+        texts=Texts(settings.server.templates_dir),
         median_reply=app[keys.REPLY_STATS].median,
     )
     app.cleanup_ctx.extend([_database, _live, _background, _http, _providers, _ticks])
@@ -211,20 +214,31 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
         await check_deliveries(database, app[keys.PROVIDERS], shops, app[keys.CLOCK].now())
 
+    async def send_journey_steps() -> None:
+        shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
+        texts = app[keys.SERVICES].texts
+        now = app[keys.CLOCK].now()
+        await send_due_steps(database, shops, texts, settings.server.public_url, now)
+
     await refresh_reply_stats()
     ticks = Ticks.for_app(
         outbox,
         settings.outbox,
         [
             ("reply_target", warn_before_reply_target, 30.0),
+            ("journey", send_journey_steps, JOURNEY_SECONDS),
             ("delivery_check", ask_about_deliveries, 15.0),
         ],
     )
     assert ticks.housekeeping is not None
     ticks.housekeeping.add("reply_stats", refresh_reply_stats)
+    # A commit that plans journey steps (a booking, 출발, 작업 완료) wakes the planner: a
+    # confirmation or an on-my-way goes within moments, not at the next tick.
+    stop_journey = database.listen(StepsPlanned, lambda _: ticks.wake("journey"))
     ticks.start()
     app[keys.TICKS] = ticks
     yield
+    stop_journey()
     await ticks.shutdown()
     stop_waking()
 

@@ -16,8 +16,9 @@ How events travel:
   a send (`scheduler/dispatch/records.py`), the delivery check, a customer's photos
   arriving — calls `core.delivery.status_changed`, which the hub turns into a
   `status_event` (core and the scheduler cannot import this module); a job's units
-  (`core.jobs`) register `JobChanged`, which it turns into a `job_event`. `LiveHub.publish` is
-  what all end in; nothing else calls it but tests.
+  (`core.jobs`) register `JobChanged`, which it turns into a `job_event`; a message stored
+  outside `bot/` (a journey step) registers `core.new_messages.MessageAdded`, which becomes
+  a `message_event`. `LiveHub.publish` is what all end in; nothing else calls it but tests.
 - **SQLite** is one process (one writer owns the file), so the hub fans events out to its
   local subscribers.
 - **PostgreSQL** may run any number of `dangol serve` processes. Each process's hub holds
@@ -57,6 +58,7 @@ import sqlalchemy as sa
 from core.db import Database, after_commit
 from core.delivery import StatusChanged
 from core.jobs import JobChanged
+from core.new_messages import MessageAdded
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +263,7 @@ class LiveHub:
                 self.database.listen(LiveEvent, self._committed),
                 self.database.listen(StatusChanged, self._statuses_committed),
                 self.database.listen(JobChanged, self._jobs_committed),
+                self.database.listen(MessageAdded, self._messages_committed),
             ]
         if self.postgres and self._task is None:
             self._task = asyncio.create_task(self._run(), name="dangol-live-listener")
@@ -357,6 +360,20 @@ class LiveHub:
         API or a customer's answer): the consoles showing it refresh it."""
         for item in changed:
             self.publish(item.shop_id, job_event(item.job_id, item.change))
+
+    def _messages_committed(self, added: list[MessageAdded]) -> None:
+        """A message stored by core or the scheduler (a journey step): the same event as
+        a message the inbound path stores."""
+        for m in added:
+            event = message_event(
+                m.conversation_id,
+                m.message_id,
+                direction=m.direction,
+                sender=m.sender,
+                customer_id=m.customer_id,
+                preview=m.preview,
+            )
+            self.publish(m.shop_id, event)
 
     # -- PostgreSQL: one connection that listens, and sends what `publish` queued
 

@@ -3,6 +3,12 @@
 The words live in the templates; this module only supplies the environment and the small
 Korean formatting helpers they use (dates, times, durations, particles). The output is plain
 text for KakaoTalk and SMS, so nothing is HTML-escaped.
+
+A shop may reword any message without touching code: `[server] templates_dir` names a
+directory whose files shadow the packaged ones by path (`journey/confirmation.j2` replaces
+core/templates/messages/journey/confirmation.j2). They run in the same sandbox, with the
+same values and StrictUndefined; an override may still include the packaged original as
+`dangol/<path>`. The settings check the names and the syntax when the file is loaded.
 """
 
 from __future__ import annotations
@@ -10,9 +16,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from jinja2 import PackageLoader, StrictUndefined
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    FileSystemLoader,
+    PackageLoader,
+    PrefixLoader,
+    StrictUndefined,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from core.availability import (
@@ -32,12 +46,31 @@ _RIEUL = 8  # index of ㄹ among the final consonants
 _DIGIT_READINGS = "공일이삼사오육칠팔구"
 
 
-class Texts:
-    """Renders the message templates by name ("ack", "hours", …)."""
+PACKAGED = ("core", "templates/messages")
+# Where an override finds the packaged original of any template: "dangol/journey/survey.j2".
+PACKAGED_PREFIX = "dangol"
 
-    def __init__(self) -> None:
+
+def _loader(templates_dir: str | Path | None) -> BaseLoader:
+    packaged = PackageLoader(*PACKAGED)
+    if templates_dir is None:
+        return packaged
+    return ChoiceLoader(
+        [
+            FileSystemLoader(str(templates_dir)),
+            packaged,
+            PrefixLoader({PACKAGED_PREFIX: PackageLoader(*PACKAGED)}),
+        ]
+    )
+
+
+class Texts:
+    """Renders the message templates by name ("ack", "hours", "journey/survey", …);
+    `templates_dir`'s files, if given, shadow the packaged ones."""
+
+    def __init__(self, templates_dir: str | Path | None = None) -> None:
         env = SandboxedEnvironment(
-            loader=PackageLoader("core", "templates/messages"),
+            loader=_loader(templates_dir),
             autoescape=False,  # plain text for KakaoTalk/SMS, never HTML
             trim_blocks=True,
             lstrip_blocks=True,
@@ -71,6 +104,13 @@ class Texts:
     def render(self, name: str, **values: Any) -> str:
         """Render `messages/<name>.j2`; the result is stripped of surrounding whitespace."""
         return self._env.get_template(f"{name}.j2").render(**values).strip()
+
+    def render_with_subject(self, name: str, **values: Any) -> tuple[str, str | None]:
+        """Render `messages/<name>.j2` and read the subject it sets at its top level
+        (`{% set subject = "…" %}`: an LMS title), None when it sets none."""
+        module = self._env.get_template(f"{name}.j2").make_module(values)
+        subject = getattr(module, "subject", None)
+        return str(module).strip(), " ".join(str(subject).split()) if subject else None
 
 
 def wait_values(shop: ShopConfig, availability: Availability, now: datetime) -> dict[str, Any]:

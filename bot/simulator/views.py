@@ -1,6 +1,7 @@
 """The demo customer's chat page: `GET /simulator`, `POST /simulator/api/say` and
-`GET /simulator/api/updates` (the owner's replies, photos included, pushed to the page as they
-are sent).
+`GET /simulator/api/updates` (the owner's replies and the journey's messages — a booking
+confirmation, a survey — photos and quick replies included, pushed to the page as they are
+sent).
 
 The browser never sees a skill secret. It posts plain text here; we build the SkillPayload
 Kakao would send (PROTOCOLS §1.2) and POST it over HTTP to our own `/hooks/kakao/{shop}`
@@ -174,11 +175,12 @@ async def say(request: web.Request) -> web.Response:
 
 def _owner_replies(
     shop_id: int, user: str, after: int | None
-) -> sa.Select[int, str, datetime, dict[str, Any]]:
-    """The owner's replies pushed to this simulated customer (known by botUserKey)."""
+) -> sa.Select[int, str, datetime, dict[str, Any], str]:
+    """What is pushed to this simulated customer (known by botUserKey): the owner's replies
+    and the bot's own messages that were not answers (the journey's)."""
     ident = CustomerIdentity
     stmt = (
-        sa.select(Message.id, Message.body, Message.created_at, Message.payload)
+        sa.select(Message.id, Message.body, Message.created_at, Message.payload, Message.sender)
         .join(ident, ident.customer_id == Message.customer_id)
         .where(
             ident.shop_id == shop_id,
@@ -186,7 +188,7 @@ def _owner_replies(
             ident.value == user,
             Message.shop_id == shop_id,
             Message.direction == "out",
-            Message.sender == "owner",
+            Message.sender.in_(("owner", "bot")),
             Message.path == "simulator",
         )
     )
@@ -231,6 +233,8 @@ async def updates(request: web.Request) -> web.Response:
                     "text": r.body,
                     "at": r.created_at.isoformat(),
                     "photos": _photo_urls(r.payload),
+                    "from": r.sender,
+                    "quick_replies": _quick_replies(r.payload),
                 }
                 for r in found
             ],
@@ -249,6 +253,20 @@ def _photo_urls(payload: Any) -> list[str]:
         if is_stored_name(name):
             urls.append(public_path(name))
     return urls
+
+
+def _quick_replies(payload: Any) -> list[dict[str, Any]]:
+    """A pushed message's buttons, shaped as a skill response's (label, messageText, extra)."""
+    found = payload.get("quick_replies") if isinstance(payload, dict) else None
+    return [
+        {
+            "label": q["label"],
+            "messageText": q.get("message_text") or q["label"],
+            "extra": q.get("extra") or {},
+        }
+        for q in (found if isinstance(found, list) else [])
+        if isinstance(q, dict) and isinstance(q.get("label"), str)
+    ]
 
 
 async def _wait_for_reply(request: web.Request, shop_id: int, fetch: Any) -> list[Any]:

@@ -7,12 +7,15 @@ code that builds them by hand (tests) gets the same defaults and no checking.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
+import jinja2
+import jinja2.sandbox
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -52,6 +55,35 @@ def _base_dir(info: ValidationInfo) -> Path | None:
     return base if isinstance(base, Path) else None
 
 
+def _templates_dir(path: str | None, info: ValidationInfo) -> str | None:
+    """The overrides' directory, relative to the config file: it must exist, and each
+    `.j2` in it must shadow one of dangol's message templates and parse — a misspelt
+    name would otherwise be ignored in silence, a syntax error found only when sent."""
+    if path is None:
+        return None
+    if not path.strip():
+        raise problem("must not be empty (leave the key out to use dangol's own texts)")
+    base_dir = _base_dir(info)
+    folder = Path(path) if base_dir is None or Path(path).is_absolute() else base_dir / path
+    if not folder.is_dir():
+        raise problem(f"no such directory: {folder}")
+    packaged = importlib.resources.files("core").joinpath("templates", "messages")
+    environment = jinja2.sandbox.SandboxedEnvironment()
+    for found in sorted(folder.rglob("*.j2")):
+        name = found.relative_to(folder).as_posix()
+        if not packaged.joinpath(*name.split("/")).is_file():
+            raise problem(
+                f"{name} is not one of dangol's message templates (see core/templates/messages)"
+            )
+        try:
+            environment.parse(found.read_text("utf-8"))
+        except jinja2.TemplateSyntaxError as exc:
+            raise problem(f"{name}, line {exc.lineno}: {exc.message}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise problem(f"{name}: cannot read it ({exc})") from None
+    return str(folder.resolve())
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: Text = "127.0.0.1"
@@ -78,6 +110,10 @@ class ServerConfig:
     # signature URL, the console's origin check, HTTPS and login throttling. Never without
     # such a proxy: clients could choose them.
     trust_proxy: Flag = False
+    # A directory of message templates that shadow dangol's own by path
+    # (journey/confirmation.j2, ack.j2 …): the shop's wording without touching code.
+    # Relative to this file; checked when loaded (core/texts.py).
+    templates_dir: Annotated[Text | None, AfterValidator(_templates_dir)] = None
 
 
 def _sqlite_url(url: str, info: ValidationInfo) -> str:

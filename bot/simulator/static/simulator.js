@@ -105,7 +105,7 @@
         var body = botGroup();
         e.texts.forEach(function (text, index) { addBotBubble(body, String(text), index === 0); });
       } else if (e.kind === "owner") {
-        addOwnerReply(String(e.text || ""), e.photos, at);
+        addOwnerReply(String(e.text || ""), e.photos, at, e.from);
       }
     });
     replaying = false;
@@ -295,15 +295,17 @@
   var pollGeneration = 0;
   var lastOwnerId = null;
 
-  function addOwnerReply(text, photos, at) {
+  // `from`: "owner" (a reply from the console) or "bot" (a journey message: a booking
+  // confirmation, a survey), which the shop's channel sends with no owner label.
+  function addOwnerReply(text, photos, at, from) {
     var now = at || new Date();
-    remember({ kind: "owner", text: text, photos: photos, at: now.getTime() });
+    remember({ kind: "owner", text: text, photos: photos, at: now.getTime(), from: from });
     if (examples) { examples.remove(); examples = null; }
     dayDivider(now);
     var body = botGroup();
     var row = el("div", "row row-bot");
-    var bubble = el("div", "bubble bubble-bot tail bubble-owner");
-    bubble.appendChild(el("span", "owner-label", t.labelOwner));
+    var bubble = el("div", from === "bot" ? "bubble bubble-bot tail" : "bubble bubble-bot tail bubble-owner");
+    if (from !== "bot") bubble.appendChild(el("span", "owner-label", t.labelOwner));
     if (text) fillText(bubble, text); // a photo may come alone
     (Array.isArray(photos) ? photos : []).forEach(function (url) {
       // Only our own capability URLs (/p/<random name>), as the server sends them.
@@ -335,7 +337,12 @@
         if (generation !== pollGeneration) return; // the room was reset meanwhile
         if (lastOwnerId !== null && Array.isArray(data.messages)) {
           data.messages.forEach(function (m) {
-            addOwnerReply(String(m && m.text || ""), m && m.photos);
+            addOwnerReply(String(m && m.text || ""), m && m.photos, null, m && m.from);
+            if (m && Array.isArray(m.quick_replies) && m.quick_replies.length) {
+              clearQuickReplies();
+              addQuickReplies(m.quick_replies);
+              scrollDown();
+            }
           });
         }
         lastOwnerId = Number(data.last) || 0;
