@@ -44,6 +44,7 @@ from providers.kakao_callback import KakaoCallbackProvider
 from providers.registry import Providers
 from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
+from scheduler.planners.complaint_deadline import warn_before_complaint_deadlines
 from scheduler.planners.delivery_check import check_deliveries
 from scheduler.planners.reply_target import warn_owners
 
@@ -202,6 +203,11 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         texts = app[keys.SERVICES].texts
         await database.write(warn_owners(shops, texts, app[keys.CLOCK].now()))
 
+    async def warn_before_complaint_deadline() -> None:
+        shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
+        texts = app[keys.SERVICES].texts
+        await database.write(warn_before_complaint_deadlines(shops, texts, app[keys.CLOCK].now()))
+
     async def ask_about_deliveries() -> None:
         shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
         await check_deliveries(database, app[keys.PROVIDERS], shops, app[keys.CLOCK].now())
@@ -212,6 +218,7 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         settings.outbox,
         [
             ("reply_target", warn_before_reply_target, 30.0),
+            ("complaint_deadline", warn_before_complaint_deadline, 60.0),
             ("delivery_check", ask_about_deliveries, 15.0),
         ],
     )
