@@ -80,10 +80,15 @@ def warn_before_complaint_deadlines(
                 kind="불만 해결 기한 지남" if missed else "불만 해결 기한 임박",
                 customer_label=label,
                 content="기한 지남" if missed else f"{korean_duration(left)} 남음",
-                key=lambda provider, c=conv.id, d=deadline: f"complaint-due:{provider}:{c}:{d}",
+                key=_key(conv.id, deadline),
                 now=now,
             )
         enqueue_many(conn, rows)
         return len(rows)
 
     return unit
+
+
+def _key(conversation_id: int, deadline: int) -> Callable[[str], str]:
+    """Each provider's idempotency key: one warning per complaint, whatever ticks it."""
+    return lambda provider: f"complaint-due:{provider}:{conversation_id}:{deadline}"
