@@ -32,6 +32,7 @@ from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.photos.outbox import OutboxPhotos
 from bot.photos.store import PhotoStore
+from bot.survey import setup as setup_survey
 from bot.webhooks import kakao, solapi
 from bot.webhooks import twilio as twilio_hooks
 from core.clock import Clock, SystemClock
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.router.add_get("/favicon.ico", favicon, name="favicon")
     app.add_subapp("/console/", console_app())
     console_photos.setup_public(app)
+    setup_survey(app)
     if settings.server.simulator:
         from bot.simulator import views as simulator
 
