@@ -70,7 +70,8 @@ def _score(conn: Connection, m: Received, job_id: int) -> Answer | None:
     answer = ScoreAnswer(a.shop_id, job_id, score, a.channel, customer_id=m.customer_id)
     try:
         recorded = record_answer(conn, a.shop, answer, a.received_at)
-    except (JobNotFound, JobError):  # refused before writing: then it is just a message
+    except (JobNotFound, JobError):  # refused before writing: then it is just a message,
+        _forget(conn, m, "survey", job_id)  # and the mark a stale one
         return None
     return Answer("survey", job_id, recorded.service_name, score=score, low=recorded.low)
 
@@ -87,7 +88,7 @@ def _reminder_reply(conn: Connection, m: Received, job_id: int) -> Answer | None
     ).first()
     if job is None or job.customer_id != m.customer_id or job.status not in STILL_TO_HAPPEN:
         # The visit is over or off: nothing awaits an answer any more.
-        stop_awaiting(conn, m.customer_id, "reminder", job_id)
+        _forget(conn, m, "reminder", job_id)
         return None
     note_reminder_answer(a.shop_id, job_id, reply, a.received_at)(conn)
     stop_awaiting(conn, m.customer_id, "reminder", job_id)
@@ -99,6 +100,12 @@ def _reminder_reply(conn: Connection, m: Received, job_id: int) -> Answer | None
         starts_at=job.starts_at,
         ends_at=job.ends_at,
     )
+
+
+def _forget(conn: Connection, m: Received, what: str, job_id: int) -> None:
+    """A mark for a job that cannot be answered for (gone, off, not the customer's)."""
+    stop_awaiting(conn, m.customer_id, what, job_id)
+    m.thread.awaiting = None
 
 
 def _owner_notices(m: Received, answer: Answer, texts: Texts) -> list[OutboxRequest]:

@@ -215,6 +215,20 @@ async def test_a_score_for_an_answered_survey_is_an_ordinary_message(
     assert [a.score for a in await answers(shop.db)] == [4]
 
 
+async def test_a_mark_for_a_job_that_cannot_be_answered_is_forgotten(
+    make_client: MakeClient,
+) -> None:
+    shop = await kakao_shop(make_client)
+    customer, _ = await shop.customer()
+    not_done = await book_job(
+        shop.db, shop.config, shop.id, customer, shop.now, starts_at=kst(2026, 11, 30, 10)
+    )
+    await survey_sent(shop.db, shop.id, not_done, customer, shop.now - timedelta(hours=1))
+    await post(shop.client, said("5"))
+    assert await answers(shop.db) == []
+    assert await awaiting(shop.db, customer) == (None, None)
+
+
 # --------------------------------------------------------------------------- reminders
 
 
