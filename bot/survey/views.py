@@ -3,7 +3,8 @@
 No login: the link is the key (bot/survey/links.py). An unknown link is 404 and an
 expired one 410, with the same few words and nothing about whose link it was. The POST
 must carry the form's token (an HMAC of the link's secret) and come from our own page —
-its Origin, or without one its Referer, must be `server.public_url`'s — and is recorded by
+its Origin, or without one its Referer, must be `server.public_url`'s (or the request's
+own) — and is recorded by
 `core.jobs.record_score` (channel "web"): the same unit the console uses, so a low score
 opens the complaint, apologises and tells the owner as a chat answer does. Everything
 shown is escaped (autoescape); the page loads nothing and runs no script.
@@ -169,15 +170,22 @@ def _score(value: object) -> int | None:
 
 def from_our_page(request: web.Request, public_url: str) -> bool:
     """The form was sent by a page of ours: its Origin — or, when a browser sends none,
-    its Referer — is `public_url`'s. With neither (an old browser, a privacy setting) the
-    form token alone decides; "Origin: null" or a foreign origin is refused."""
-    ours = URL(public_url).origin()
+    its Referer — is `public_url`'s or the request's own (its Host, as bot.forwarded
+    reads it behind a trusted proxy: the demo on another port). A foreign page cannot
+    choose the Host its visitor's browser sends, so either is our page. With neither
+    header (an old browser, a privacy setting) the form token alone decides; "Origin: null"
+    or a foreign origin is refused."""
     for header in ("Origin", "Referer"):
         value = request.headers.get(header)
         if value is None:
             continue
         try:
-            return URL(value).origin() == ours
+            theirs = URL(value).origin()
+            ours = {
+                URL(public_url).origin(),
+                URL.build(scheme=request.scheme, authority=request.host).origin(),
+            }
         except ValueError:  # "null", or no URL at all
             return False
+        return theirs in ours
     return True

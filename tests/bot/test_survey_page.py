@@ -307,7 +307,7 @@ async def test_a_score_must_be_picked(make_client: MakeClient, score: str) -> No
     [
         {"Origin": "https://evil.example"},
         {"Origin": "null"},
-        {"Origin": "http://127.0.0.1:8081"},  # another port is another site
+        {"Origin": "http://127.0.0.1:1"},  # another port is another site
         {"Referer": "https://evil.example/page"},
         {"Origin": "https://evil.example", "Referer": PUBLIC + "/s/x"},
     ],
@@ -325,6 +325,16 @@ async def test_a_form_sent_from_another_site_is_refused(
 async def test_our_own_referer_is_enough_without_an_origin(make_client: MakeClient) -> None:
     s = await surveyed(make_client)
     status, _ = await s.post({"score": "5"}, headers={"Referer": PUBLIC + s.url})
+    assert status == 200
+
+
+async def test_the_address_the_page_was_opened_at_is_ours_too(make_client: MakeClient) -> None:
+    """`dangol demo --port 9000` with public_url on 8080: the browser's Origin is the
+    server it talks to."""
+    s = await surveyed(make_client)
+    here = str(s.client.make_url("/")).rstrip("/")
+    assert here != PUBLIC
+    status, _ = await s.post({"score": "5"}, headers={"Origin": here})
     assert status == 200
 
 
