@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import cast
 
@@ -86,6 +86,7 @@ class Recorded:
     score: int
     previous: int | None  # the score it replaced
     low: bool  # a complaint (score ≤ shop.journey.low_score)
+    changed: bool = True  # False: the same score and words again (a double tap), not news
 
 
 def is_low(shop: ShopConfig, score: int) -> bool:
@@ -110,6 +111,17 @@ def record_answer(
         sa.select(ANSWERS.c.score, ANSWERS.c.comment).where(ANSWERS.c.job_id == answer.job_id)
     ).first()
     comment = (answer.comment or "").strip() or None
+    recorded = Recorded(
+        job_id=answer.job_id,
+        customer_id=int(job.customer_id),
+        conversation_id=job.conversation_id,
+        service_name=job.service_name,
+        score=answer.score,
+        previous=before.score if before is not None else None,
+        low=is_low(shop, answer.score),
+    )
+    if before is not None and (before.score, before.comment) == (answer.score, comment):
+        return replace(recorded, changed=False)
     values = {
         "score": answer.score,
         "comment": comment,
@@ -155,15 +167,7 @@ def record_answer(
     plan_steps(conn, answer.shop_id, answer.job_id, job.customer_id, [review], now)
     stop_awaiting(conn, job.customer_id, "survey", answer.job_id)
     after_commit(JobChanged(answer.shop_id, answer.job_id, "survey_answered"))
-    return Recorded(
-        job_id=answer.job_id,
-        customer_id=int(job.customer_id),
-        conversation_id=job.conversation_id,
-        service_name=job.service_name,
-        score=answer.score,
-        previous=before.score if before is not None else None,
-        low=is_low(shop, answer.score),
-    )
+    return recorded
 
 
 def low_score_notices(
@@ -213,6 +217,8 @@ def record_score(
 
     def unit(conn: Connection) -> Recorded:
         recorded = record_answer(conn, shop, answer, now)
+        if not recorded.changed:
+            return recorded
         conversation_id = recorded.conversation_id
         if recorded.low:
             conversation_id = open_complaint(

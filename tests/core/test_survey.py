@@ -181,9 +181,15 @@ async def test_a_low_score_opens_a_complaint_apologises_and_tells_the_owner(
 async def test_the_same_low_score_twice_apologises_and_notifies_once(database: Database) -> None:
     shop_id, _, _, job = await _setup(database)
     await _score(database, shop_id, job, 1)
-    await _score(database, shop_id, job, 1, at=LATER + timedelta(minutes=1))  # a double tap
+    again = await _score(database, shop_id, job, 1, at=LATER + timedelta(minutes=1))  # a double tap
+    assert not again.changed
     outbox = await _all(database, OutboxItem)
     assert sorted(o.purpose for o in outbox) == ["owner_notification", "reply"]
+    audit = [a.action for a in await _all(database, AuditEntry) if a.action.startswith("survey")]
+    assert audit == ["survey_answered"]  # the same answer again is not news
+    assert len([m for m in await _all(database, Message) if m.direction == "note"]) == 1
+    (row,) = await answers(database)
+    assert row.answered_at == LATER
     # A low score changed to another low score is news for the owner, not a second apology.
     await _score(database, shop_id, job, 3, at=LATER + timedelta(minutes=2))
     outbox = await _all(database, OutboxItem)
