@@ -33,6 +33,7 @@ from bot.live import LiveHub
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.photos.outbox import OutboxPhotos
 from bot.photos.store import PhotoStore
+from bot.survey import setup as setup_survey
 from bot.webhooks import kakao, solapi
 from bot.webhooks import twilio as twilio_hooks
 from core.clock import Clock, SystemClock
@@ -46,6 +47,7 @@ from providers.kakao_callback import KakaoCallbackProvider
 from providers.registry import Providers
 from scheduler.dispatch import Dispatcher
 from scheduler.loop import Ticks
+from scheduler.planners.complaint_deadline import warn_before_complaint_deadlines
 from scheduler.planners.delivery_check import check_deliveries
 from scheduler.planners.journey import TICK_SECONDS as JOURNEY_SECONDS
 from scheduler.planners.journey import send_due_steps
@@ -94,6 +96,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.add_subapp("/api/", api_app())
     calendar_feed.setup(app)
     console_photos.setup_public(app)
+    setup_survey(app)
     if settings.server.simulator:
         from bot.simulator import views as simulator
 
@@ -210,6 +213,11 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         texts = app[keys.SERVICES].texts
         await database.write(warn_owners(shops, texts, app[keys.CLOCK].now()))
 
+    async def warn_before_complaint_deadline() -> None:
+        shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
+        texts = app[keys.SERVICES].texts
+        await database.write(warn_before_complaint_deadlines(shops, texts, app[keys.CLOCK].now()))
+
     async def ask_about_deliveries() -> None:
         shops = {app[keys.SHOP_IDS][s.slug]: s for s in settings.shops}
         await check_deliveries(database, app[keys.PROVIDERS], shops, app[keys.CLOCK].now())
@@ -227,6 +235,7 @@ async def _ticks(app: web.Application) -> AsyncIterator[None]:
         [
             ("reply_target", warn_before_reply_target, 30.0),
             ("journey", send_journey_steps, JOURNEY_SECONDS),
+            ("complaint_deadline", warn_before_complaint_deadline, 60.0),
             ("delivery_check", ask_about_deliveries, 15.0),
         ],
     )

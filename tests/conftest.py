@@ -103,6 +103,9 @@ def shop_table(**overrides: Any) -> dict[str, Any]:
             "skill_secret_env": "DANGOL_TEST_SKILL_SECRET",
         },
         "owner": {"name": "김사장", "phone": "010-2222-3333", "notify_via": ["console"]},
+        "journey": {
+            "review_links": {"네이버 플레이스": "https://m.place.naver.com/place/1/review"}
+        },
         "services": [
             {
                 "key": "aircon",

@@ -9,6 +9,8 @@ one module each:
     receiving   the stages in order, for a whole batch (`receive_many`), and what they need
     customers   who wrote: customer and open conversation found or created
     storing     each message stored once; resends spotted and answered like their original
+    awaited     an answer the shop awaited (a survey score, a reminder reply) recorded as
+                such; nothing at all for a customer who owes none
     decision    the handlers (`bot.routing`) answer; what they asked for is applied, owner
                 notices go to the outbox (`core.outbox`, which providers/ send from)
     answers     owner replies from the mailbox handed over; the bot's answer stored or

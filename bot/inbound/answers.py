@@ -31,7 +31,9 @@ class Outcome:
     conversation_id: int
     message_id: int
     reply: Reply
-    mailbox: tuple[str, ...]  # owner replies handed over in this answer
+    # What was held for the customer, handed over in this answer: (sender, body) — the
+    # owner's replies, and the bot's own messages (a journey step with no other path).
+    mailbox: tuple[tuple[str, str], ...]
     duplicate: bool = False
     mailbox_ids: tuple[int, ...] = ()  # their message rows
 
@@ -50,7 +52,7 @@ def hand_over_mailbox(conn: Connection, new: list[Received]) -> None:
         return
     for row in held:
         taker = takers[row.customer_id]
-        taker.mailbox += (row.body,)
+        taker.mailbox += ((row.sender, row.body),)
         taker.mailbox_ids += (row.id,)
     conn.execute(
         MAILBOX_DELIVERED,

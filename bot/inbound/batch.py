@@ -25,6 +25,21 @@ def first_identity(a: Arrival) -> IdentityKey:
     return (a.shop_id, kind, value)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer the shop awaited, as recorded: a score for a job, or a reply to its
+    reminder (confirmed | change_requested), with what the reply's words need."""
+
+    what: str  # survey | reminder
+    job_id: int
+    service: str
+    score: int | None = None
+    low: bool = False  # a score that opens a complaint
+    reply: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
 @dataclass(eq=False)
 class Thread:
     """A customer's open conversation as this batch sees it, carried from message to message."""
@@ -38,6 +53,10 @@ class Thread:
     last_at: datetime | None = None
     last_message: Received | int | None = None  # the latest stored inbound message
     mailbox: int = 0  # owner replies held for the customer
+    # The answer the shop awaits from the customer ("survey:12"), until when; cleared once
+    # a message of this batch answered it (core/jobs/awaiting.py).
+    awaiting: str | None = None
+    awaiting_until: datetime | None = None
 
 
 @dataclass(eq=False)
@@ -54,11 +73,12 @@ class Received:
     effects: Effects = field(default_factory=Effects)
     change: dict[str, Any] = field(default_factory=dict)  # the conversation's UPDATE
     notify: str | None = None  # the owner notification's key, when one is due
-    mailbox: tuple[str, ...] = ()
+    mailbox: tuple[tuple[str, str], ...] = ()  # (sender, body) held for the customer
     mailbox_ids: tuple[int, ...] = ()
     # SMS: the waiting period's acknowledgement key, when the reply is one (sent late)
     ack_key: str | None = None
     silent: bool = False  # SMS: nothing to send (a follow-up's ack, or the carrier answered)
+    answer: Answer | None = None  # an awaited answer it gave (bot.inbound.awaited), recorded
 
     def __post_init__(self) -> None:
         a = self.arrival

@@ -187,6 +187,7 @@ class _Customers:
         if row.customer_id not in self._by_customer:
             if row.conversation_id is None:
                 thread = self._open(a, customer_id=row.customer_id, mailbox=row.mailbox)
+                thread.awaiting, thread.awaiting_until = row.awaiting, row.awaiting_until
             else:
                 thread = _continued(a, row)
                 self.threads.append(thread)
@@ -223,3 +224,5 @@ def _carry_on(thread: Thread, row: StateRow) -> None:
     thread.last_at = row.last_inbound_at
     thread.last_message = row.last_inbound_message_id
     thread.mailbox = row.mailbox
+    thread.awaiting = row.awaiting
+    thread.awaiting_until = row.awaiting_until

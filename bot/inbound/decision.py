@@ -1,6 +1,7 @@
-"""The decision: the handlers answer each new message, and what they asked for is applied
-to its conversation — waiting for the owner, a complaint's deadline, a consent, the owner's
-notification through the outbox; an SMS answer is planned (a text costs the customer)."""
+"""The decision: the handlers answer each new message (an awaited answer is answered by
+bot.inbound.awaited instead), and what they asked for is applied to its conversation —
+waiting for the owner, a complaint's deadline, a consent, the owner's notification through
+the outbox; an SMS answer is planned (a text costs the customer)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Connection
 
 from bot.inbound.arrival import Arrival, attachment_links
+from bot.inbound.awaited import answer_reply
 from bot.inbound.batch import Received
 from bot.inbound.statements import UPDATE_CONVERSATION
 from bot.routing import Context, Incoming
 from core.availability import OwnerState
+from core.complaints import complaint_due
 from core.consents import ConsentChange, record_consents
 from core.notices import owner_notices
 from core.outbox import OutboxRequest, enqueue_many
@@ -40,7 +43,10 @@ def decide(m: Received, owner: OwnerState, services: Services) -> None:
         waiting=t.waiting_since is not None,
         complaint_open=t.complaint,
     )
-    m.reply = services.switchboard.answer(Incoming(a.text, a.channel, a.extra), ctx)
+    if m.answer is None:
+        m.reply = services.switchboard.answer(Incoming(a.text, a.channel, a.extra), ctx)
+    else:  # a score or reminder reply, recorded already (bot.inbound.awaited)
+        m.reply = answer_reply(m, ctx)
     effects = m.effects = ctx.effects
     was_waiting = t.waiting_since is not None
 
@@ -53,6 +59,8 @@ def decide(m: Received, owner: OwnerState, services: Services) -> None:
         m.notify = f"complaint:{m.conversation_id}"
     elif effects.handoff:
         m.notify = f"handoff:{m.conversation_id}:{int(now.timestamp())}"
+    if m.answer is not None:
+        m.notify = None  # the answer's own notice is queued (bot.inbound.awaited)
     t.complaint = t.complaint or effects.complaint
     if a.channel == "sms":
         _plan_sms_reply(m, was_waiting)
@@ -65,9 +73,7 @@ def decide(m: Received, owner: OwnerState, services: Services) -> None:
         "waiting_since": t.waiting_since,
         "sla_due_at": sla_due_at,
         "complaint": t.complaint,
-        "complaint_due_at": now + timedelta(hours=a.shop.complaint_fix_hours)
-        if effects.complaint
-        else None,
+        "complaint_due_at": complaint_due(a.shop, now) if effects.complaint else None,
         "handoff_at": now if effects.handoff else None,
     }
 

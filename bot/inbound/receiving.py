@@ -1,7 +1,8 @@
 """Receiving: customer messages, from arrival to answer, a whole group commit at a time.
 
 For every message: find or create the customer and their open conversation, drop
-resends, store the message, let the handlers decide the reply, apply what they asked for
+resends, store the message, record it if it is an answer the shop awaited (a score, a
+reminder reply), let the handlers decide the reply, apply what they asked for
 (wait for the owner, complaint deadline, consent, owner notification through the outbox),
 hand over owner replies waiting in the mailbox, and store the bot's answer — all committed
 before the customer sees anything.
@@ -31,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from bot.inbound.answers import Outcome, hand_over_mailbox, outcomes, store_replies
 from bot.inbound.arrival import Arrival
+from bot.inbound.awaited import take_answers
 from bot.inbound.batch import Received
 from bot.inbound.customers import look_up, resolve_customers
 from bot.inbound.decision import apply_effects, decide
@@ -74,6 +76,7 @@ def receive_many(conn: Connection, arrivals: list[Arrival], services: Services) 
     known, owners = look_up(conn, arrivals)
     messages = resolve_customers(conn, arrivals, known)
     new = store_arrivals(conn, messages)
+    take_answers(conn, new, services.texts)
     for m in new:
         decide(m, owners[m.arrival.shop_id], services)
     apply_effects(conn, new, services.texts)

@@ -48,9 +48,13 @@ STATE = (
         conv.c.last_inbound_at,
         conv.c.last_inbound_message_id,
         _held.label("mailbox"),
+        # An answer the shop awaits (a score, a reminder reply): read here with the rest, so
+        # an ordinary message pays no statement for it (bot.inbound.awaited).
+        customers.c.awaiting,
+        customers.c.awaiting_until,
     )
     .select_from(
-        ident.outerjoin(
+        ident.join(customers, customers.c.id == ident.c.customer_id).outerjoin(
             conv, sa.and_(conv.c.customer_id == ident.c.customer_id, conv.c.status != "resolved")
         )
     )
@@ -129,7 +133,7 @@ UPDATE_CONVERSATION = (
 )
 
 MAILBOX = (
-    sa.select(msg_t.c.id, msg_t.c.customer_id, msg_t.c.body)
+    sa.select(msg_t.c.id, msg_t.c.customer_id, msg_t.c.sender, msg_t.c.body)
     .where(
         msg_t.c.customer_id.in_(sa.bindparam("customer_ids", expanding=True)),
         msg_t.c.status == "held",

@@ -129,8 +129,11 @@ async def skill(request: web.Request) -> web.Response:
         metrics.skill_reply("graceful")
         return _answer(200, texts.render("received_later"), quick=default_quick_replies(shop))
     metrics.skill_reply(outcome.reply.handler.split(".")[0] or "unknown")
-    owner_replies = tuple(texts.render("mailbox", body=b, shop=shop) for b in outcome.mailbox)
-    return _answer(200, *owner_replies, *outcome.reply.texts, quick=outcome.reply.quick_replies)
+    held = tuple(
+        texts.render("mailbox", body=body, sender=sender, shop=shop)
+        for sender, body in outcome.mailbox
+    )
+    return _answer(200, *held, *outcome.reply.texts, quick=outcome.reply.quick_replies)
 
 
 def _callback_url(req: SkillRequest, shop: str) -> str | None:

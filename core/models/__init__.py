@@ -90,6 +90,13 @@ class Customer(Base):
     tier: Mapped[str] = mapped_column(String(10), default="bronze")  # bronze | silver | gold
     tags: Mapped[list[Any]] = mapped_column(default=list)
     notes: Mapped[str] = mapped_column(Text, default="")
+    # An answer the shop awaits from this customer — "survey:<job id>" (a score) or
+    # "reminder:<job id>" (확인 / 일정 변경) — until `awaiting_until`. Kept on the customer,
+    # not a conversation: a week after the job the conversation is often resolved, and the
+    # answer opens a new one. The inbound path reads it with the customer's address, so an
+    # ordinary message costs no extra statement (core/jobs/awaiting.py).
+    awaiting: Mapped[str | None] = mapped_column(String(40))
+    awaiting_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
 
@@ -134,6 +141,8 @@ class Conversation(Base):
         Index("ix_conversations_shop_waiting", "shop_id", "status", "waiting_since"),
         # A customer's latest activity, read from the index alone (the 고객 tab's order).
         Index("ix_conversations_customer_activity", "shop_id", "customer_id", "last_message_at"),
+        # The complaint-deadline planner's question: which complaints fall due soon?
+        Index("ix_conversations_complaint_due", "complaint_due_at"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"))

@@ -24,9 +24,7 @@ LOCKED), the claim is conditional on the step still being planned, and the outbo
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from core.config import ShopConfig
 from core.db import Database
-from core.jobs import STEPS, JobChanged
+from core.jobs import STEPS, Awaited, JobChanged, new_link_token, survey_url
 from core.replies import ALIMTALK, CHAINS, Addresses, ReplyPath, usable
 from core.texts import Texts
 from core.writer import after_commit
@@ -142,8 +140,8 @@ def plan(
     if isinstance(reach, Settle):
         return reach
     conversation_id, channel, path = reach
-    token = secrets.token_urlsafe(18) if due.step in SURVEY_STEPS else None
-    link = f"{public_url.rstrip('/')}/s/{token}" if token else ""
+    token, token_hash = new_link_token() if due.step in SURVEY_STEPS else (None, None)
+    link = survey_url(public_url, token) if token else ""
     try:
         composed = compose(
             texts, due, shop, known, link=link, digits=path.name in TYPED_PATHS, now=now
@@ -171,8 +169,25 @@ def plan(
         to=to,
         composed=composed,
         alimtalk=alimtalk_variables(shop, due.step, composed.plain) if path is ALIMTALK else None,
-        token_hash=hashlib.sha256(token.encode()).hexdigest() if token else None,
+        token_hash=token_hash,
+        awaited=awaited(due, shop, now),
     )
+
+
+def awaited(due: Due, shop: ShopConfig, now: datetime) -> Awaited | None:
+    """What the customer owes once this step goes: a score for the survey (until the
+    reminder would go, or as long again after the reminder), an answer to the day-before
+    reminder (until the visit)."""
+    if due.step in SURVEY_STEPS:
+        return Awaited(
+            due.customer_id,
+            "survey",
+            due.job_id,
+            now + timedelta(days=shop.journey.survey_reminder_days),
+        )
+    if due.step == "reminder" and due.starts_at > now:
+        return Awaited(due.customer_id, "reminder", due.job_id, due.starts_at)
+    return None
 
 
 def where_to(

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from core.jobs import STEPS as STEP_KINDS
-from core.jobs import outbox_key
+from core.jobs import Awaited, await_answers, outbox_key
 from core.models import Message, Photo
 from core.new_messages import message_added
 from core.outbox import OUTBOX, ROWS_ADDED, OutboxRequest
@@ -50,6 +50,9 @@ class Sending:
     composed: Composed
     alimtalk: tuple[str, dict[str, str]] | None  # (template, variables) on that path
     token_hash: str | None  # the survey link's secret, hashed
+    # The answer the customer now owes (a score, 확인/일정 변경): their next message is read
+    # as one until then (core.jobs.awaiting).
+    awaited: Awaited | None = None
 
 
 _CLAIM = (
@@ -172,6 +175,7 @@ def send(conn: Connection, sendings: Sequence[Sending], now: datetime) -> list[S
             for s in sendings
         ],
     )
+    await_answers(conn, [s.awaited for s in sendings if s.awaited is not None])
     photos = [
         {"b_photo": a["photo_id"], "b_message": messages[_key(s)]}
         for s in sendings

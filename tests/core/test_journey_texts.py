@@ -271,7 +271,56 @@ def other_renders(shop: ShopConfig) -> dict[str, list[str]]:
                 missed=missed,
             )
         )
-    rendered["mailbox"] = [texts.render("mailbox", shop=shop, body=body)]
+    rendered["mailbox"] = [
+        texts.render("mailbox", shop=shop, body=body, sender=sender) for sender in ("owner", "bot")
+    ]
+    # A satisfaction score and a reminder's answer (core/jobs/survey.py, bot/inbound/awaited.py).
+    start = kst(2026, 11, 24, 14)
+    label = f"{LONG_NAME} (010-1234-5678)"
+    rendered["survey_low_score"] = [texts.render("survey_low_score", shop=shop)]
+    rendered["survey_received"] = [texts.render("survey_received", shop=shop, score=5)]
+    rendered["reminder_answer"] = [
+        texts.render(
+            "reminder_answer",
+            shop=shop,
+            answer=answer,
+            service=LONG_SERVICE,
+            starts_local=start,
+            ends_local=start + timedelta(hours=2),
+        )
+        for answer in ("confirmed", "change_requested")
+    ]
+    rendered["owner_low_score"] = [
+        texts.render(
+            "owner_low_score",
+            shop=shop,
+            customer_label=label,
+            score=2,
+            service=LONG_SERVICE,
+            comment=comment,
+        )
+        for comment in ("", body)
+    ]
+    rendered["owner_change_request"] = [
+        texts.render(
+            "owner_change_request",
+            shop=shop,
+            customer_label=label,
+            service=LONG_SERVICE,
+            starts_local=start,
+        )
+    ]
+    rendered["owner_complaint_due"] = [
+        texts.render(
+            "owner_complaint_due",
+            shop=shop,
+            customer_label=label,
+            left=timedelta(hours=3),
+            due_local=start,
+            missed=missed,
+        )
+        for missed in (False, True)
+    ]
     rendered["setup_problem"] = [
         texts.render("setup_problem", problem=p) for p in ("unknown_shop", "secret", "bot")
     ]
