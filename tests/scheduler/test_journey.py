@@ -570,39 +570,44 @@ async def test_the_review_invitation_thanks_and_lists_every_link_after_any_compl
 # --------------------------------------------------------------------------- paths
 
 
-async def test_a_customer_booked_without_a_conversation_gets_one_on_sms(
+async def test_customers_booked_without_a_conversation_get_one_on_sms(
     shop: Shop, clock: FrozenClock
 ) -> None:
+    """Two in one round, as the demo's regulars are: one statement opens both."""
     now = clock.now()
 
-    def phoned(conn: Connection) -> int:
-        customer = conn.execute(
-            sa.insert(Customer)
-            .values(
-                shop_id=shop.id, name="이영희", tier="bronze", tags=[], notes="", created_at=now
+    def phoned(name: str, phone: str) -> Any:
+        def unit(conn: Connection) -> int:
+            customer = conn.execute(
+                sa.insert(Customer)
+                .values(
+                    shop_id=shop.id, name=name, tier="bronze", tags=[], notes="", created_at=now
+                )
+                .returning(Customer.id)
+            ).scalar_one()
+            conn.execute(
+                sa.insert(CustomerIdentity).values(
+                    shop_id=shop.id, customer_id=customer, kind="phone", value=phone, created_at=now
+                )
             )
-            .returning(Customer.id)
-        ).scalar_one()
-        conn.execute(
-            sa.insert(CustomerIdentity).values(
-                shop_id=shop.id,
-                customer_id=customer,
-                kind="phone",
-                value="+821077778888",
-                created_at=now,
-            )
-        )
-        return int(customer)
+            return int(customer)
 
-    customer = await shop.database.write(phoned)
-    job = await shop.book(customer, now)
-    assert await shop.run(now) == Counter(sent=1)
-    (conversation,) = await shop.rows(Conversation)
-    assert (conversation["customer_id"], conversation["channel"]) == (customer, "sms")
-    assert conversation["status"] == "open"
-    message = (await shop.rows(Message))[0]
-    assert message["conversation_id"] == conversation["id"]
-    assert (await shop.step(job, "confirmation:r1"))["status"] == "sent"
+        return unit
+
+    customers = [
+        await shop.database.write(phoned("이영희", "+821077778888")),
+        await shop.database.write(phoned("박철수", "+821077779999")),
+    ]
+    jobs = [await shop.book(customer, now) for customer in customers]
+    assert await shop.run(now) == Counter(sent=2)
+    conversations = await shop.rows(Conversation)
+    assert [(c["customer_id"], c["channel"], c["status"]) for c in conversations] == [
+        (customer, "sms", "open") for customer in customers
+    ]
+    messages = await shop.rows(Message)
+    assert sorted(m["conversation_id"] for m in messages) == sorted(c["id"] for c in conversations)
+    for job in jobs:
+        assert (await shop.step(job, "confirmation:r1"))["status"] == "sent"
 
 
 async def test_a_customer_who_cannot_be_reached_is_skipped_with_the_reason(
