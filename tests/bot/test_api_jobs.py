@@ -148,7 +148,10 @@ async def test_booking_plans_the_journey_and_adds_the_customer_by_phone(client: 
     assert set(steps) == {"confirmation:r1", "reminder:r1"}
     assert steps["confirmation:r1"]["due_at"] == "2026-11-23T10:00:00+09:00"  # now
     assert steps["reminder:r1"]["due_at"] == "2026-11-25T18:00:00+09:00"  # the evening before
-    assert {s["status"] for s in steps.values()} == {"planned"}
+    assert steps["reminder:r1"]["status"] == "planned"
+    # The journey planner, woken by the booking, may already have settled the confirmation:
+    # this shop has no SMS provider, so it is skipped with that reason.
+    assert steps["confirmation:r1"]["status"] in ("planned", "skipped")
 
     phones = await rows(client, sa.select(CustomerIdentity.kind, CustomerIdentity.value))
     assert phones == [("phone", "+821055556666")]
@@ -211,7 +214,8 @@ async def test_a_retried_booking_with_the_same_external_ref_is_the_same_job(clie
     status, second = await post(client, token, "/api/jobs", body)
     assert status == 200
     assert second["id"] == first["id"]
-    assert second["journey"] == first["journey"]
+    # The same steps (the journey planner may have settled one in between: not planned twice).
+    assert [s["key"] for s in second["journey"]] == [s["key"] for s in first["journey"]]
     assert await count(client, Job) == 1
     assert await count(client, Customer) == 1
     assert await count(client, Consent) == 1  # the retry recorded nothing again
@@ -312,7 +316,11 @@ async def test_cancel_cancels_every_pending_step_and_a_retry_is_the_same_answer(
     assert cancelled["status"] == "cancelled"
     assert cancelled["reason"] == "고객 요청"
     assert cancelled["cancelled_at"] == "2026-11-23T10:00:00+09:00"
-    assert {s["status"] for s in cancelled["journey"]} == {"cancelled"}
+    # Nothing left to go: what was planned is cancelled (the confirmation may have been
+    # settled by the journey planner first — here it had no path and was skipped).
+    statuses = {s["key"]: s["status"] for s in cancelled["journey"]}
+    assert "planned" not in statuses.values()
+    assert statuses["reminder:r1"] == "cancelled"
     status, again = await post(client, token, f"{path}/cancel", {"reason": "고객 요청"})
     assert status == 200
     assert again == cancelled
@@ -363,7 +371,10 @@ async def test_patch_changes_only_the_details_given(client: Client) -> None:
     assert changed["notes"] == "주차는 지하 2층"
     assert changed["address"] == job["address"]
     assert changed["price_krw"] == 80000
-    assert changed["journey"] == job["journey"]  # nothing re-planned, nothing sent
+    # Nothing re-planned: the same steps at the same times.
+    assert [(s["key"], s["due_at"]) for s in changed["journey"]] == [
+        (s["key"], s["due_at"]) for s in job["journey"]
+    ]
     resp = await client.patch(
         path, json={"price_krw": None, "address": "서울시 은평구 1"}, headers=bearer(token)
     )
