@@ -284,13 +284,17 @@ async def test_demo_serves_the_simulator_conversation(tmp_path: Path) -> None:
         assert answer["status"] == 200
         text = answer["response"]["template"]["outputs"][0]["simpleText"]["text"]
         assert "답변" in text
-        await read_until(lambda line: "dangol.console:" in line)  # the owner's notice
+        await read_until(lambda line: "dangol.console: 사장님께" in line)  # the owner's notice
     finally:
         proc.terminate()
         rest, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
     lines += rest.decode().splitlines()
-    after_frame = lines[top + len(frame)]
+    # After the frame: the demo's own bookings going out (their confirmations, on the
+    # console provider), then the requests made here.
+    after_frame = next(line for line in lines[top + len(frame) :] if "aiohttp.access:" in line)
     assert after_frame.endswith("aiohttp.access: GET /healthz 200 " + after_frame.split()[-1])
+    sent = [line for line in lines if "dangol.console:" in line and "에게 ▸" in line]
+    assert any("예약이 확정됐어요" in line for line in sent), lines
     shown = "\n".join(frame)
     assert f"simulator  http://127.0.0.1:{port}/simulator" in shown
     assert f"console    http://127.0.0.1:{port}/console/" in shown
@@ -300,7 +304,7 @@ async def test_demo_serves_the_simulator_conversation(tmp_path: Path) -> None:
     access = [line for line in lines if "aiohttp.access:" in line]
     assert all(len(line) < 120 for line in access), access
     assert any(re.search(r"aiohttp.access: POST /simulator/api/say 200 \d+ms$", a) for a in access)
-    notice = next(line for line in lines if "dangol.console:" in line)
+    notice = next(line for line in lines if "dangol.console: 사장님께" in line)
     # The demo's regulars (bot/demo_jobs.py) come first: the simulator's customer is the 4th.
     assert notice.split("dangol.console: ")[1] == (
         '사장님께 ▸ [한빛설비] 새 문의 · 고객 #4: "에어컨에서 물이 새요"'

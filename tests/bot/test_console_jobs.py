@@ -325,9 +325,12 @@ async def test_booking_from_a_conversation_plans_the_confirmation_and_opens_the_
         "실외기 베란다",
         "console",
     )
+    # The journey planner, woken by the booking, sends the confirmation (a Kakao customer
+    # with no provider set: to their mailbox); the reminder waits for the evening before.
+    await settled(app_of(owner))
     planned = await steps(database, job_id)
     assert [(s["step"], s["status"]) for s in planned] == [
-        ("confirmation", "planned"),
+        ("confirmation", "sent"),
         ("reminder", "planned"),
     ]
     assert planned[0]["due_at"] == now_of(owner)
@@ -341,7 +344,8 @@ async def test_booking_from_a_conversation_plans_the_confirmation_and_opens_the_
     assert f'href="/console/c/{conversation}"' in html
     assert "예약 확정" in html
     assert "전날 알림" in html
-    assert html.count('class="step-state state-planned">예정<') == 2
+    assert html.count('class="step-state state-planned">예정<') == 1  # the reminder
+    assert html.count('class="step-state state-sent">') == 1  # the confirmation
     assert f'action="/console/jobs/{job_id}/depart"' in html
 
 
@@ -528,9 +532,14 @@ async def test_each_button_moves_the_job_and_one_moves_forbid_is_refused(owner: 
     job = await job_row(owner, job_id)
     assert job.status == "on_the_way"
     assert job.eta_at.astimezone(KST) == kst(2026, 11, 23, 10, 40)
-    assert ("on_my_way", "planned") in [
-        (s["step"], s["status"]) for s in await steps(database, job_id)
-    ]
+    await settled(app_of(owner))
+    # Planned at once; this SMS customer's shop has no SMS provider, so the planner skips
+    # it with that reason (the console shows it).
+    on_my_way = next(s for s in await steps(database, job_id) if s["step"] == "on_my_way")
+    assert (on_my_way["status"], on_my_way["reason"]) == (
+        "skipped",
+        "이 고객에게 보낼 경로가 설정되지 않았어요 (sms)",
+    )
     html = await page(owner, f"/console/jobs/{job_id}")
     assert "10:40쯤" in html
     assert f'/console/jobs/{job_id}/depart"' not in html  # 이동 중: no second 출발
@@ -564,8 +573,15 @@ async def test_each_button_moves_the_job_and_one_moves_forbid_is_refused(owner: 
     assert (await post(owner, f"/console/jobs/{job_id}/complete")).status == 303
     job = await job_row(owner, job_id)
     assert job.status == "done"
-    assert [s["step"] for s in await steps(database, job_id) if s["status"] == "planned"][-4:] == [
+    await settled(app_of(owner))
+    assert [s["step"] for s in await steps(database, job_id)][-4:] == [
         "completion",
+        "aftercare",
+        "survey",
+        "survey_reminder",
+    ]
+    # What is due later waits for its day.
+    assert [s["step"] for s in await steps(database, job_id) if s["status"] == "planned"] == [
         "aftercare",
         "survey",
         "survey_reminder",
@@ -619,9 +635,11 @@ async def test_rescheduling_replans_and_cancelling_or_a_no_show_ends_the_journey
     assert job.revision == 2
     assert job.starts_at.astimezone(KST) == kst(2026, 11, 26, 10, 0)
     assert job.ends_at.astimezone(KST) == kst(2026, 11, 26, 12, 0)
+    await settled(app_of(owner))
     states = {s["key"]: s["status"] for s in await steps(database, job_id)}
     assert states["reminder:r1"] == "cancelled"
-    assert states["confirmation:r2"] == states["reminder:r2"] == "planned"
+    assert states["reminder:r2"] == "planned"
+    assert states["confirmation:r2"] == "skipped"  # planned at once; no SMS provider here
     html = await page(owner, f"/console/jobs/{job_id}")
     assert "일정이 바뀌었어요" in html  # the old reminder's reason
 
@@ -640,9 +658,9 @@ async def test_rescheduling_replans_and_cancelling_or_a_no_show_ends_the_journey
     assert resp.status == 303
     job = await job_row(owner, job_id)
     assert (job.status, job.reason) == ("cancelled", "고객 <사정>")
-    assert {s["status"] for s in await steps(database, job_id) if s["key"].endswith("r2")} == {
-        "cancelled"
-    }
+    # What had not gone is cancelled; the new confirmation was settled before (skipped).
+    r2 = {s["key"]: s["status"] for s in await steps(database, job_id) if s["key"].endswith("r2")}
+    assert r2 == {"confirmation:r2": "skipped", "reminder:r2": "cancelled"}
     html = await page(owner, f"/console/jobs/{job_id}")
     assert "고객 &lt;사정&gt;" in html
     assert "작업이 취소됐어요" in html
@@ -788,8 +806,10 @@ async def test_a_photo_from_the_phone_is_attached_to_the_job_with_its_phase(
     assert await resp.json() == {"ok": True}
     photo = (await rows(owner, sa.select(Photo).where(Photo.id == photo_id)))[0]
     assert (photo.job_id, photo.phase) == (job_id, "before")
+    await settled(app_of(owner))
     step = next(s for s in await steps(database, job_id) if s["step"] == "photo")
-    assert (step["key"], step["status"]) == (f"photo:{photo_id}", "planned")
+    # Planned at once; with no SMS provider in this shop the planner skips it.
+    assert (step["key"], step["status"]) == (f"photo:{photo_id}", "skipped")
     assert step["payload"]["caption"] == "실외기 <먼지>"
 
     html = await page(owner, f"/console/jobs/{job_id}")
@@ -922,12 +942,13 @@ async def test_the_customer_panel_shows_their_jobs_with_price_and_score(owner: C
 
 
 async def job_events(sub: Any, count: int) -> list[dict[str, Any]]:
-    """The next `count` job events the subscription hears (others are skipped)."""
+    """The next `count` job events the subscription hears (others are skipped, and so are
+    the journey planner's: it tells the consoles when it settles a job's steps)."""
     found: list[dict[str, Any]] = []
     while len(found) < count:
         event = await sub.next(within=5)
         assert event is not None, f"heard only {found}"
-        if event.get("type") == "job":
+        if event.get("type") == "job" and event.get("change") != "journey":
             found.append(event)
     return found
 

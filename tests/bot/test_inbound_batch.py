@@ -157,7 +157,7 @@ async def test_a_mixed_batch_behaves_as_one_message_after_another(
 
     # The regular customer gets the held owner reply with this answer, once.
     assert regular_again.customer_id == regular.customer_id
-    assert regular_again.mailbox == ("내일 오전에 방문드릴게요.",)
+    assert regular_again.mailbox == (("owner", "내일 오전에 방문드릴게요."),)
     assert texts_of(regular_again).startswith(FOLLOWUP)
 
     assert "죄송" in texts_of(complaint)
