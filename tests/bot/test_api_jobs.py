@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from conftest import Client, shop_table
 from support.api import bearer, booking, make_token, revoke_token
 from support.console import app_of, rows, shop_id
+from support.settle import settled
 
 from bot import keys
 from core.jobs import complete
@@ -149,9 +150,15 @@ async def test_booking_plans_the_journey_and_adds_the_customer_by_phone(client: 
     assert steps["confirmation:r1"]["due_at"] == "2026-11-23T10:00:00+09:00"  # now
     assert steps["reminder:r1"]["due_at"] == "2026-11-25T18:00:00+09:00"  # the evening before
     assert steps["reminder:r1"]["status"] == "planned"
-    # The journey planner, woken by the booking, may already have settled the confirmation:
-    # this shop has no SMS provider, so it is skipped with that reason.
-    assert steps["confirmation:r1"]["status"] in ("planned", "skipped")
+    # Once the journey planner (woken by the booking) has run: this shop has no SMS
+    # provider, so the confirmation is skipped with that reason.
+    await settled(app_of(client))
+    _, later = await get(client, token, f"/api/jobs/{job['id']}")
+    confirmation = {s["key"]: s for s in later["journey"]}["confirmation:r1"]
+    assert (confirmation["status"], confirmation["reason"]) == (
+        "skipped",
+        "이 고객에게 보낼 경로가 설정되지 않았어요 (sms)",
+    )
 
     phones = await rows(client, sa.select(CustomerIdentity.kind, CustomerIdentity.value))
     assert phones == [("phone", "+821055556666")]
@@ -290,8 +297,13 @@ async def test_reschedule_replans_the_reminder(client: Client) -> None:
     steps = {s["key"]: s for s in moved["journey"]}
     assert steps["reminder:r1"]["status"] == "cancelled"
     assert steps["reminder:r1"]["reason"] == "일정이 바뀌었어요"
-    assert steps["confirmation:r2"]["status"] == "planned"
+    assert "confirmation:r2" in steps  # a new confirmation, planned at once
     assert steps["reminder:r2"]["due_at"] == "2026-11-27T18:00:00+09:00"
+    # Once the journey planner has run: this shop has no SMS provider, so it is skipped.
+    await settled(app_of(client))
+    status, now_job = await get(client, token, f"/api/jobs/{job['id']}")
+    states = {s["key"]: s["status"] for s in now_job["journey"]}
+    assert (states["confirmation:r2"], states["reminder:r2"]) == ("skipped", "planned")
     # The same time again changes nothing.
     status, same = await post(client, token, f"/api/jobs/{job['id']}/reschedule", new)
     assert status == 200
