@@ -18,7 +18,7 @@ when the owner raises the thresholds, and then a customer thanked once is not th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import cast
 
@@ -124,3 +124,15 @@ def tiers_in_effect(tiers: TiersConfig) -> list[tuple[str, str, int, str]]:
     """(tier, 이름, from how many completed jobs, benefit), highest first: what the console
     explains beside a badge."""
     return [(t, NAMES[t], tiers.threshold(t), tiers.benefit(t)) for t in TIERS]
+
+
+def recompute_shops(
+    shops: Iterable[tuple[int, TiersConfig]],
+) -> Callable[[Connection], int]:
+    """A unit for start-up: every customer's tier with their shop's thresholds as the config
+    now writes them (one statement per shop; nothing written when nothing changed)."""
+
+    def unit(conn: Connection) -> int:
+        return sum(recompute(conn, shop_id, tiers) for shop_id, tiers in shops)
+
+    return unit

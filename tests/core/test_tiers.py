@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from support.jobs import add_customer, book_job, steps
 from support.outbox import add_shop
 
+from bot import keys
 from core.clock import FrozenClock
 from core.config import ConfigError, ShopConfig, TiersConfig, parse
 from core.db import Database, upgrade
@@ -151,7 +152,7 @@ async def tiers_of(database: Database, *customers: int) -> list[str | None]:
         rows = await conn.execute(
             sa.select(Customer.id, Customer.tier).where(Customer.id.in_(customers))
         )
-        found = dict(rows)
+        found = {r.id: r.tier for r in rows}
     return [found[c] for c in customers]
 
 
@@ -314,6 +315,26 @@ async def test_the_planner_sends_the_gold_thanks_with_the_tier_and_its_benefit(
     assert "작업을 마쳤어요" in texts[-2]  # the summary first
     assert f"journey:gold_thanks:job:{job}" in keys
     assert await send_due_steps(database, {shop_id: SHOP}, Texts(), "", done_at) == Counter()
+
+
+async def test_the_app_recomputes_tiers_with_the_thresholds_the_config_writes_at_start(
+    db_url: tuple[str, str | None], make_client: Any, clock: FrozenClock
+) -> None:
+    url, schema = db_url
+    now = clock.now()
+    database = Database(url, search_path=schema)
+    await database.start()
+    try:
+        shop_id = await add_shop(database, now)  # "hanbit", the config's shop
+        customers = [(await add_customer(database, shop_id, now, phone=None))[0] for _ in range(3)]
+        for count, customer in zip((1, 2, 4), customers, strict=True):
+            await done_jobs(database, shop_id, customer, count, now)
+    finally:
+        await database.close()
+
+    client = await make_client(shops=[shop_table(tiers={"gold": 4, "silver": 2})])
+    started = client.app[keys.DATABASE]
+    assert await tiers_of(started, *customers) == ["bronze", "silver", "gold"]
 
 
 # --------------------------------------------------------------------------- the migration
