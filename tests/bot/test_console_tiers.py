@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from support.console import Client, app_of, now_of, shop_id, thread, write
+from support.jobs import steps
+from support.outbox import add_shop
 
 from bot import keys
-from core.config import ShopConfig
+from core.clock import FrozenClock
+from core.config import ShopConfig, load
+from core.db import Database
 from core.jobs import Booking, book, complete
+from core.models import Customer, Job
 
 pytestmark = pytest.mark.usefixtures("cheap_hasher")
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 BADGE = re.compile(r'<span class="tier tier-(\w+)"[^>]*>([^<]*)</span>')
 
 
@@ -98,3 +106,43 @@ async def test_completing_the_fifth_job_makes_the_badge_gold(owner: Client) -> N
         '<span class="tier tier-gold" title="완료 5회 이상 · 우선 예약 + 특별 할인">골드</span>'
         in html
     )
+
+
+async def test_the_demos_regulars_have_their_tiers_and_one_is_a_job_from_gold(
+    database: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the example's catalogue every regular is seeded: 박철수 gold, 김민수 silver,
+    이영희 bronze — and completing 김민수's job today makes them gold, thanked once."""
+    from bot.demo_jobs import seed_demo_jobs
+
+    monkeypatch.setenv("DANGOL_DEMO_SKILL_SECRET", "x")
+    (shop,) = load(EXAMPLE).shops
+    now = clock.now()
+    sid = await add_shop(database, now, slug=shop.slug)
+    assert await database.write(seed_demo_jobs(shop, sid, now)) == 12
+    async with database.read() as conn:
+        found = (await conn.execute(sa.select(Customer.name, Customer.tier, Customer.id))).all()
+        today = (
+            (
+                await conn.execute(
+                    sa.select(Job.id).where(Job.status == "booked").order_by(Job.starts_at)
+                )
+            )
+            .scalars()
+            .first()
+        )
+    assert {r.name: r.tier for r in found} == {
+        "김민수": "silver",
+        "이영희": "bronze",
+        "박철수": "gold",
+    }
+    assert today is not None
+    assert [s["step"] for s in await steps(database, today)].count("gold_thanks") == 0
+
+    await database.write(complete(shop, sid, today, "user:1", now + timedelta(hours=6)))
+    async with database.read() as conn:
+        tier = (
+            await conn.execute(sa.select(Customer.tier).where(Customer.name == "김민수"))
+        ).scalar_one()
+    assert tier == "gold"
+    assert [s["step"] for s in await steps(database, today)].count("gold_thanks") == 1
