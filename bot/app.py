@@ -43,6 +43,7 @@ from core.jobs import StepsPlanned
 from core.outbox import RowsAdded
 from core.shops import ReplyStats, sync_shops
 from core.texts import Texts
+from core.tiers import recompute_shops
 from providers.kakao_callback import KakaoCallbackProvider
 from providers.registry import Providers
 from scheduler.dispatch import Dispatcher
@@ -122,6 +123,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await database.start()
         app[keys.SHOP_IDS] = await database.write(
             sync_shops(app[keys.SETTINGS], app[keys.CLOCK].now())
+        )
+        # Tiers follow the thresholds the config writes now (the owner may have changed them).
+        ids = app[keys.SHOP_IDS]
+        await database.write(
+            recompute_shops([(ids[s.slug], s.tiers) for s in app[keys.SETTINGS].shops])
         )
     except BaseException:
         await database.close()

@@ -1,6 +1,8 @@
 """The demo shop's customers and jobs, so a newcomer sees the 작업 tab and a customer's
 history populated at the first start: a few past jobs with their scores, one job booked for
-today and one for tomorrow.
+today and one for tomorrow. The history makes tiers visible (core/tiers.py): 박철수 is gold
+(five completed jobs), 김민수 silver — four, so completing today's job makes them gold and
+plans their one thank-you — and 이영희 bronze.
 
 Past jobs are history from before dangol (rows, no journey); today's and tomorrow's are
 booked through `core.jobs.book`, so their confirmations go out like any booking's — in the
@@ -19,6 +21,7 @@ from sqlalchemy.engine import Connection
 from core.config import ShopConfig
 from core.jobs import Booking, book
 from core.models import Customer, CustomerIdentity, Job, SurveyAnswer
+from core.tiers import recompute
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,12 @@ _REGULARS = (
         "김민수",
         "+821055550101",
         "서울시 마포구 성산로 45, 302호",
-        (_Past("aircon", 380, 80_000, 5), _Past("aircon", 30, 90_000, 5)),
+        (
+            _Past("aircon", 740, 80_000, 5),
+            _Past("aircon", 380, 80_000, 5),
+            _Past("aircon", 200, 120_000, 4),
+            _Past("aircon", 30, 90_000, 5),
+        ),
         ("aircon", 0, 15),
     ),
     _Regular(
@@ -57,7 +65,13 @@ _REGULARS = (
         "박철수",
         "+821055550103",
         "경기도 고양시 덕양구 화정로 8",
-        (_Past("landscape", 200, 400_000, 5), _Past("landscape", 60, 250_000, None)),
+        (
+            _Past("landscape", 420, 400_000, 5),
+            _Past("landscape", 330, 250_000, 5),
+            _Past("landscape", 240, 250_000, 4),
+            _Past("landscape", 150, 250_000, 5),
+            _Past("landscape", 60, 250_000, None),
+        ),
         None,
     ),
 )
@@ -71,10 +85,12 @@ def seed_demo_jobs(shop: ShopConfig, shop_id: int, now: datetime) -> Callable[[C
         if conn.execute(sa.select(Job.id).where(Job.shop_id == shop_id).limit(1)).first():
             return 0
         added = 0
+        seeded: list[int] = []
         for regular in _REGULARS:
             if not all(shop.service(p.service) for p in regular.past):
                 continue  # the example's catalogue was edited: seed only what it still has
             customer_id = _customer(conn, shop_id, regular, now)
+            seeded.append(customer_id)
             for past in regular.past:
                 _past_job(conn, shop, shop_id, customer_id, regular.address, past, now)
                 added += 1
@@ -95,6 +111,9 @@ def seed_demo_jobs(shop: ShopConfig, shop_id: int, now: datetime) -> Callable[[C
                 )
                 book(shop, booking, "system:demo", now)(conn)
                 added += 1
+        # Their history is rows, not completions: their tiers are derived from it here
+        # (seeded, not reached, so no one is thanked for gold).
+        recompute(conn, shop_id, shop.tiers, seeded)
         return added
 
     return unit
@@ -104,9 +123,7 @@ def _customer(conn: Connection, shop_id: int, regular: _Regular, now: datetime) 
     customer_id = int(
         conn.execute(
             sa.insert(Customer)
-            .values(
-                shop_id=shop_id, name=regular.name, tier="bronze", tags=[], notes="", created_at=now
-            )
+            .values(shop_id=shop_id, name=regular.name, tags=[], notes="", created_at=now)
             .returning(Customer.id)
         ).scalar_one()
     )

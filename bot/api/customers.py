@@ -73,9 +73,7 @@ def _add(conn: Connection, shop_id: int, who: CustomerIn, actor: str, now: datet
     customer_id = int(
         conn.execute(
             sa.insert(CUSTOMERS)
-            .values(
-                shop_id=shop_id, name=who.name, tier="bronze", tags=[], notes="", created_at=now
-            )
+            .values(shop_id=shop_id, name=who.name, tags=[], notes="", created_at=now)
             .returning(CUSTOMERS.c.id)
         ).scalar_one()
     )

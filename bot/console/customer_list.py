@@ -89,7 +89,7 @@ class Cursor:
 class CustomerRow:
     id: int
     name: str | None
-    tier: str
+    tier: str | None
     tags: list[str]
     phone_masked: str | None
     active_at: datetime  # local

@@ -33,6 +33,7 @@ from bot.console.queries.customer import CustomerView
 from bot.console.queries.header import read_header
 from bot.console.queries.saved_replies import SavedReplyView, read_saved_replies
 from bot.console.viewer import current, require_owner
+from core import tiers
 from core.config import ShopConfig
 from core.models import SavedReply
 
@@ -43,13 +44,11 @@ BODY_MAX = 1000
 RENDERED_MAX = 2000
 HOME = "/console/saved-replies"
 
-# What {{ customer.tier }} says to a customer.
-TIER_NAMES = {"bronze": "브론즈", "silver": "실버", "gold": "골드"}
-
 # The variables a saved reply can use, as the page offers them (chips that insert them).
 VARIABLES = (
     ("customer.name", "고객 이름"),
     ("customer.tier", "등급"),
+    ("customer.tier_benefit", "등급 혜택"),
     ("shop.name", "가게 이름"),
     ("shop.phone", "가게 전화번호"),
 )
@@ -105,7 +104,9 @@ def variables(customer: CustomerView, shop: ShopConfig) -> dict[str, Any]:
     return {
         "customer": {
             "name": customer.name or "",
-            "tier": TIER_NAMES.get(customer.tier, customer.tier),
+            # 골드 / 실버 / 브론즈, or "" before the first completed job (core/tiers.py).
+            "tier": tiers.name(customer.tier),
+            "tier_benefit": shop.tiers.benefit(customer.tier),
         },
         "shop": {"name": shop.name, "phone": shop.phone},
     }

@@ -73,7 +73,6 @@ def _create_customers(conn: Connection, newcomers: list[Thread]) -> None:
             {
                 "shop_id": t.first.shop_id,
                 "name": None,
-                "tier": "bronze",
                 "tags": [],
                 "notes": "",
                 "created_at": t.first.received_at,

@@ -6,7 +6,8 @@ written in the file: the file names the environment variable that holds them.
 
     schema.py   the settings' types, each key's default and rules written once
     shop.py     one `[[shops]]` table; hours.py its opening hours and closures;
-                services.py its service catalogue and the journey's timing
+                services.py its service catalogue and the journey's timing;
+                tiers.py the completed jobs each customer tier starts from
     values.py   the kinds of value (whole numbers, names, secrets from the environment)
     errors.py   ConfigError(s), and pydantic's findings turned into our one-line messages
     loading.py  load / parse: the file, through pydantic, into `Settings`
@@ -37,12 +38,14 @@ from core.config.shop import (
     ShopConfig,
     SolapiHookConfig,
 )
+from core.config.tiers import TIERS, TiersConfig
 from core.config.values import Secret
 
 __all__ = [
     "PILLOW_MAX_PIXELS",
     "QUICK_REPLY_LABEL_MAX",
     "SLUG_RE",
+    "TIERS",
     "WEEKDAYS",
     "AdvertisingConfig",
     "AftercareTip",
@@ -67,6 +70,7 @@ __all__ = [
     "ShopConfig",
     "SolapiHookConfig",
     "StorageConfig",
+    "TiersConfig",
     "iter_secret_env_names",
     "load",
     "parse",

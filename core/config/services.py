@@ -29,6 +29,7 @@ ALIMTALK_STEPS = (
     "survey",
     "survey_reminder",
     "review",
+    "gold_thanks",
 )
 
 

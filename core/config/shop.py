@@ -13,6 +13,7 @@ from core.advertising import OPT_OUT_WORDS
 from core.config.errors import WrittenAs, fail, problem
 from core.config.hours import ClosureEntry, OpeningHours, WeekTable, week
 from core.config.services import JourneyConfig, ServiceConfig, Services
+from core.config.tiers import TiersConfig, tiers_in_order
 from core.config.values import (
     Flag,
     Name,
@@ -218,6 +219,9 @@ class ShopConfig:
     services: Services = ()
     journey: JourneyConfig = field(default_factory=JourneyConfig)
     advertising: AdvertisingConfig | None = None
+    tiers: Annotated[TiersConfig, AfterValidator(tiers_in_order)] = field(
+        default_factory=TiersConfig
+    )
 
     def service(self, key: str) -> ServiceConfig | None:
         """The catalogue's service by its key (None once removed from the file)."""

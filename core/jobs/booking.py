@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from core import tiers
 from core.config import ShopConfig
 from core.jobs.lifecycle import STAMPS, JobError, check_move, may_reschedule
 from core.jobs.steps import PlannedStep, booking_steps, completion_steps, outbox_key
@@ -427,6 +428,8 @@ def complete(
         steps = completion_steps(
             done_at=now, service=shop.service(job.service), journey=shop.journey
         )
+        # The customer's tier follows their completed jobs; reaching gold plans a thanks.
+        steps += tiers.after_completion(conn, shop, shop_id, job.customer_id, now)
         plan_steps(conn, shop_id, job_id, job.customer_id, steps, now)
         _audit(conn, shop_id, actor, "job_done", job_id, now)
         after_commit(JobChanged(shop_id, job_id, "done"))

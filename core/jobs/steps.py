@@ -39,6 +39,9 @@ STEPS: Mapping[str, StepKind] = {
         StepKind("survey_reminder", "만족도 다시 묻기", "info", urgent=False),
         # Without a coupon a review invitation is information (PROTOCOLS §4.2).
         StepKind("review", "리뷰 부탁", "info", urgent=False),
+        # Reaching gold (core/tiers.py): a thank-you, once per customer. No coupon in it,
+        # so information; it waits for courtesy hours like the other non-urgent steps.
+        StepKind("gold_thanks", "골드 감사", "info", urgent=False),
     )
 }
 

@@ -87,7 +87,8 @@ class Customer(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id"), index=True)
     name: Mapped[str | None] = mapped_column(String(100))
-    tier: Mapped[str] = mapped_column(String(10), default="bronze")  # bronze | silver | gold
+    # bronze | silver | gold, from the completed jobs (core/tiers.py); None before the first.
+    tier: Mapped[str | None] = mapped_column(String(10))
     tags: Mapped[list[Any]] = mapped_column(default=list)
     notes: Mapped[str] = mapped_column(Text, default="")
     # An answer the shop awaits from this customer — "survey:<job id>" (a score) or
@@ -97,6 +98,8 @@ class Customer(Base):
     # ordinary message costs no extra statement (core/jobs/awaiting.py).
     awaiting: Mapped[str | None] = mapped_column(String(40))
     awaiting_until: Mapped[datetime | None]
+    # When the customer was thanked for reaching gold: once, however often they reach it.
+    gold_thanked_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
 

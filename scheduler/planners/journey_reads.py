@@ -66,6 +66,7 @@ class Due:
     conversation_id: int | None
     done_at: datetime | None
     customer_name: str | None
+    customer_tier: str | None  # core/tiers.py: None before the first completed job
 
 
 _DUE = (
@@ -90,6 +91,7 @@ _DUE = (
         JOBS.c.conversation_id,
         JOBS.c.done_at,
         CUSTOMERS.c.name.label("customer_name"),
+        CUSTOMERS.c.tier.label("customer_tier"),
     )
     .select_from(
         STEPS.join(JOBS, JOBS.c.id == STEPS.c.job_id).join(

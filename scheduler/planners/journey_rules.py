@@ -32,6 +32,7 @@ LATE_LIMITS: dict[str, timedelta] = {
     "survey": timedelta(days=14),
     "survey_reminder": timedelta(days=7),
     "review": timedelta(days=7),
+    "gold_thanks": timedelta(days=7),
 }
 # A reminder this close to the visit is no reminder: the owner is about to ring the bell.
 REMINDER_LEAD = timedelta(hours=1)
@@ -195,6 +196,12 @@ def _review(due: Due, known: Known, shop: ShopConfig, now: datetime) -> Verdict:
     return None
 
 
+def _gold_thanks(due: Due, known: Known, shop: ShopConfig, now: datetime) -> Verdict:
+    if due.customer_id in known.complaints:
+        return _waits_for_complaint(due, "골드 감사 인사는", now)
+    return None
+
+
 _RULES = {
     "confirmation": _confirmation,
     "reminder": _reminder,
@@ -204,4 +211,5 @@ _RULES = {
     "survey": _survey,
     "survey_reminder": _survey_reminder,
     "review": _review,
+    "gold_thanks": _gold_thanks,
 }

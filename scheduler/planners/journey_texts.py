@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from core import tiers
 from core.config import ShopConfig
 from core.texts import Texts, korean_day, korean_duration, korean_moment
 from providers.sms_text import SUBJECT_MAX_BYTES, cut_bytes
@@ -43,6 +44,8 @@ ALIMTALK_VALUES = (
     "done_date",
     "done_when",
     "link",
+    "tier",
+    "tier_benefit",
 )
 
 
@@ -123,6 +126,8 @@ def step_values(
         "review_links": list(shop.journey.review_links.items()),
         "link": link,
         "digits": digits,
+        "tier": tiers.name(due.customer_tier),  # 골드 / 실버 / 브론즈, or ""
+        "tier_benefit": shop.tiers.benefit(due.customer_tier),
     }
 
 

@@ -172,7 +172,7 @@ async def test_the_demo_ships_saved_replies_once(client: Client) -> None:
 
 async def test_the_demo_ships_regulars_with_history_and_two_bookings_once(client: Client) -> None:
     from bot.demo_jobs import seed_demo_jobs
-    from core.models import Job, JourneyStep
+    from core.models import Customer, Job, JourneyStep
 
     app = app_of(client)
     shop_id = app[keys.SHOP_IDS]["hanbit"]
@@ -180,12 +180,14 @@ async def test_the_demo_ships_regulars_with_history_and_two_bookings_once(client
     database = app[keys.DATABASE]
     now = now_of(client)
     # The test shop's catalogue has aircon and lawn: only the aircon regular is seeded.
-    assert await database.write(seed_demo_jobs(shop, shop_id, now)) == 3
+    assert await database.write(seed_demo_jobs(shop, shop_id, now)) == 5
     assert await database.write(seed_demo_jobs(shop, shop_id, now)) == 0
     async with database.read() as conn:
         jobs = (await conn.execute(sa.select(Job.status, Job.starts_at))).all()
         steps = (await conn.execute(sa.select(JourneyStep.step))).scalars().all()
-    assert sorted(status for status, _ in jobs) == ["booked", "done", "done"]
+        tiers = (await conn.execute(sa.select(Customer.name, Customer.tier))).all()
+    assert sorted(status for status, _ in jobs) == ["booked", "done", "done", "done", "done"]
+    assert [tuple(t) for t in tiers] == [("김민수", "silver")]  # four completed jobs
     booked = next(start for status, start in jobs if status == "booked")
     assert booked.astimezone(shop.timezone).date() == now.astimezone(shop.timezone).date()
     assert "confirmation" in steps  # booked like any job: its confirmation is planned

@@ -59,6 +59,7 @@ JOURNEY_STEPS = (
     "survey",
     "survey_reminder",
     "review",
+    "gold_thanks",
 )
 
 
@@ -87,7 +88,7 @@ def long_shop() -> ShopConfig:
 SHOP = long_shop()
 
 
-def due(step: str, *, revision: int = 1, **payload: Any) -> Due:
+def due(step: str, *, revision: int = 1, tier: str | None = "gold", **payload: Any) -> Due:
     return Due(
         id=1,
         shop_id=1,
@@ -109,6 +110,7 @@ def due(step: str, *, revision: int = 1, **payload: Any) -> Due:
         conversation_id=1,
         done_at=kst(2026, 11, 27, 16),
         customer_name=LONG_NAME,
+        customer_tier=tier,
     )
 
 
@@ -216,6 +218,32 @@ def test_the_journeys_own_words(texts: Texts) -> None:
     review, _ = render_step(texts, "review", digits=True)
     for label, url in REVIEW_LINKS.items():
         assert f"{label}: {url}" in review
+
+
+def test_the_gold_thanks_names_the_tier_and_its_benefit(texts: Texts) -> None:
+    thanks, subject = render_step(texts, "gold_thanks", digits=True)
+    assert thanks.startswith(f"[{LONG_SHOP}] {LONG_NAME} 고객님, 늘 저희를 찾아 주셔서")
+    assert "이제 골드 고객님이세요." in thanks
+    assert "앞으로 우선 예약 + 특별 할인 혜택을 드릴게요." in thanks
+    assert subject == f"[{LONG_SHOP}] 골드 감사"
+    assert "쿠폰" not in thanks
+    assert "할인 코드" not in thanks
+
+
+@pytest.mark.parametrize(
+    ("tier", "name", "benefit"),
+    [
+        ("gold", "골드", "우선 예약 + 특별 할인"),
+        ("silver", "실버", "정기 점검"),
+        ("bronze", "브론즈", "추가 서비스 10% 할인"),
+        (None, "", ""),
+    ],
+)
+def test_every_journey_template_gets_the_customers_tier(
+    tier: str | None, name: str, benefit: str
+) -> None:
+    values = step_values(due("review", tier=tier), SHOP, [], link="", digits=True, now=NOW)
+    assert (values["tier"], values["tier_benefit"]) == (name, benefit)
 
 
 def test_a_customer_whose_name_we_do_not_know_is_고객님(texts: Texts) -> None:

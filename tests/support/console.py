@@ -83,7 +83,7 @@ def insert_customer(
     kakao: str | None = None,
     tags: list[str] | None = None,
     notes: str = "",
-    tier: str = "bronze",
+    tier: str | None = None,
 ) -> int:
     customer_id: int = conn.execute(
         sa.insert(Customer)

@@ -29,7 +29,7 @@ async def add_customer(
     def unit(conn: Connection) -> tuple[int, int]:
         customer = conn.execute(
             sa.insert(Customer)
-            .values(shop_id=shop_id, name=name, tier="bronze", tags=[], notes="", created_at=now)
+            .values(shop_id=shop_id, name=name, tags=[], notes="", created_at=now)
             .returning(Customer.id)
         ).scalar_one()
         if phone:

@@ -49,7 +49,6 @@ def add_customer(viewer: Viewer, new: NewCustomer, now: datetime) -> Unit[int]:
                 .values(
                     shop_id=viewer.shop_id,
                     name=new.name,
-                    tier="bronze",
                     tags=[],
                     notes="",
                     created_at=now,

@@ -40,7 +40,7 @@ class PastConversation:
 class CustomerView:
     id: int
     name: str | None
-    tier: str
+    tier: str | None  # bronze | silver | gold, from completed jobs; None before the first
     tags: list[str]
     notes: str
     phone_masked: str | None

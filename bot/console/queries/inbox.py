@@ -76,6 +76,7 @@ class InboxRow:
     id: int
     customer_id: int
     customer_name: str | None
+    customer_tier: str | None  # bronze | silver | gold; None before a completed job
     channel: str
     status: str
     waiting_since: datetime | None  # local
@@ -171,6 +172,7 @@ async def read_inbox(
             C.complaint_due_at,
             C.snoozed_until,
             Customer.name,
+            Customer.tier,
             M.sender,
             M.direction,
             sa.func.substr(M.body, 1, PREVIEW_CHARS).label("preview"),
@@ -198,6 +200,7 @@ async def read_inbox(
                 id=r.id,
                 customer_id=r.customer_id,
                 customer_name=r.name,
+                customer_tier=r.tier,
                 channel=r.channel,
                 status=r.status,
                 waiting_since=local(r.waiting_since, tz),

@@ -47,6 +47,7 @@ class JobRow:
     id: int
     customer_id: int
     customer_name: str | None
+    customer_tier: str | None  # bronze | silver | gold; None before a completed job
     service_name: str
     address: str
     starts_at: datetime  # local
@@ -95,6 +96,7 @@ _ROW_COLUMNS = (
     J.id,
     J.customer_id,
     Customer.name.label("customer_name"),
+    Customer.tier.label("customer_tier"),
     J.service_name,
     J.address,
     J.starts_at,
@@ -119,6 +121,7 @@ def _row(r: Any, tz: ZoneInfo) -> JobRow:
         id=r.id,
         customer_id=r.customer_id,
         customer_name=r.customer_name,
+        customer_tier=r.customer_tier,
         service_name=r.service_name,
         address=r.address or "",
         starts_at=r.starts_at.astimezone(tz),
