@@ -21,6 +21,7 @@ from bot.console import (
     account,
     conversation,
     customers,
+    imports,
     inbox,
     jobs,
     photos,
@@ -83,6 +84,7 @@ def console_app() -> web.Application:
     app.router.add_get("/api/events", stream.events, name="console_api_events")
     jobs.setup(app)
     photos.setup(app)
+    imports.setup(app)
     tokens.setup(app)
     app.router.add_static("/static/", STATIC_DIR, name=STATIC_ROUTE, append_version=True)
     return app
