@@ -270,6 +270,7 @@ async def confirm(request: web.Request) -> web.Response:
         actor=viewer.actor,
         tz=shop.timezone,
         now=now(request),
+        tiers=shop.tiers,
     )
     outcome: Outcome = await request.config_dict[keys.DATABASE].write(unit)
     await asyncio.get_running_loop().run_in_executor(None, store_of(request).remove, upload_id)

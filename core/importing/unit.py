@@ -22,11 +22,13 @@ from typing import TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.config import TiersConfig
 from core.config.services import ServiceConfig
 from core.consents import ConsentChange, record_consents
 from core.db import Unit
 from core.importing.validating import Plan
 from core.models import AuditEntry, Consent, Customer, CustomerIdentity, Job
+from core.tiers import recompute
 
 CUSTOMERS = cast(sa.Table, Customer.__table__)
 IDENTITIES = cast(sa.Table, CustomerIdentity.__table__)
@@ -183,6 +185,7 @@ def import_customers(
     actor: str,
     tz: tzinfo,
     now: datetime,
+    tiers: TiersConfig | None = None,
 ) -> Unit[Outcome]:
     """The unit that writes `plan`; returns its `Outcome`. Raises (and so writes nothing)
     when anything in it fails — a number stored by someone else a moment ago included."""
@@ -199,7 +202,6 @@ def import_customers(
                     {
                         "shop_id": shop_id,
                         "name": p.name,
-                        "tier": "bronze",
                         "tags": [],
                         "notes": "",
                         "created_at": now,
@@ -282,6 +284,9 @@ def import_customers(
             )
         for changes_part in _chunks(changes):
             record_consents(conn, changes_part)
+        # The history came in: its customers' tiers follow it (never a gold thanks — they
+        # did not just reach gold).
+        recompute(conn, shop_id, tiers or TiersConfig(), [ids[p.phone] for p in plan.people])
         outcome = Outcome(
             customers_new=len(new),
             customers_matched=len(plan.people) - len(new),

@@ -426,3 +426,23 @@ async def test_a_number_of_the_file_stored_by_someone_else_meanwhile_fails_the_w
         unit_mod._known = real
     assert (await counts(database))["customers"] == 0
     assert consent_source("x" * 80) == ("import:" + "x" * 80)[:40]
+
+
+async def test_imported_history_sets_each_customers_tier(database: Database) -> None:
+    """Tiers follow completed jobs, imported ones too: two → 브론즈, none → no tier yet; and
+    three → 실버 once a second file adds the third."""
+    shop_id = await add_shop(database, NOW)
+    await run_import(database, shop_id, LIST)
+
+    async def tiers() -> dict[str, str | None]:
+        async with database.read() as conn:
+            found = await conn.execute(sa.select(Customer.name, Customer.tier))
+            return {str(name): tier for name, tier in found}
+
+    assert {k: v for k, v in (await tiers()).items() if k in ("김단골", "새고객")} == {
+        "김단골": "bronze",
+        "새고객": None,
+    }
+    more = write_xlsx([("김단골", "010-1234-5678", "aircon", "2025-09-01", "", "", "")])
+    await run_import(database, shop_id, more, name="more.xlsx")
+    assert (await tiers())["김단골"] == "silver"
