@@ -33,11 +33,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# About 15 minutes: the Kakao skill endpoint (run.py), the inbox (inbox.py), SOLAPI reports.
+# About 20 minutes: the Kakao skill endpoint (run.py), the inbox (inbox.py), SOLAPI reports,
+# the journey at scale (planners.py) and a 10,000-row customer import (importing.py).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/inbox.py
 	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/planners.py
+	$(BIN)/python bench/importing.py
 
 # Ten minutes and a bit: dangol on SQLite at half its flat-out rate (bench/soak.py).
 .PHONY: soak

@@ -6,7 +6,8 @@ three years, those of the last 30 days with their aftercare, survey and survey-r
 planned; the week's jobs booked three days ago with their reminders planned), then at Monday
 18:05 KST — tomorrow's reminders due, last week's surveys due — measures:
 
-1. one pass of every planner (the journey's, the reply target's, the complaint deadline's);
+1. one pass of every planner (the journey's, the reply target's, the complaint deadline's;
+   the journey's is the one with work at this size);
 2. a second pass with nothing new;
 3. dispatching what the first pass queued to the fake SOLAPI (send-many batches) over HTTP on
    loopback, through the real SOLAPI adapter and the outbox dispatcher;
@@ -68,6 +69,7 @@ from core.models import (  # noqa: E402
 from core.texts import Texts  # noqa: E402
 from providers.registry import Providers  # noqa: E402
 from scheduler.dispatch import Dispatcher  # noqa: E402
+from scheduler.planners.complaint_deadline import warn_before_complaint_deadlines  # noqa: E402
 from scheduler.planners.journey import send_due_steps  # noqa: E402
 from scheduler.planners.reply_target import warn_owners  # noqa: E402
 
@@ -280,6 +282,7 @@ async def planner_pass(
     started = time.perf_counter()
     found = await send_due_steps(database, shops, Texts(), public_url, NOW)
     await database.write(warn_owners(shops, Texts(), NOW))
+    await database.write(warn_before_complaint_deadlines(shops, Texts(), NOW))
     return time.perf_counter() - started, dict(found)
 
 
