@@ -36,6 +36,7 @@ class Outcome:
     mailbox: tuple[tuple[str, str], ...]
     duplicate: bool = False
     mailbox_ids: tuple[int, ...] = ()  # their message rows
+    mailbox_quick: tuple[QuickReply, ...] = ()  # the buttons a held question brings
 
 
 def hand_over_mailbox(conn: Connection, new: list[Received]) -> None:
@@ -53,6 +54,11 @@ def hand_over_mailbox(conn: Connection, new: list[Received]) -> None:
     for row in held:
         taker = takers[row.customer_id]
         taker.mailbox += ((row.sender, row.body),)
+        # A held journey message that asks something (a survey's 1–5, the reminder's
+        # 확인 / 일정 변경) brings its buttons: the customer's next tap answers it.
+        asked = stored_quick_replies(row.payload)
+        if asked:
+            taker.mailbox_quick = asked
         taker.mailbox_ids += (row.id,)
     conn.execute(
         MAILBOX_DELIVERED,
@@ -125,6 +131,15 @@ def _reply_row(m: Received) -> dict[str, Any]:
     }
 
 
+def stored_quick_replies(payload: dict[str, Any] | None) -> tuple[QuickReply, ...]:
+    """The quick replies a stored message carries (the bot's answers and journey steps
+    store them alike)."""
+    return tuple(
+        QuickReply(q["label"], q["message_text"], q.get("extra"))
+        for q in (payload or {}).get("quick_replies", [])
+    )
+
+
 def _reply_payload(reply: Reply) -> dict[str, Any]:
     return {
         "handler": reply.handler,
@@ -161,6 +176,7 @@ def _outcome(m: Received, replies: dict[int, Reply]) -> Outcome:
         m.reply,
         m.mailbox,
         mailbox_ids=m.mailbox_ids,
+        mailbox_quick=m.mailbox_quick,
     )
 
 
@@ -172,10 +188,7 @@ def _stored_replies(conn: Connection, inbound_ids: set[int]) -> dict[int, Reply]
     ids = sorted(inbound_ids)
     for row in conn.execute(REPLIES_TO, {"ids": ids, "first_id": ids[0]}):
         p = row.payload or {}
-        quick = tuple(
-            QuickReply(q["label"], q["message_text"], q.get("extra"))
-            for q in p.get("quick_replies", [])
-        )
+        quick = stored_quick_replies(p)
         replies.setdefault(
             row.in_reply_to_id, Reply(tuple(p.get("texts") or [row.body]), quick, "duplicate")
         )

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 
 from bot.inbound.arrival import Arrival
+from bot.kakao import QuickReply
 from bot.routing import Effects, Reply
 
 # Kakao sends no request id, so an identical payload from the same person this soon after
@@ -75,6 +76,7 @@ class Received:
     notify: str | None = None  # the owner notification's key, when one is due
     mailbox: tuple[tuple[str, str], ...] = ()  # (sender, body) held for the customer
     mailbox_ids: tuple[int, ...] = ()
+    mailbox_quick: tuple[QuickReply, ...] = ()  # a held question's buttons
     # SMS: the waiting period's acknowledgement key, when the reply is one (sent late)
     ack_key: str | None = None
     silent: bool = False  # SMS: nothing to send (a follow-up's ack, or the carrier answered)

@@ -133,7 +133,7 @@ UPDATE_CONVERSATION = (
 )
 
 MAILBOX = (
-    sa.select(msg_t.c.id, msg_t.c.customer_id, msg_t.c.sender, msg_t.c.body)
+    sa.select(msg_t.c.id, msg_t.c.customer_id, msg_t.c.sender, msg_t.c.body, msg_t.c.payload)
     .where(
         msg_t.c.customer_id.in_(sa.bindparam("customer_ids", expanding=True)),
         msg_t.c.status == "held",

@@ -133,7 +133,9 @@ async def skill(request: web.Request) -> web.Response:
         texts.render("mailbox", body=body, sender=sender, shop=shop)
         for sender, body in outcome.mailbox
     )
-    return _answer(200, *held, *outcome.reply.texts, quick=outcome.reply.quick_replies)
+    # A held question (a survey, a reminder) is answered by the next tap: its buttons win.
+    quick = outcome.mailbox_quick or outcome.reply.quick_replies
+    return _answer(200, *held, *outcome.reply.texts, quick=quick)
 
 
 def _callback_url(req: SkillRequest, shop: str) -> str | None:

@@ -16,6 +16,7 @@ from fakes.twilio import inbound_sms_form
 from sqlalchemy.engine import Connection
 from support.jobs import book_job, steps
 from support.kakao import payload, post, rows, said, texts
+from support.settle import settled
 from support.survey import answers, awaiting, done_job, reminder_sent, survey_sent
 from support.twilio import post_signed, twilio_client
 
@@ -27,6 +28,7 @@ from core.db import Database
 from core.jobs import end_unfinished
 from core.models import Conversation, Customer, CustomerIdentity, Job, Message, OutboxItem, Shop
 from core.texts import Texts
+from scheduler.planners.journey import send_due_steps
 
 MakeClient = Callable[..., Awaitable[Client]]
 
@@ -384,3 +386,32 @@ async def test_an_ordinary_message_costs_no_statement_more(database: Database) -
     plain = await statements(says("plain", "내일 몇 시에 오세요?"))
     owing = await statements(says("owing", "내일 몇 시에 오세요?"))
     assert owing == plain
+
+
+async def test_a_survey_held_in_the_mailbox_brings_its_buttons_with_it(
+    make_client: MakeClient,
+) -> None:
+    """A Kakao customer the shop can reach no other way gets the survey in the answer to
+    their next message — with 1점…5점 to tap, which then records the score."""
+    shop = await kakao_shop(make_client)
+    customer, _ = await shop.customer()
+    job = await done_job(shop.db, shop.config, shop.id, customer, shop.now)
+    await settled(shop.app)
+    shop.clock.advance(days=7)
+    texts_ = shop.app[keys.SERVICES].texts
+    sent = await send_due_steps(shop.db, {shop.id: shop.config}, texts_, "http://x", shop.now)
+    assert sent["sent"] == 1
+    (survey,) = [
+        m for m in await rows(shop.client, Message) if m.payload.get("journey") == "survey"
+    ]
+    assert (survey.path, survey.status) == ("mailbox", "held")
+
+    _, answer = await post(shop.client, said("안녕하세요"))
+    outputs = texts(answer)  # the completion summary held before it, then the survey
+    assert any("어떠셨나요?" in text for text in outputs), outputs
+    labels = [q["label"] for q in answer["template"]["quickReplies"]]
+    assert labels == ["1점", "2점", "3점", "4점", "5점"]
+
+    _, answer = await post(shop.client, quick_reply("4점"))
+    (recorded,) = await answers(shop.db)
+    assert (recorded.job_id, recorded.score) == (job, 4)
