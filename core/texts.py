@@ -51,64 +51,84 @@ PACKAGED = ("core", "templates/messages")
 PACKAGED_PREFIX = "dangol"
 
 
-def _loader(templates_dir: str | Path | None) -> BaseLoader:
+def _loader(*folders: str | Path | None) -> BaseLoader:
+    """The first folder that has a template wins, then dangol's own; an override reaches
+    the original as "dangol/<path>"."""
     packaged = PackageLoader(*PACKAGED)
-    if templates_dir is None:
+    found = [FileSystemLoader(str(f)) for f in folders if f is not None]
+    if not found:
         return packaged
     return ChoiceLoader(
-        [
-            FileSystemLoader(str(templates_dir)),
-            packaged,
-            PrefixLoader({PACKAGED_PREFIX: PackageLoader(*PACKAGED)}),
-        ]
+        [*found, packaged, PrefixLoader({PACKAGED_PREFIX: PackageLoader(*PACKAGED)})]
     )
 
 
+def _environment(loader: BaseLoader) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=loader,
+        autoescape=False,  # plain text for KakaoTalk/SMS, never HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=False,
+    )
+    env.filters.update(
+        korean_day=korean_day,
+        korean_moment=korean_moment,
+        korean_duration=korean_duration,
+        short_period=short_period,
+        hours_summary=hours_summary,
+        josa=josa,
+        one_line=one_line,
+    )
+    env.globals.update(
+        korean_day=korean_day,
+        korean_moment=korean_moment,
+        hours_summary=hours_summary,
+        open_hours_summary=open_hours_summary,
+        closed_days=closed_days,
+        korean_list=korean_list,
+        is_open_at=is_open_at,
+        next_opening=next_opening,
+        open_until=open_until,
+        closed_reason=closed_reason,
+        upcoming_closures=upcoming_closures,
+    )
+    return env
+
+
 class Texts:
-    """Renders the message templates by name ("ack", "hours", "journey/survey", …);
-    `templates_dir`'s files, if given, shadow the packaged ones."""
+    """Renders the message templates by name ("ack", "hours", "journey/survey", …).
+
+    `templates_dir`'s files (`[server] templates_dir`), if given, shadow the packaged ones;
+    a text rendered for a shop (the `shop` value) with a `templates_dir` of its own reads
+    that folder first — so every caller that names the shop gets its wording, and none has
+    to choose."""
 
     def __init__(self, templates_dir: str | Path | None = None) -> None:
-        env = SandboxedEnvironment(
-            loader=_loader(templates_dir),
-            autoescape=False,  # plain text for KakaoTalk/SMS, never HTML
-            trim_blocks=True,
-            lstrip_blocks=True,
-            undefined=StrictUndefined,
-            keep_trailing_newline=False,
-        )
-        env.filters.update(
-            korean_day=korean_day,
-            korean_moment=korean_moment,
-            korean_duration=korean_duration,
-            short_period=short_period,
-            hours_summary=hours_summary,
-            josa=josa,
-            one_line=one_line,
-        )
-        env.globals.update(
-            korean_day=korean_day,
-            korean_moment=korean_moment,
-            hours_summary=hours_summary,
-            open_hours_summary=open_hours_summary,
-            closed_days=closed_days,
-            korean_list=korean_list,
-            is_open_at=is_open_at,
-            next_opening=next_opening,
-            open_until=open_until,
-            closed_reason=closed_reason,
-            upcoming_closures=upcoming_closures,
-        )
-        self._env = env
+        self._templates_dir = templates_dir
+        self._env = _environment(_loader(templates_dir))
+        self._shop_envs: dict[str, SandboxedEnvironment] = {}
+
+    def _env_for(self, values: dict[str, Any]) -> SandboxedEnvironment:
+        shop = values.get("shop")
+        folder = shop.templates_dir if isinstance(shop, ShopConfig) else None
+        if folder is None:
+            return self._env
+        env = self._shop_envs.get(folder)
+        if env is None:
+            env = _environment(_loader(folder, self._templates_dir))
+            self._shop_envs[folder] = env
+        return env
 
     def render(self, name: str, **values: Any) -> str:
         """Render `messages/<name>.j2`; the result is stripped of surrounding whitespace."""
-        return self._env.get_template(f"{name}.j2").render(**values).strip()
+        return self._env_for(values).get_template(f"{name}.j2").render(**values).strip()
 
     def render_with_subject(self, name: str, **values: Any) -> tuple[str, str | None]:
         """Render `messages/<name>.j2` and read the subject it sets at its top level
         (`{% set subject = "…" %}`: an LMS title), None when it sets none."""
-        module = self._env.get_template(f"{name}.j2").make_module(values)
+        module = self._env_for(values).get_template(f"{name}.j2").make_module(values)
         subject = getattr(module, "subject", None)
         return str(module).strip(), " ".join(str(subject).split()) if subject else None
 

@@ -7,15 +7,12 @@ code that builds them by hand (tests) gets the same defaults and no checking.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-import jinja2
-import jinja2.sandbox
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -29,6 +26,8 @@ from pydantic import (
 
 from core.config.errors import Loc, fail, merged, problem
 from core.config.shop import ShopConfig
+from core.config.templates import TemplatesDir
+from core.config.templates import base_dir as config_dir
 from core.config.values import (
     Flag,
     LogFormat,
@@ -47,41 +46,6 @@ from core.config.values import (
 PILLOW_MAX_PIXELS = 89_478_485
 # Kakao gives the skill 5 s; the budget must leave room for the answer to travel.
 SKILL_BUDGET_MAX_MS = 4000
-
-
-def _base_dir(info: ValidationInfo) -> Path | None:
-    """The config file's directory, handed in by `parse`: relative paths start there."""
-    base = (info.context or {}).get("base_dir")
-    return base if isinstance(base, Path) else None
-
-
-def _templates_dir(path: str | None, info: ValidationInfo) -> str | None:
-    """The overrides' directory, relative to the config file: it must exist, and each
-    `.j2` in it must shadow one of dangol's message templates and parse — a misspelt
-    name would otherwise be ignored in silence, a syntax error found only when sent."""
-    if path is None:
-        return None
-    if not path.strip():
-        raise problem("must not be empty (leave the key out to use dangol's own texts)")
-    base_dir = _base_dir(info)
-    folder = Path(path) if base_dir is None or Path(path).is_absolute() else base_dir / path
-    if not folder.is_dir():
-        raise problem(f"no such directory: {folder}")
-    packaged = importlib.resources.files("core").joinpath("templates", "messages")
-    environment = jinja2.sandbox.SandboxedEnvironment()
-    for found in sorted(folder.rglob("*.j2")):
-        name = found.relative_to(folder).as_posix()
-        if not packaged.joinpath(*name.split("/")).is_file():
-            raise problem(
-                f"{name} is not one of dangol's message templates (see core/templates/messages)"
-            )
-        try:
-            environment.parse(found.read_text("utf-8"))
-        except jinja2.TemplateSyntaxError as exc:
-            raise problem(f"{name}, line {exc.lineno}: {exc.message}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise problem(f"{name}: cannot read it ({exc})") from None
-    return str(folder.resolve())
 
 
 @dataclass(frozen=True)
@@ -113,7 +77,7 @@ class ServerConfig:
     # A directory of message templates that shadow dangol's own by path
     # (journey/confirmation.j2, ack.j2 …): the shop's wording without touching code.
     # Relative to this file; checked when loaded (core/texts.py).
-    templates_dir: Annotated[Text | None, AfterValidator(_templates_dir)] = None
+    templates_dir: TemplatesDir = None
 
 
 def _sqlite_url(url: str, info: ValidationInfo) -> str:
@@ -121,7 +85,7 @@ def _sqlite_url(url: str, info: ValidationInfo) -> str:
     started."""
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise problem("use sqlite+aiosqlite:///path.db or postgresql+asyncpg://…")
-    prefix, base_dir = "sqlite+aiosqlite:///", _base_dir(info)
+    prefix, base_dir = "sqlite+aiosqlite:///", config_dir(info)
     if base_dir is None or not url.startswith(prefix):
         return url
     path = url[len(prefix) :]
@@ -200,7 +164,7 @@ def _upload_dir(path: str, info: ValidationInfo) -> str:
     """A relative path is relative to the config file."""
     if not path.strip():
         raise problem("must not be empty")
-    base_dir = _base_dir(info)
+    base_dir = config_dir(info)
     if base_dir is not None and not Path(path).is_absolute():
         return str((base_dir / path).resolve())
     return path

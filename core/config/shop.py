@@ -13,6 +13,7 @@ from core.advertising import OPT_OUT_WORDS
 from core.config.errors import WrittenAs, fail, problem
 from core.config.hours import ClosureEntry, OpeningHours, WeekTable, week
 from core.config.services import JourneyConfig, ServiceConfig, Services
+from core.config.templates import TemplatesDir
 from core.config.tiers import TiersConfig, tiers_in_order
 from core.config.values import (
     Flag,
@@ -216,6 +217,9 @@ class ShopConfig:
     # An SMS customer's "the owner will answer" acknowledgement waits this long, and does
     # not go at all when the owner answers first.
     sms_ack_delay_seconds: Annotated[int, whole(0)] = 90
+    # This shop's own wording: templates here shadow `[server] templates_dir`'s and
+    # dangol's by path (core/config/templates.py).
+    templates_dir: TemplatesDir = None
     services: Services = ()
     journey: JourneyConfig = field(default_factory=JourneyConfig)
     advertising: AdvertisingConfig | None = None

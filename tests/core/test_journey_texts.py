@@ -463,3 +463,26 @@ async def test_the_app_speaks_with_the_shops_words(make_client: Any, tmp_path: P
         }
     )
     assert client.app[keys.SERVICES].texts.render("optout") == "수신거부 처리됐어요."
+
+
+def test_a_shop_of_a_multi_shop_installation_has_its_own_words(tmp_path: Path) -> None:
+    """A shop's `templates_dir` shadows the installation's, which shadows dangol's: every
+    text rendered for that shop — and only for it — reads its folder first."""
+    write(tmp_path / "server", "journey/survey.j2", "설치 공통: {{ shop.name }}")
+    write(tmp_path / "server", "optout.j2", "설치 공통 수신거부")
+    write(tmp_path / "hanbit", "journey/survey.j2", "한빛만: {{ shop.name }}")
+    data = settings_dict()
+    other = {**data["shops"][0], "slug": "other", "name": "다른설비"}
+    data["shops"] = [{**data["shops"][0], "templates_dir": "hanbit"}, other]
+    settings = parse(data, str(tmp_path / "config.toml"), tmp_path)
+    hanbit, plain = settings.shops
+    assert hanbit.templates_dir == str((tmp_path / "hanbit").resolve())
+    texts = Texts(tmp_path / "server")
+    assert texts.render("journey/survey", shop=hanbit) == "한빛만: 한빛설비"
+    assert texts.render("journey/survey", shop=plain) == "설치 공통: 다른설비"
+    assert texts.render("optout", shop=hanbit) == "설치 공통 수신거부"  # not overridden here
+    assert texts.render("optout") == "설치 공통 수신거부"
+    data["shops"][0]["templates_dir"] = "missing"
+    with pytest.raises(ConfigErrors) as info:
+        parse(data, str(tmp_path / "config.toml"), tmp_path)
+    assert "shops[0].templates_dir: no such directory" in str(info.value)
