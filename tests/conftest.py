@@ -153,13 +153,14 @@ def make_settings(
 
 
 @asynccontextmanager
-async def _postgres_schema() -> AsyncIterator[tuple[str, str]]:
+async def postgres_schema(revision: str = "head") -> AsyncIterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema migrated to `revision`, dropped after: (url, schema)."""
     _need_pg()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg", "postgresql"))
     try:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await upgrade(PG_URL, search_path=schema)
+        await upgrade(PG_URL, revision, search_path=schema)
         yield PG_URL, schema
     finally:
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -176,14 +177,14 @@ async def db_url(
         await upgrade(url)
         yield url, None
         return
-    async with _postgres_schema() as found:
+    async with postgres_schema() as found:
         yield found
 
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[tuple[str, str]]:
     """A migrated, empty PostgreSQL schema, for what only PostgreSQL has (LISTEN/NOTIFY)."""
-    async with _postgres_schema() as found:
+    async with postgres_schema() as found:
         yield found
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from conftest import PG_URL, Client, _postgres_schema, make_settings, shop_table
+from conftest import PG_URL, Client, make_settings, postgres_schema, shop_table
 from fakes.twilio import inbound_sms_form
 from sqlalchemy.engine import Connection
 from support.kakao import post as post_skill
@@ -69,7 +69,7 @@ async def db_url(
         await upgrade(url)
         yield url, None
         return
-    async with _postgres_schema() as found:
+    async with postgres_schema() as found:
         yield found
 
 
