@@ -10,7 +10,7 @@ configured for a path makes that path usable, nothing else changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,18 +69,23 @@ def usable(path: ReplyPath, delivery: Delivery, to: Addresses) -> bool:
     return not (path.needs == "kakao" and not to.kakao_key)
 
 
-def choose_path(channel: str, delivery: Delivery, to: Addresses) -> ReplyPath:
-    """The first usable path in the channel's chain."""
+def choose_path(
+    channel: str, delivery: Delivery, to: Addresses, *, passing_over: Collection[ReplyPath] = ()
+) -> ReplyPath:
+    """The first usable path in the channel's chain, `passing_over` some (a journey step
+    with no AlimTalk template of its own cannot take AlimTalk)."""
     for path in CHAINS.get(channel, ()):
-        if usable(path, delivery, to):
+        if path not in passing_over and usable(path, delivery, to):
             return path
     raise NoPath(f"no way to reach a {channel} customer with the providers configured")
 
 
 # --------------------------------------------------------------------------- the unit
 
-_ADDRESSES = sa.select(CustomerIdentity.kind, CustomerIdentity.value).where(
-    CustomerIdentity.customer_id == sa.bindparam("customer_id")
+_ADDRESSES = (
+    sa.select(CustomerIdentity.customer_id, CustomerIdentity.kind, CustomerIdentity.value)
+    .where(CustomerIdentity.customer_id.in_(sa.bindparam("customers", expanding=True)))
+    .order_by(CustomerIdentity.id)
 )
 
 
@@ -92,8 +97,21 @@ class Sent:
 
 
 def addresses_of(conn: Connection, customer_id: int) -> Addresses:
-    found: dict[str, str] = dict(conn.execute(_ADDRESSES, {"customer_id": customer_id}).all())
-    return Addresses(phone=found.get("phone"), kakao_key=found.get("kakao_bot_user"))
+    return addresses_of_many(conn, [customer_id]).get(customer_id, Addresses())
+
+
+def addresses_of_many(conn: Connection, customer_ids: Sequence[int]) -> dict[int, Addresses]:
+    """How each of these customers can be reached (one statement); a customer with no
+    identity is missing from the answer."""
+    if not customer_ids:
+        return {}
+    found: dict[int, dict[str, str]] = {}
+    for row in conn.execute(_ADDRESSES, {"customers": list(customer_ids)}):
+        found.setdefault(row.customer_id, {})[row.kind] = row.value
+    return {
+        customer: Addresses(phone=kinds.get("phone"), kakao_key=kinds.get("kakao_bot_user"))
+        for customer, kinds in found.items()
+    }
 
 
 # A photo sent alone goes without words, except where the channel cannot carry a picture

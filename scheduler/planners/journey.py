@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from core.config import ShopConfig
 from core.db import Database
 from core.jobs import STEPS, Awaited, JobChanged, new_link_token, survey_url
-from core.replies import ALIMTALK, CHAINS, Addresses, ReplyPath, usable
+from core.replies import ALIMTALK, Addresses, NoPath, ReplyPath, choose_path
 from core.texts import Texts
 from core.writer import after_commit
 from scheduler.planners.journey_reads import Due, Known, load_known, take_due
@@ -212,11 +212,10 @@ def where_to(
 
 
 def journey_path(channel: str, shop: ShopConfig, step: str, to: Addresses) -> ReplyPath | None:
-    """The first usable path of the channel's chain (core/replies.py `choose_path`), where
-    AlimTalk counts only with an approved template for this step."""
-    for path in CHAINS.get(channel, ()):
-        if path is ALIMTALK and step not in shop.journey.alimtalk:
-            continue
-        if usable(path, shop.delivery, to):
-            return path
-    return None
+    """The owner's reply's path (core/replies.py `choose_path`), where AlimTalk counts only
+    with an approved template for this step; None when nothing can carry it."""
+    skip = () if step in shop.journey.alimtalk else (ALIMTALK,)
+    try:
+        return choose_path(channel, shop.delivery, to, passing_over=skip)
+    except NoPath:
+        return None

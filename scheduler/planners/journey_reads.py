@@ -21,20 +21,18 @@ from sqlalchemy.engine import Connection
 from core.models import (
     Conversation,
     Customer,
-    CustomerIdentity,
     Job,
     JourneyStep,
     Photo,
     SurveyAnswer,
 )
-from core.replies import Addresses
+from core.replies import Addresses, addresses_of_many
 from scheduler.policy import Recipient
 from scheduler.recipients import load_recipients
 
 STEPS = cast(sa.Table, JourneyStep.__table__)
 JOBS = cast(sa.Table, Job.__table__)
 CUSTOMERS = cast(sa.Table, Customer.__table__)
-IDENTITIES = cast(sa.Table, CustomerIdentity.__table__)
 CONVERSATIONS = cast(sa.Table, Conversation.__table__)
 PHOTOS = cast(sa.Table, Photo.__table__)
 ANSWERS = cast(sa.Table, SurveyAnswer.__table__)
@@ -182,12 +180,6 @@ class Known:
         return Recipient(complaint_open=customer_id in self.complaints)
 
 
-_ADDRESSES = (
-    sa.select(IDENTITIES.c.customer_id, IDENTITIES.c.kind, IDENTITIES.c.value)
-    .where(IDENTITIES.c.customer_id.in_(sa.bindparam("customers", expanding=True)))
-    .order_by(IDENTITIES.c.id)
-)
-
 # The jobs' own conversations, and every conversation of these customers not resolved
 # (where they talk now, and where a complaint may be open).
 _CONVERSATIONS = sa.select(
@@ -246,7 +238,7 @@ def load_known(conn: Connection, due: list[Due]) -> Known:
     batch asks is not asked)."""
     known = Known()
     customers = sorted({d.customer_id for d in due})
-    _addresses(conn, known, customers)
+    known.addresses.update(addresses_of_many(conn, customers))
     _conversations(conn, known, due, customers)
     survey_jobs = sorted({d.job_id for d in due if d.step in ("survey", "survey_reminder")})
     if survey_jobs:
@@ -261,17 +253,6 @@ def load_known(conn: Connection, due: list[Due]) -> Known:
     advertised = {(d.shop_id, d.customer_id) for d in due if d.kind == "ad"}
     known.recipients.update(load_recipients(conn, advertised))
     return known
-
-
-def _addresses(conn: Connection, known: Known, customers: list[int]) -> None:
-    found: dict[int, dict[str, str]] = {}
-    for row in conn.execute(_ADDRESSES, {"customers": customers}):
-        found.setdefault(row.customer_id, {})[row.kind] = row.value
-    for customer_id, kinds in found.items():
-        # As core/replies.py `addresses_of` reads one customer's.
-        known.addresses[customer_id] = Addresses(
-            phone=kinds.get("phone"), kakao_key=kinds.get("kakao_bot_user")
-        )
 
 
 def _conversations(conn: Connection, known: Known, due: list[Due], customers: list[int]) -> None:
