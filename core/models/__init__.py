@@ -3,7 +3,8 @@
 Storage keeps timezone-aware UTC datetimes only; local time (KST) appears at the edges.
 Changing a model means writing an Alembic migration in `core/migrations/versions/`.
 The column types and the declarative base are in `base.py`; a job and its journey in
-`jobs.py`; shops, customers, conversations, messages and the outbox here.
+`jobs.py`; referrals and coupons in `referrals.py`; shops, customers, conversations,
+messages and the outbox here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import NAMING, Base, Id, UTCDateTime
 from core.models.jobs import ApiToken, Job, JourneyStep, SurveyAnswer
+from core.models.referrals import Coupon, Referral
 
 __all__ = [
     "NAMING",
@@ -35,6 +37,7 @@ __all__ = [
     "Consent",
     "ConsoleSession",
     "Conversation",
+    "Coupon",
     "Customer",
     "CustomerIdentity",
     "DeliveryEvent",
@@ -45,6 +48,7 @@ __all__ = [
     "Message",
     "OutboxItem",
     "Photo",
+    "Referral",
     "SavedReply",
     "Shop",
     "SurveyAnswer",
@@ -100,7 +104,13 @@ class Customer(Base):
     awaiting_until: Mapped[datetime | None]
     # When the customer was thanked for reaching gold: once, however often they reach it.
     gold_thanked_at: Mapped[datetime | None]
+    # The customer's own referral code ("K7Q2M"), given out in thanks and review messages;
+    # set when first needed (core/referrals.py), unique within the shop.
+    referral_code: Mapped[str | None] = mapped_column(String(12))
     created_at: Mapped[datetime]
+
+
+Index("uq_customers_referral_code", Customer.shop_id, Customer.referral_code, unique=True)
 
 
 class CustomerIdentity(Base):
